@@ -1,0 +1,83 @@
+"""The one CLI: ``fleetops <subcommand>``, one subcommand per process of the fleet.
+
+Each component registers its own commands (``<package>.cli:register``); heavy imports stay
+inside the command bodies so ``fleetops --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from fleetops.errors import ConfigError
+from fleetops.plugins import hooks
+
+app = typer.Typer(
+    name="fleetops",
+    help="Operate a Celery fleet: workers, exporter, alerts, dashboards and console.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+REGISTRARS = [
+    "workers.cli:register",
+    "exporters.cli:register",
+    "alerts.cli:register",
+    "dashboards.cli:register",
+    "console.cli:register",
+]
+
+
+@app.command()
+def up(
+    run_dir: Path = typer.Option(
+        None, help="Where logs and state of this run go (default: runs/<timestamp>)."
+    ),
+    load: str = typer.Option("steady", help="Load scenario to run, or 'none'."),
+    stop_after: float = typer.Option(None, help="Stop by itself after this many seconds."),
+) -> None:
+    """Run the whole fleet locally, every process of the data flow, until Ctrl-C."""
+    import os
+
+    from fleetops.fleet.components import assemble
+    from fleetops.fleet.runner import FleetError, FleetRunner
+    from fleetops.fleet.spec import FleetContext
+
+    run_dir = (run_dir or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
+    env = {k: v for k, v in os.environ.items() if k.startswith("FLEETOPS_")}
+    env.setdefault("FLEETOPS_DATA_DIR", str(run_dir / "data"))
+    env["FLEETOPS_LOAD_SCENARIO"] = load
+    ctx = FleetContext(run_dir=run_dir, env=env)
+    runner = FleetRunner(run_dir)
+    try:
+        specs = assemble(ctx)
+        typer.echo(f"fleetops: starting {len(specs)} processes; logs in {run_dir}")
+        for spec in specs:
+            runner.start(spec, ctx.child_env())
+            where = f"  {spec.url}" if spec.url else ""
+            typer.echo(f"  ready  {spec.name:<16}{where}")
+        typer.echo("fleetops: the fleet is running; Ctrl-C stops every process.")
+        runner.watch(stop_after=stop_after)
+    except (FleetError, ConfigError, FileNotFoundError) as exc:
+        typer.echo(f"fleetops: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        runner.stop()
+        typer.echo("fleetops: stopped every process.")
+
+
+def _register_components() -> None:
+    for register in hooks(REGISTRARS):
+        register(app)
+
+
+def main() -> None:
+    _register_components()
+    try:
+        app()
+    except ConfigError as exc:
+        typer.echo(f"fleetops: {exc}", err=True)
+        sys.exit(2)

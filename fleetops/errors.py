@@ -1,0 +1,23 @@
+"""Errors a person can act on: each names the setting or key at fault."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class ConfigError(Exception):
+    """Bad configuration, reported with the offending key and what is wrong with it."""
+
+    @classmethod
+    def from_validation(
+        cls, exc: ValidationError, *, source: str, env_prefix: str = ""
+    ) -> ConfigError:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(part) for part in err["loc"]) or "(root)"
+            if env_prefix:
+                key = env_prefix + key.upper()
+            given = err.get("input")
+            shown = f" (got {given!r})" if not isinstance(given, dict) and given is not None else ""
+            lines.append(f"{key}: {err['msg']}{shown}")
+        return cls(f"invalid configuration in {source}:\n  " + "\n  ".join(lines))

@@ -1,0 +1,1 @@
+"""Run the whole fleet locally: every process of the data flow, one command, one run directory."""

@@ -1,0 +1,85 @@
+"""What a component tells the fleet runner about one of its processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    # Returns True once the process serves; the runner waits for it before the next process.
+    ready: Callable[[], bool] | None = None
+    ready_timeout: float = 60.0
+    # Shown to the person who started the fleet ("where everything is").
+    url: str | None = None
+    cwd: Path | None = None
+
+
+@dataclass
+class FleetContext:
+    """Shared by the component providers while the fleet is assembled, in data-flow order."""
+
+    run_dir: Path
+    env: dict[str, str]
+    endpoints: dict[str, str] = field(default_factory=dict)
+    reserved_ports: set[int] = field(default_factory=set)
+
+    def port(self, preferred: int) -> int:
+        """The preferred port when it is free on loopback, otherwise any free one."""
+        candidate = preferred
+        while candidate in self.reserved_ports or not port_is_free(candidate):
+            candidate = free_port()
+        self.reserved_ports.add(candidate)
+        return candidate
+
+    def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        merged = dict(os.environ)
+        merged.update(self.env)
+        merged.update(extra or {})
+        return merged
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def tcp_ready(host: str, port: int) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    return probe
+
+
+def http_ready(url: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            return httpx.get(url, timeout=1.0).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    return probe
