@@ -1,0 +1,89 @@
+"""The README's fleet command: every process of the data flow starts, the load flows through
+workers to Prometheus, and Ctrl-C leaves no orphan."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import psutil
+from sqlalchemy import create_engine, text
+
+from tests.helpers import wait_for
+from tests.servers import REPO
+
+# workers -> broker -> exporter/Flower -> Prometheus -> console/Alertmanager -> pager
+EXPECTED_PROCESSES = (
+    "redis", "worker-images", "worker-reminders", "beat", "load", "flower", "exporter",
+    "recorder", "pager", "alertmanager", "prometheus", "console",
+)  # fmt: skip
+
+
+def _scraped_jobs(prometheus: str) -> set[str]:
+    targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]
+    return {t["labels"]["job"] for t in targets["activeTargets"] if t["health"] == "up"}
+
+
+def _group_members(pgids: set[int]) -> list[psutil.Process]:
+    alive = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) in pgids:
+                alive.append(process)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return alive
+
+
+def test_fleet_runs_load_through_workers_and_stops_every_process(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETOPS_")}
+    env["FLEETOPS_REMINDER_INTERVAL_SECONDS"] = "5"
+    env["FLEETOPS_PROMETHEUS_SCRAPE_INTERVAL"] = "2s"
+    fleet = subprocess.Popen(
+        [sys.executable, "-m", "fleetops", "up", "--run-dir", str(run_dir), "--load", "steady"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        for line in fleet.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "the fleet is running" in line or ("fleetops: " in line and "stopped" in line):
+                break
+        output = "".join(lines)
+        assert "the fleet is running" in output, output
+        for name in EXPECTED_PROCESSES:
+            assert f"ready  {name}" in output, output
+        manifest = json.loads((run_dir / "processes.json").read_text())
+        pgids = {entry["pid"] for entry in manifest}
+        urls = {entry["name"]: entry["url"] for entry in manifest}
+
+        database = create_engine(f"sqlite:///{run_dir / 'data' / 'fleetops.db'}")
+
+        def processed_images() -> int:
+            with database.connect() as conn:
+                return conn.execute(
+                    text("select count(*) from images where status='done'")
+                ).scalar()
+
+        wait_for(lambda: processed_images() >= 3, timeout=120, message="uploads processed")
+        wait_for(
+            lambda: {"fleetops-exporter", "flower"} <= _scraped_jobs(urls["prometheus"]),
+            timeout=90,
+            message="Prometheus scraping the exporter and Flower",
+        )
+        console = httpx.get(f"{urls['console']}/_stcore/health", timeout=5)
+        assert console.status_code == 200
+    finally:
+        fleet.send_signal(signal.SIGINT)
+        rest = fleet.communicate(timeout=60)[0]
+    assert fleet.returncode == 0, rest
+    assert "stopped every process" in rest
+    assert _group_members(pgids) == []
+    for entry in manifest:
+        assert Path(entry["log"]).exists()

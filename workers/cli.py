@@ -1,0 +1,134 @@
+"""CLI commands for the workers: load scenarios, uploads and the dead-letter queue."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import typer
+
+dlq = typer.Typer(help="The dead-letter queue: tasks that failed for good.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("load")(load)
+    app.command("upload")(upload)
+    app.add_typer(dlq, name="dlq")
+
+
+def load(
+    scenario: str = typer.Option("steady", help="steady | burst | failure-storm | reminders"),
+    rate: float = typer.Option(2.0, help="steady: uploads per second."),
+    duration: float = typer.Option(None, help="steady: stop after this many seconds."),
+    count: int = typer.Option(None, help="burst / failure-storm / reminders: how many."),
+    seed: int = typer.Option(0, help="Seed of the generated images."),
+) -> None:
+    """Drive the fleet with a load scenario."""
+    from workers import config
+    from workers import load as scenarios
+
+    if scenario not in scenarios.SCENARIOS:
+        raise typer.BadParameter(f"unknown scenario {scenario!r}; one of {scenarios.SCENARIOS}")
+    runner = scenarios.Load(config.load(), seed=seed)
+    stopping = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stopping.update(flag=True))
+    try:
+        if scenario == "steady":
+            scenarios.steady(runner, rate, duration, stop=lambda: stopping["flag"])
+        elif scenario == "burst":
+            scenarios.burst(runner, count or 1000)
+        elif scenario == "failure-storm":
+            scenarios.failure_storm(runner, count or 200)
+        else:
+            scenarios.reminders(runner, count or 100)
+    except KeyboardInterrupt:
+        pass
+    typer.echo(f"load {scenario}: {runner.report}")
+
+
+def upload(path: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None:
+    """Upload an image and queue its processing; prints the image id."""
+    from workers import config
+    from workers.images.upload import submit_file
+
+    typer.echo(submit_file(path, config.load()))
+
+
+def _filters(ids: list[str] | None, name: str | None, exception: str | None):  # type: ignore[no-untyped-def]
+    from workers import deadletter
+
+    return deadletter.selector(ids=ids, name=name, exception=exception)
+
+
+@dlq.command("list")
+def dlq_list(
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    limit: int = typer.Option(1000),
+) -> None:
+    """List dead-lettered tasks without removing them."""
+    from workers import deadletter
+    from workers.app import app
+
+    letters = deadletter.entries(app, limit=limit)
+    for letter in letters:
+        if as_json:
+            typer.echo(json.dumps(letter.__dict__))
+        else:
+            typer.echo(
+                f"{letter.id}  {letter.failed_at[:19]}  {letter.name}  queue={letter.queue}"
+                f"  {letter.exception}: {letter.reason}"
+            )
+    if not as_json:
+        typer.echo(f"{len(letters)} dead-lettered task(s)", err=True)
+
+
+@dlq.command("requeue")
+def dlq_requeue(
+    ids: list[str] = typer.Argument(None, help="Entry or task ids; none with --all or a filter."),
+    name: str = typer.Option(None, help="Only tasks with this name."),
+    exception: str = typer.Option(None, help="Only tasks that failed with this exception."),
+    all_: bool = typer.Option(False, "--all", help="Every entry."),
+    dry_run: bool = typer.Option(False, help="Show what would be requeued."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Send dead-lettered tasks back to their original queue."""
+    _act("requeue", ids, name, exception, all_, dry_run, yes)
+
+
+@dlq.command("purge")
+def dlq_purge(
+    ids: list[str] = typer.Argument(None),
+    name: str = typer.Option(None),
+    exception: str = typer.Option(None),
+    all_: bool = typer.Option(False, "--all"),
+    dry_run: bool = typer.Option(False),
+    yes: bool = typer.Option(False, "--yes"),
+) -> None:
+    """Delete dead-lettered tasks for good."""
+    _act("purge", ids, name, exception, all_, dry_run, yes)
+
+
+def _act(action: str, ids, name, exception, all_: bool, dry_run: bool, yes: bool) -> None:  # type: ignore[no-untyped-def]
+    from workers import deadletter
+    from workers.app import app
+
+    if not (ids or name or exception or all_):
+        typer.echo("say which entries: ids, --name, --exception or --all", err=True)
+        raise typer.Exit(2)
+    select = _filters(ids, name, exception)
+    if not dry_run and not yes:
+        matching = [letter for letter in deadletter.entries(app) if select(letter)]
+        if not matching:
+            typer.echo("no matching entries")
+            return
+        if not sys.stdin.isatty() or not typer.confirm(f"{action} {len(matching)} entries?"):
+            typer.echo("not confirmed; nothing changed (use --yes to skip the question)", err=True)
+            raise typer.Exit(1)
+    handler = deadletter.requeue if action == "requeue" else deadletter.purge
+    done = handler(app, select, dry_run=dry_run)
+    verb = f"would {action}" if dry_run else f"{action}d"
+    for letter in done:
+        typer.echo(f"{verb} {letter.id} {letter.name} -> {letter.queue}")
+    typer.echo(f"{verb} {len(done)} entries", err=True)

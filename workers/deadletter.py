@@ -1,0 +1,161 @@
+"""The dead-letter queue: tasks that failed for good, kept with everything needed to retry them.
+
+Entries are messages in the broker queue ``dead_letter`` (no worker consumes it), so it works on
+every broker and its depth is measured like any other queue. Browsing takes messages without
+acknowledging them; closing the channel hands them back, so a listing never loses an entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback as tb
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from celery import Celery
+from kombu import Connection, Exchange, Queue
+
+from workers.queues import DEAD_LETTER
+
+log = logging.getLogger(__name__)
+
+DLQ_EXCHANGE = Exchange(DEAD_LETTER, type="direct", durable=True)
+DLQ_QUEUE = Queue(DEAD_LETTER, DLQ_EXCHANGE, routing_key=DEAD_LETTER, durable=True)
+
+
+@dataclass
+class DeadLetter:
+    task_id: str
+    name: str
+    args: list
+    kwargs: dict
+    queue: str
+    exception: str
+    reason: str
+    traceback: str = ""
+    retries: int = 0
+    hostname: str = ""
+    failed_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @classmethod
+    def from_body(cls, body: dict) -> DeadLetter:
+        known = {k: body[k] for k in cls.__dataclass_fields__ if k in body}
+        return cls(**known)
+
+
+def record(app: Celery, letter: DeadLetter) -> None:
+    with app.connection_for_write() as conn:
+        producer = conn.Producer(serializer="json")
+        producer.publish(
+            asdict(letter),
+            exchange=DLQ_EXCHANGE,
+            routing_key=DEAD_LETTER,
+            declare=[DLQ_QUEUE],
+            retry=True,
+            retry_policy={"max_retries": 5, "interval_start": 0.5, "interval_step": 1},
+        )
+    log.warning(
+        "dead-lettered %s[%s] from %s: %s", letter.name, letter.task_id, letter.queue, letter.reason
+    )
+
+
+def from_failure(task_name: str, task_id: str, request, exc: BaseException, einfo) -> DeadLetter:  # type: ignore[no-untyped-def]
+    delivery = getattr(request, "delivery_info", None) or {}
+    return DeadLetter(
+        task_id=task_id,
+        name=task_name,
+        args=list(getattr(request, "args", None) or []),
+        kwargs=dict(getattr(request, "kwargs", None) or {}),
+        queue=delivery.get("routing_key") or "",
+        exception=type(exc).__name__,
+        reason=str(exc) or type(exc).__name__,
+        traceback=str(einfo) if einfo else "".join(tb.format_exception(exc)),
+        retries=int(getattr(request, "retries", 0) or 0),
+        hostname=getattr(request, "hostname", "") or "",
+    )
+
+
+@contextmanager
+def _browse(app: Celery) -> Iterator[tuple[Connection, Callable[[], object | None]]]:
+    with app.connection_for_read() as conn:
+        channel = conn.channel()
+        queue = DLQ_QUEUE.bind(channel)
+        queue.declare()
+        try:
+            yield conn, lambda: queue.get(no_ack=False, accept=["json"])
+        finally:
+            # Unacknowledged messages go back to the queue when the channel closes.
+            channel.close()
+
+
+def entries(app: Celery, limit: int = 1000) -> list[DeadLetter]:
+    found: list[DeadLetter] = []
+    with _browse(app) as (_conn, get):
+        while len(found) < limit:
+            message = get()
+            if message is None:
+                break
+            found.append(DeadLetter.from_body(message.payload))
+    return found
+
+
+def take(
+    app: Celery,
+    select: Callable[[DeadLetter], bool],
+    act: Callable[[DeadLetter], None],
+    limit: int = 100_000,
+) -> list[DeadLetter]:
+    """Run ``act`` on each selected entry and remove it; leave every other entry in place."""
+    taken: list[DeadLetter] = []
+    with _browse(app) as (_conn, get):
+        for _ in range(limit):
+            message = get()
+            if message is None:
+                break
+            letter = DeadLetter.from_body(message.payload)
+            if select(letter):
+                act(letter)
+                message.ack()
+                taken.append(letter)
+    return taken
+
+
+def requeue(
+    app: Celery, select: Callable[[DeadLetter], bool], dry_run: bool = False
+) -> list[DeadLetter]:
+    if dry_run:
+        return [letter for letter in entries(app) if select(letter)]
+
+    def resend(letter: DeadLetter) -> None:
+        app.send_task(
+            letter.name, args=letter.args, kwargs=letter.kwargs, queue=letter.queue or None
+        )
+
+    return take(app, select, resend)
+
+
+def purge(
+    app: Celery, select: Callable[[DeadLetter], bool], dry_run: bool = False
+) -> list[DeadLetter]:
+    if dry_run:
+        return [letter for letter in entries(app) if select(letter)]
+    return take(app, select, lambda _letter: None)
+
+
+def selector(
+    ids: list[str] | None = None, name: str | None = None, exception: str | None = None
+) -> Callable[[DeadLetter], bool]:
+    wanted = set(ids or [])
+
+    def select(letter: DeadLetter) -> bool:
+        if wanted and letter.id not in wanted and letter.task_id not in wanted:
+            return False
+        if name and letter.name != name:
+            return False
+        return not (exception and letter.exception != exception)
+
+    return select

@@ -1,0 +1,1 @@
+"""Image processing: thumbnails, checksum, dimensions and near-duplicate detection."""

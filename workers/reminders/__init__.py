@@ -1,0 +1,1 @@
+"""Idempotent "due soon" reminders, scheduled by Beat."""

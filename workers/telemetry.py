@@ -1,0 +1,106 @@
+"""Worker memory telemetry as Celery events.
+
+One line in any Celery app turns it on::
+
+    from workers.telemetry import enable_telemetry
+    enable_telemetry(app)
+
+Every interval each worker sends a ``worker-telemetry`` event (fields in docs/metrics.md) with
+the resident memory of its main process plus pool children and its memory limit, so the
+exporter, Flower or any other event consumer can compare memory with the breaking points
+without polling the worker's host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import psutil
+from celery import Celery, bootsteps
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPE = "worker-telemetry"
+INTERVAL_SETTING = "fleetops_telemetry_interval"
+DEFAULT_INTERVAL = 5.0
+# cgroup v1 reports "no limit" as a number close to 2**63.
+_UNLIMITED = 1 << 60
+
+
+def memory_limit_bytes() -> int:
+    """The cgroup memory limit of this process where one is set, else the host's memory."""
+    for path in (
+        Path("/sys/fs/cgroup/memory.max"),
+        Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+    ):
+        try:
+            raw = path.read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < _UNLIMITED:
+            return int(raw)
+    return psutil.virtual_memory().total
+
+
+def resident_bytes(pid: int | None = None) -> int:
+    process = psutil.Process(pid or os.getpid())
+    total = process.memory_info().rss
+    for child in process.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:  # a pool child may exit between listing and reading
+            continue
+    return total
+
+
+def snapshot(pool_size: int, max_memory_per_child_kb: int | None) -> dict:
+    rss, limit = resident_bytes(), memory_limit_bytes()
+    return {
+        "rss_bytes": rss,
+        "memory_limit_bytes": limit,
+        "memory_percent": round(100.0 * rss / limit, 3),
+        "pool_size": pool_size,
+        "max_memory_per_child_kb": max_memory_per_child_kb,
+    }
+
+
+class TelemetryStep(bootsteps.StartStopStep):
+    """Consumer step: sends telemetry through the consumer's own event dispatcher."""
+
+    requires = ("celery.worker.consumer.events:Events",)
+
+    def __init__(self, parent, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(parent, **kwargs)
+        self.timer_ref = None
+        self.interval = float(parent.app.conf.get(INTERVAL_SETTING) or DEFAULT_INTERVAL)
+
+    def start(self, consumer) -> None:  # type: ignore[no-untyped-def]
+        self.timer_ref = consumer.timer.call_repeatedly(
+            self.interval, self.send, (consumer,), priority=10
+        )
+        self.send(consumer)
+
+    def stop(self, consumer) -> None:  # type: ignore[no-untyped-def]
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+            self.timer_ref = None
+
+    def send(self, consumer) -> None:  # type: ignore[no-untyped-def]
+        dispatcher = getattr(consumer, "event_dispatcher", None)
+        if dispatcher is None or not dispatcher.enabled:
+            return
+        pool = getattr(consumer, "pool", None)
+        pool_size = getattr(pool, "num_processes", None) or getattr(pool, "limit", 0) or 0
+        try:
+            fields = snapshot(int(pool_size), consumer.app.conf.worker_max_memory_per_child)
+            dispatcher.send(EVENT_TYPE, **fields)
+        except Exception:  # telemetry must never take the worker down
+            log.exception("could not send worker telemetry")
+
+
+def enable_telemetry(app: Celery, interval: float | None = None) -> None:
+    if interval is not None:
+        app.conf[INTERVAL_SETTING] = interval
+    app.steps["consumer"].add(TelemetryStep)
