@@ -1,0 +1,30 @@
+"""The recorder's place in the local fleet: after the broker and workers, before the console
+(which reads the history database)."""
+
+from __future__ import annotations
+
+import sys
+
+from fleetops.fleet.spec import FleetContext, ProcessSpec, http_ready
+from fleetops.settings import ENV_PREFIX
+
+
+def processes(ctx: FleetContext) -> list[ProcessSpec]:
+    port = ctx.port(9818)
+    env = {ENV_PREFIX + "HISTORY_METRICS_PORT": str(port)}
+    ctx.env.update(env)
+    # The console and `fleetops history` read the same database; pass the default along
+    # explicitly so every process agrees on it.
+    if ENV_PREFIX + "HISTORY_DATABASE_URL" in ctx.env:
+        database = ctx.env[ENV_PREFIX + "HISTORY_DATABASE_URL"]
+    else:
+        from exporters.history.settings import HistorySettings
+
+        data_dir = ctx.env.get(ENV_PREFIX + "DATA_DIR", str(ctx.run_dir / "data"))
+        database = HistorySettings(data_dir=data_dir).effective_history_database_url
+        ctx.env[ENV_PREFIX + "HISTORY_DATABASE_URL"] = database
+    ctx.endpoints["history_database"] = database
+    url = f"http://127.0.0.1:{port}/metrics"
+    ctx.endpoints["history_metrics"] = url
+    argv = [sys.executable, "-c", "from fleetops.cli import main; main()", "recorder"]
+    return [ProcessSpec("recorder", argv, env=env, ready=http_ready(url), url=url)]

@@ -1,0 +1,258 @@
+"""Fold a batch of Celery events into one row per task and one per worker.
+
+The same rule decides a task's state here (within a batch) and in the SQL upsert (across
+batches, see upsert.py), so the stored result does not depend on the order or the number of
+times events arrive:
+
+* every event carries a *state key* ``(state_class, timestamp, rank)``; the state of the event
+  with the greatest key wins;
+* ``state_class`` is 0 for task-sent (a client's clock must never beat a worker's), 1 for the
+  events of a running attempt (received, started, retried, rejected) and 2 for the final ones
+  (succeeded, failed, revoked): a late or replayed ``task-received`` never overwrites SUCCESS;
+* within a class the event's own timestamp orders attempts (a retry re-uses the task id), and
+  ``rank`` breaks ties between events stamped in the same instant;
+* lifecycle timestamps keep the latest value per column, other fields the first non-empty one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from exporters.history.schema import tasks, workers
+
+Event = dict[str, Any]
+
+# event type -> (state, state_class, rank, lifecycle column)
+TASK_EVENTS: dict[str, tuple[str, int, int, str]] = {
+    "task-sent": ("PENDING", 0, 0, "sent_at"),
+    "task-received": ("RECEIVED", 1, 1, "received_at"),
+    "task-started": ("STARTED", 1, 2, "started_at"),
+    "task-rejected": ("REJECTED", 1, 3, "rejected_at"),
+    "task-retried": ("RETRY", 1, 4, "retried_at"),
+    "task-revoked": ("REVOKED", 2, 1, "revoked_at"),
+    "task-failed": ("FAILURE", 2, 2, "failed_at"),
+    "task-succeeded": ("SUCCESS", 2, 3, "succeeded_at"),
+}
+WORKER_EVENTS = {
+    "worker-online": "online",
+    "worker-heartbeat": "online",
+    "worker-telemetry": "online",
+    "worker-offline": "offline",
+}
+WORKER_NUMBERS: dict[str, type] = {
+    "pid": int,
+    "freq": float,
+    "active": int,
+    "processed": int,
+    "pool_size": int,
+    "rss_bytes": int,
+    "memory_limit_bytes": int,
+    "memory_percent": float,
+}
+LIFECYCLE_COLUMNS = tuple(spec[3] for spec in TASK_EVENTS.values())
+# Fields copied from task events when present; the first non-empty value is kept.
+DESCRIPTIVE_FIELDS = ("name", "queue", "exchange", "routing_key", "root_id", "parent_id")
+TEXT_FIELDS = ("eta", "expires")
+
+_TASK_TEMPLATE: dict[str, Any] = {str(column.name): None for column in tasks.columns}
+_WORKER_TEMPLATE: dict[str, Any] = {str(column.name): None for column in workers.columns}
+_EXCEPTION_CLASS = re.compile(r"\s*([\w.]+)")
+
+
+@dataclass(frozen=True)
+class Limits:
+    record_args: bool = True
+    args_max_chars: int = 1024
+    traceback_max_chars: int = 16_384
+
+
+def exception_class(text: str | None) -> str | None:
+    """``"ValueError('boom')"`` -> ``"ValueError"``; dotted paths keep the class name only."""
+    if not text:
+        return None
+    match = _EXCEPTION_CLASS.match(text)
+    return match.group(1).rsplit(".", 1)[-1] if match else None
+
+
+def truncate(value: Any, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    # The ellipsis tells the reader the value was cut, not that the task got a shorter one.
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _timestamp(event: Event) -> float:
+    value = float(event.get("timestamp") or time.time())
+    if not math.isfinite(value):
+        raise ValueError(f"timestamp {value!r} is not a time")
+    return value
+
+
+def _later(current: float | None, candidate: float) -> float:
+    return candidate if current is None or candidate > current else current
+
+
+class BatchMerger:
+    """Accumulates events; ``task_rows``/``worker_rows`` give one merged row per key."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.workers: dict[str, dict[str, Any]] = {}
+        self.ignored = 0
+        self.malformed = 0
+
+    def __len__(self) -> int:
+        return len(self.tasks) + len(self.workers)
+
+    def clear(self) -> None:
+        self.tasks.clear()
+        self.workers.clear()
+        self.ignored = 0
+        self.malformed = 0
+
+    def add_all(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.add(event)
+
+    def add(self, event: Event) -> bool:
+        """Fold one event in; False (and counted in ``malformed``) when it cannot be read."""
+        try:
+            kind = event.get("type")
+            spec = TASK_EVENTS.get(kind)  # type: ignore[arg-type]
+            if spec is not None:
+                self._add_task(event, spec)
+            elif kind in WORKER_EVENTS:
+                self._add_worker(event, WORKER_EVENTS[kind])
+            else:
+                self.ignored += 1
+        except (TypeError, ValueError, AttributeError):
+            # A field of the wrong type (a producer bug or a foreign event): skip the event,
+            # never the batch. Fields folded in before the error are plain values, still valid.
+            self.malformed += 1
+            return False
+        return True
+
+    def _add_task(self, event: Event, spec: tuple[str, int, int, str]) -> None:
+        task_id = event.get("uuid")
+        if not task_id:
+            self.ignored += 1
+            return
+        state, state_class, rank, column = spec
+        timestamp = _timestamp(event)
+        row = self.tasks.get(task_id)
+        if row is None:
+            row = _TASK_TEMPLATE.copy()
+            row["task_id"] = str(task_id)
+            row["state"] = state
+            row["state_class"], row["state_ts"], row["state_rank"] = state_class, timestamp, rank
+            row["timestamp"] = timestamp
+            wins = True
+            self.tasks[task_id] = row
+        else:
+            wins = (state_class, timestamp, rank) > (
+                row["state_class"],
+                row["state_ts"],
+                row["state_rank"],
+            )
+            if wins:
+                row["state"] = state
+                row["state_class"], row["state_ts"], row["state_rank"] = (
+                    state_class,
+                    timestamp,
+                    rank,
+                )
+            if timestamp > row["timestamp"]:
+                row["timestamp"] = timestamp
+        row[column] = _later(row[column], timestamp)
+
+        for field in DESCRIPTIVE_FIELDS:
+            if row[field] is None:
+                value = event.get(field)
+                if value:
+                    row[field] = str(value)
+        if state_class:  # task-sent names the client's host, not the worker
+            hostname = event.get("hostname")
+            if hostname and (wins or row["worker"] is None):
+                row["worker"] = hostname
+        retries = event.get("retries")
+        if retries is not None:
+            retries = int(retries)
+            if row["retries"] is None or retries > row["retries"]:
+                row["retries"] = retries
+        if "args" in event or "kwargs" in event or "result" in event:
+            self._add_payload(row, event)
+        for field in TEXT_FIELDS:
+            value = event.get(field)
+            if value and row[field] is None:
+                row[field] = str(value)[:64]
+        runtime = event.get("runtime")
+        if runtime is not None:
+            row["runtime"] = float(runtime)
+        exception = event.get("exception")
+        if exception and (wins or row["exception"] is None):
+            limit = self.limits.traceback_max_chars
+            row["exception"] = truncate(exception, limit)
+            row["exception_type"] = exception_class(str(exception))
+            row["traceback"] = truncate(event.get("traceback"), limit)
+        if row["runtime"] is None and row["failed_at"] and row["started_at"]:
+            row["runtime"] = max(0.0, row["failed_at"] - row["started_at"])
+
+    def _add_payload(self, row: dict[str, Any], event: Event) -> None:
+        if not self.limits.record_args:
+            return
+        limit = self.limits.args_max_chars
+        for field in ("args", "kwargs", "result"):
+            if row[field] is None:
+                value = event.get(field)
+                if value is not None:
+                    row[field] = truncate(value, limit)
+
+    def _add_worker(self, event: Event, status: str) -> None:
+        hostname = event.get("hostname")
+        if not hostname:
+            self.ignored += 1
+            return
+        timestamp = _timestamp(event)
+        row = self.workers.get(hostname)
+        if row is None:
+            row = _WORKER_TEMPLATE.copy()
+            row.update(
+                hostname=hostname,
+                status=status,
+                status_ts=timestamp,
+                first_seen=timestamp,
+                last_seen=timestamp,
+            )
+            self.workers[hostname] = row
+        else:
+            if timestamp >= row["status_ts"]:
+                row["status"], row["status_ts"] = status, timestamp
+            row["first_seen"] = min(row["first_seen"], timestamp)
+            row["last_seen"] = max(row["last_seen"], timestamp)
+        kind = event["type"]
+        if kind == "worker-online":
+            row["online_at"] = _later(row["online_at"], timestamp)
+        elif kind == "worker-offline":
+            row["offline_at"] = _later(row["offline_at"], timestamp)
+        elif kind == "worker-heartbeat":
+            row["heartbeat_at"] = _later(row["heartbeat_at"], timestamp)
+        # Gauges: the newest event's value wins.
+        newest = timestamp >= row["last_seen"]
+        for field, kind in WORKER_NUMBERS.items():
+            value = event.get(field)
+            if value is not None and (newest or row[field] is None):
+                row[field] = kind(value)
+        for field in ("sw_ident", "sw_ver", "sw_sys"):
+            value = event.get(field)
+            if value:
+                row[field] = str(value)[:64]
+        loadavg = event.get("loadavg")
+        if loadavg:
+            row["loadavg"] = ",".join(str(x) for x in loadavg)[:64]

@@ -1,0 +1,95 @@
+"""Retention: drop task rows by age and by count, failures kept longer, and forget workers
+not seen for the retention period. Deletes go in chunks so the console and the recorder never
+wait long on a lock."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, delete, func, select
+
+from exporters.history.schema import tasks, workers
+
+FAILED = "FAILURE"
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    max_age_days: float = 7.0
+    failed_max_age_days: float = 30.0
+    max_rows: int = 1_000_000
+    max_failed_rows: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    by_age: int
+    by_count: int
+    workers: int
+
+    @property
+    def total(self) -> int:
+        return self.by_age + self.by_count
+
+
+def prune(
+    engine: Engine, policy: RetentionPolicy, *, now: float | None = None, chunk: int = 10_000
+) -> PruneResult:
+    now = time.time() if now is None else now
+    others, failed = tasks.c.state != FAILED, tasks.c.state == FAILED
+    by_age = _delete_older(engine, others, now - policy.max_age_days * DAY, chunk)
+    by_age += _delete_older(engine, failed, now - policy.failed_max_age_days * DAY, chunk)
+    by_count = _delete_beyond(engine, others, policy.max_rows, chunk)
+    by_count += _delete_beyond(engine, failed, policy.max_failed_rows, chunk)
+    with engine.begin() as connection:
+        gone = connection.execute(
+            delete(workers).where(workers.c.last_seen < now - policy.max_age_days * DAY)
+        ).rowcount
+    return PruneResult(by_age, by_count, gone)
+
+
+def _delete_older(engine: Engine, which: object, cutoff: float, chunk: int) -> int:
+    return _delete_chunks(engine, which, tasks.c.timestamp < cutoff, chunk)
+
+
+def _delete_beyond(engine: Engine, which: object, keep: int, chunk: int) -> int:
+    """Keep the newest ``keep`` rows matching ``which``; delete the rest."""
+    with engine.connect() as connection:
+        cutoff = connection.execute(
+            select(tasks.c.timestamp)
+            .where(which)  # type: ignore[arg-type]
+            .order_by(tasks.c.timestamp.desc())
+            .offset(keep)
+            .limit(1)
+        ).scalar()
+    if cutoff is None:
+        return 0
+    return _delete_chunks(engine, which, tasks.c.timestamp <= cutoff, chunk)
+
+
+def _delete_chunks(engine: Engine, which: object, older: object, chunk: int) -> int:
+    removed = 0
+    while True:
+        ids = (
+            select(tasks.c.task_id)
+            .where(which, older)  # type: ignore[arg-type]
+            .order_by(tasks.c.timestamp)
+            .limit(chunk)
+            .scalar_subquery()
+        )
+        with engine.begin() as connection:
+            count = connection.execute(delete(tasks).where(tasks.c.task_id.in_(ids))).rowcount
+        removed += count
+        if count < chunk:
+            return removed
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(tasks.c.state, func.count()).group_by(tasks.c.state)).all()
+    counts = {"failed": 0, "other": 0}
+    for state, count in rows:
+        counts["failed" if state == FAILED else "other"] += count
+    return counts

@@ -1,0 +1,134 @@
+"""The history tables. The Alembic migrations in ``migrations/`` create exactly these; a test
+checks that the migrated database matches this metadata.
+
+Times are UTC epoch seconds in DOUBLE columns, as in Celery events and Flower: exact, cheap to
+compare and index on SQLite and PostgreSQL alike. ``queries`` turns them into datetimes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    literal_column,
+)
+
+metadata = MetaData()
+
+# Alembic's bookkeeping table, named so it never collides with an application's own migrations
+# when the history shares a database with it.
+VERSION_TABLE = "history_alembic_version"
+
+tasks = Table(
+    "history_tasks",
+    metadata,
+    Column("task_id", String(255), primary_key=True),
+    Column("name", String(255)),
+    Column("state", String(16), nullable=False),
+    Column("queue", String(255)),
+    Column("exchange", String(255)),
+    Column("routing_key", String(255)),
+    Column("worker", String(255)),
+    Column("retries", Integer),
+    Column("root_id", String(255)),
+    Column("parent_id", String(255)),
+    # Lifecycle, latest attempt (a retry re-sends the same task id).
+    Column("sent_at", Double),
+    Column("received_at", Double),
+    Column("started_at", Double),
+    Column("succeeded_at", Double),
+    Column("failed_at", Double),
+    Column("retried_at", Double),
+    Column("revoked_at", Double),
+    Column("rejected_at", Double),
+    Column("eta", String(64)),
+    Column("expires", String(64)),
+    Column("runtime", Double),
+    Column("args", Text),
+    Column("kwargs", Text),
+    Column("result", Text),
+    Column("exception_type", String(255)),
+    Column("exception", Text),
+    Column("traceback", Text),
+    # Time of the latest event seen for the task: sort key of every search and of retention.
+    Column("timestamp", Double, nullable=False),
+    # Which event decided `state` (see merge.py): (state_class, state_ts, state_rank) only
+    # ever grows, so replays, duplicates and late events cannot move a task backwards.
+    Column("state_class", SmallInteger, nullable=False),
+    Column("state_ts", Double, nullable=False),
+    Column("state_rank", SmallInteger, nullable=False),
+)
+
+# The console's searches: newest first, filtered by name+state, state, worker, queue, exception.
+Index("ix_history_tasks_timestamp", tasks.c.timestamp)
+Index("ix_history_tasks_name_state_timestamp", tasks.c.name, tasks.c.state, tasks.c.timestamp)
+Index("ix_history_tasks_state_timestamp", tasks.c.state, tasks.c.timestamp)
+Index("ix_history_tasks_worker_timestamp", tasks.c.worker, tasks.c.timestamp)
+Index("ix_history_tasks_queue_timestamp", tasks.c.queue, tasks.c.timestamp)
+Index("ix_history_tasks_exception_timestamp", tasks.c.exception_type, tasks.c.timestamp)
+Index("ix_history_tasks_root_id", tasks.c.root_id)
+# Migration 0002: a task's children (partial: most tasks have no parent, and a plain index's
+# statistics make the planner refuse it), and one name newest first without a state.
+Index(
+    "ix_history_tasks_parent_id",
+    tasks.c.parent_id,
+    sqlite_where=tasks.c.parent_id.is_not(None),
+    postgresql_where=tasks.c.parent_id.is_not(None),
+)
+Index("ix_history_tasks_name_timestamp", tasks.c.name, tasks.c.timestamp)
+# The Failures page, from the index alone. Partial indexes are used only when the query names
+# the same literal state: queries.failures() writes FAILED_STATE as a literal, not a parameter.
+FAILED_STATE = literal_column("'FAILURE'")
+Index(
+    "ix_history_tasks_failures",
+    tasks.c.state,
+    tasks.c.timestamp,
+    tasks.c.name,
+    tasks.c.exception_type,
+    tasks.c.task_id,
+    sqlite_where=tasks.c.state == FAILED_STATE,
+    postgresql_where=tasks.c.state == FAILED_STATE,
+)
+
+# PostgreSQL only (created by the migration when pg_trgm is available): trigram indexes that
+# make substring search on arguments and exception messages use an index.
+TRIGRAM_INDEXES = {
+    "ix_history_tasks_args_trgm": "args",
+    "ix_history_tasks_kwargs_trgm": "kwargs",
+    "ix_history_tasks_exception_trgm": "exception",
+}
+
+workers = Table(
+    "history_workers",
+    metadata,
+    Column("hostname", String(255), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("first_seen", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+    Column("online_at", Double),
+    Column("offline_at", Double),
+    Column("heartbeat_at", Double),
+    Column("pid", Integer),
+    Column("sw_ident", String(64)),
+    Column("sw_ver", String(64)),
+    Column("sw_sys", String(64)),
+    Column("freq", Double),
+    Column("active", Integer),
+    Column("processed", BigInteger),
+    Column("loadavg", String(64)),
+    Column("rss_bytes", BigInteger),
+    Column("memory_limit_bytes", BigInteger),
+    Column("memory_percent", Double),
+    Column("pool_size", Integer),
+    # Timestamp of the event that set `status` (online/offline), so a late heartbeat from
+    # before a worker-offline cannot bring it back online.
+    Column("status_ts", Double, nullable=False),
+)

@@ -1,0 +1,69 @@
+"""HTTP: ``/metrics`` from memory, ``/healthz`` for probes, an index page for people."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+from exporters.metrics.render import CONTENT_TYPE
+
+log = logging.getLogger(__name__)
+
+INDEX = b"""<html><head><title>fleetops exporter</title></head><body>
+<h1>fleetops exporter</h1><p><a href="/metrics">/metrics</a> &middot;
+<a href="/healthz">/healthz</a></p></body></html>"""
+
+
+class MetricsServer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        render: Callable[[frozenset[str] | None], bytes],
+        health: Callable[[], tuple[bool, str]],
+    ) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                if path == "/metrics":
+                    names = parse_qs(query).get("name[]")
+                    self._answer(200, CONTENT_TYPE, render(frozenset(names) if names else None))
+                elif path == "/healthz":
+                    healthy, text = health()
+                    self._answer(200 if healthy else 503, "text/plain", text.encode() + b"\n")
+                elif path == "/":
+                    self._answer(200, "text/html", INDEX)
+                else:
+                    self._answer(404, "text/plain", b"not found\n")
+
+            def _answer(self, code: int, content_type: str, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                log.debug("%s %s", self.address_string(), format % args)
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, name="http", kwargs={"poll_interval": 0.5}, daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

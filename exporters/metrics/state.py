@@ -1,0 +1,569 @@
+"""Everything the event stream taught us, as plain numbers; applied by one thread only.
+
+Series are small objects keyed by their labels, created on first use within a cap
+(``max_series``). Task records (what ``task-sent`` said about a task, needed to label and time
+the later events of that task) live in a bounded table, so memory stays flat whatever the
+stream does. Every oddity (duplicate, out of order, clock skew, unknown task) is counted in
+``anomalies`` and logged once per kind; none of them can make a counter wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import islice
+
+from exporters.metrics.histogram import Histogram
+from exporters.metrics.names import exception_label, hostname_label
+from exporters.metrics.rates import MinuteRate
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+TASK_EVENTS = (
+    "task-sent",
+    "task-received",
+    "task-started",
+    "task-succeeded",
+    "task-failed",
+    "task-retried",
+    "task-rejected",
+    "task-revoked",
+)
+KNOWN_EVENTS = frozenset(
+    (
+        *TASK_EVENTS,
+        "worker-online",
+        "worker-heartbeat",
+        "worker-offline",
+        "worker-telemetry",
+        "beat-sent",
+    )
+)
+# Series each tracked object renders (a histogram counts once): used by the series cap.
+TASK_SERIES_WEIGHT = 9  # 8 counters + celery_task_runtime
+TASK_QUEUE_SERIES_WEIGHT = 4  # runtime succeeded/failed, queue wait, latency
+WORKER_SERIES_WEIGHT = 8
+BEAT_SERIES_WEIGHT = 2
+
+
+class TaskSeries:
+    """Counters of one (name, hostname, queue_name): the peer-compatible label set."""
+
+    __slots__ = (
+        "failed",
+        "received",
+        "rejected",
+        "retried",
+        "revoked",
+        "runtime",
+        "sent",
+        "started",
+        "succeeded",
+    )
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.sent = self.received = self.started = self.succeeded = 0
+        self.retried = self.rejected = self.revoked = 0
+        self.failed: dict[str, int] = {}
+        self.runtime = Histogram(bounds)
+
+
+class TaskQueueSeries:
+    """Latency histograms of one (name, queue_name), without the worker."""
+
+    __slots__ = ("latency", "runtime_failed", "runtime_succeeded", "wait")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.runtime_succeeded = Histogram(bounds)
+        self.runtime_failed = Histogram(bounds)
+        self.wait = Histogram(bounds)
+        self.latency = Histogram(bounds)
+
+
+class TaskRecord:
+    """What is known about one task in flight."""
+
+    __slots__ = ("name", "queue", "received_ts", "retried_ts", "sent_ts", "started_ts")
+
+    def __init__(self, name: str, queue: str) -> None:
+        self.name = name
+        self.queue = queue
+        self.sent_ts: float | None = None
+        self.received_ts: float | None = None
+        self.started_ts: float | None = None
+        self.retried_ts: float | None = None
+
+
+@dataclass
+class WorkerSeries:
+    node: str  # the worker's own node name, e.g. celery@host (used to ask it for its queues)
+    last_seen: float  # monotonic time we last heard from it
+    offline: bool = False  # sent worker-offline (a clean stop); any later worker event clears it
+    active: int = 0
+    processed: int = 0
+    pool_size: int | None = None
+    rss_bytes: int | None = None
+    memory_limit_bytes: int | None = None
+    memory_percent: float | None = None
+
+
+@dataclass
+class BeatSeries:
+    last_run: float
+    interval: float | None
+
+
+@dataclass
+class Limits:
+    max_series: int = 200_000
+    max_tasks: int = 200_000
+    finished_memory: int = 50_000
+    worker_timeout: float = 30.0
+    purge_offline_after: float = 600.0
+
+
+@dataclass
+class FleetState:
+    bounds: tuple[float, ...]
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        self.task_series: dict[tuple[str, str, str], TaskSeries] = {}
+        self.task_queue_series: dict[tuple[str, str], TaskQueueSeries] = {}
+        self.workers: dict[str, WorkerSeries] = {}
+        self.beat: dict[str, BeatSeries] = {}
+        self.tasks: dict[str, TaskRecord] = {}
+        self.finished: dict[str, tuple[str, float | None, TaskRecord]] = {}
+        self.arrivals: dict[str, MinuteRate] = {}
+        self.completions: dict[str, MinuteRate] = {}
+        self.events_by_type: dict[str, int] = {}
+        self.decode_errors: dict[str, int] = {}
+        self.anomalies: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}
+        self.series_count = 0
+        self.series_limit_hits = 0
+        self.last_event_ts: float | None = None
+        self.last_clock: dict[str, int] = {}
+        self._logged_kinds: set[str] = set()
+        self._handlers = {
+            "task-sent": self._task_sent,
+            "task-received": self._task_received,
+            "task-started": self._task_started,
+            "task-succeeded": self._task_succeeded,
+            "task-failed": self._task_failed,
+            "task-retried": self._task_retried,
+            "task-rejected": self._task_ended,
+            "task-revoked": self._task_ended,
+            "worker-heartbeat": self._worker_heartbeat,
+            "worker-online": self._worker_heartbeat,
+            "worker-offline": self._worker_offline,
+            "worker-telemetry": self._worker_telemetry,
+            "beat-sent": self._beat_sent,
+        }
+        self._gap_until: float | None = None
+        self._gap_first_clock: dict[str, int] = {}
+        self._gap_last_clock: dict[str, int] = {}
+
+    # ---- the hot path ------------------------------------------------------------------------
+
+    def apply_all(self, events: Iterable[dict], now: float) -> None:
+        """Apply events received at monotonic time ``now``."""
+        by_type = self.events_by_type
+        handlers = self._handlers
+        last_clock = self.last_clock
+        newest = self.last_event_ts or 0.0
+        for event in events:
+            if type(event) is not dict:
+                self.count_decode_error("event", "an event must be a JSON object")
+                continue
+            kind = event.get("type")
+            handler = handlers.get(kind)
+            if handler is None:
+                self._unknown_type(kind)
+                continue
+            by_type[kind] = by_type.get(kind, 0) + 1
+            ts = event.get("timestamp")
+            if type(ts) is not float:
+                ts = _as_float(ts)
+                event["timestamp"] = ts
+            if ts is not None and ts > newest:
+                newest = ts
+            sender = event.get("hostname")
+            clock = event.get("clock")
+            if type(sender) is str and type(clock) is int:
+                if self._gap_until is not None:
+                    self._gap_observe(sender, clock, now)
+                last_clock[sender] = clock
+            try:
+                handler(event, now)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self.count_decode_error("field", f"{kind} event with a bad field: {exc!r}")
+        self.last_event_ts = newest or None
+        if len(last_clock) > 50_000:
+            last_clock.clear()
+
+    def _task_key(self, name: str, host: str, queue: str) -> TaskSeries | None:
+        key = (name, host, queue)
+        series = self.task_series.get(key)
+        if series is None:
+            if not self._admit(TASK_SERIES_WEIGHT):
+                return None
+            series = self.task_series[key] = TaskSeries(self.bounds)
+        return series
+
+    def _task_queue_key(self, name: str, queue: str) -> TaskQueueSeries | None:
+        key = (name, queue)
+        series = self.task_queue_series.get(key)
+        if series is None:
+            if not self._admit(TASK_QUEUE_SERIES_WEIGHT):
+                return None
+            series = self.task_queue_series[key] = TaskQueueSeries(self.bounds)
+        return series
+
+    def _record(self, event: dict, kind: str) -> TaskRecord | None:
+        """The task's record; None when the event repeats one of a task already finished."""
+        uuid = event["uuid"]
+        record = self.tasks.get(uuid)
+        if record is None:
+            done = self.finished.get(uuid)
+            if done is not None and event["timestamp"] in _stamps(done[2], kind):
+                self.anomaly("duplicate", f"the same {kind} event twice")
+                return None
+            name = event.get("name")
+            if kind != "task-sent" and kind != "task-received":
+                self.anomaly("unknown_task", f"{kind} for a task never seen sent or received")
+            record = TaskRecord(name if type(name) is str else UNKNOWN, UNKNOWN)
+            self.tasks[uuid] = record
+            if len(self.tasks) > self.limits.max_tasks:
+                self._evict_tasks()
+        return record
+
+    def _task_sent(self, event: dict, now: float) -> None:
+        record = self._record(event, "task-sent")
+        if record is None:
+            return
+        ts = event["timestamp"]
+        if record.sent_ts is not None and record.sent_ts == ts:
+            self.anomaly("duplicate", "the same task-sent event twice")
+            return
+        name = event.get("name")
+        if type(name) is str:
+            record.name = name
+        queue = event.get("queue") or event.get("routing_key")
+        if type(queue) is str and queue:
+            if record.received_ts is not None and record.queue == UNKNOWN:
+                self.anomaly("out_of_order", "task-sent arrived after the task was received")
+            record.queue = queue
+        # A retry sends the task again: keep the first send, latency is end to end.
+        if record.sent_ts is None:
+            record.sent_ts = ts
+        record.started_ts = None
+        series = self._task_key(record.name, hostname_label(event["hostname"]), record.queue)
+        if series is not None:
+            series.sent += 1
+        rate = self.arrivals.get(record.queue)
+        if rate is None:
+            rate = self.arrivals[record.queue] = MinuteRate(now)
+        rate.add(now)
+
+    def _task_received(self, event: dict, now: float) -> None:
+        record = self._record(event, "task-received")
+        if record is None:
+            return
+        ts = event["timestamp"]
+        if record.received_ts is not None and record.received_ts == ts:
+            self.anomaly("duplicate", "the same task-received event twice")
+            return
+        record.received_ts = ts
+        name = event.get("name")
+        if type(name) is str and record.name == UNKNOWN:
+            record.name = name
+        series = self._task_key(record.name, hostname_label(event["hostname"]), record.queue)
+        if series is not None:
+            series.received += 1
+
+    def _task_started(self, event: dict, now: float) -> None:
+        record = self._record(event, "task-started")
+        if record is None:
+            return
+        ts = event["timestamp"]
+        if record.started_ts is not None and record.started_ts == ts:
+            self.anomaly("duplicate", "the same task-started event twice")
+            return
+        record.started_ts = ts
+        series = self._task_key(record.name, hostname_label(event["hostname"]), record.queue)
+        if series is not None:
+            series.started += 1
+        if record.sent_ts is not None and ts is not None:
+            per_queue = self._task_queue_key(record.name, record.queue)
+            if per_queue is not None:
+                per_queue.wait.observe(self._span(record.sent_ts, ts))
+
+    def _finish(self, event: dict, kind: str) -> tuple[TaskRecord, TaskSeries | None] | None:
+        """The task's record, moved to the finished table; None for a duplicate."""
+        uuid = event["uuid"]
+        ts = event["timestamp"]
+        done = self.finished.get(uuid)
+        if done is not None and done[0] == kind and done[1] == ts:
+            self.anomaly("duplicate", f"the same {kind} event twice")
+            return None
+        record = self.tasks.pop(uuid, None)
+        if record is None:
+            self.anomaly("unknown_task", f"{kind} for a task never seen sent or received")
+            name = event.get("name")
+            record = TaskRecord(name if type(name) is str else UNKNOWN, UNKNOWN)
+        finished = self.finished
+        finished[uuid] = (kind, ts, record)
+        if len(finished) > self.limits.finished_memory:
+            self.finished = dict(islice(finished.items(), len(finished) // 2, None))
+        series = self._task_key(record.name, hostname_label(event["hostname"]), record.queue)
+        return record, series
+
+    def _completed(self, record: TaskRecord, now: float) -> None:
+        rate = self.completions.get(record.queue)
+        if rate is None:
+            rate = self.completions[record.queue] = MinuteRate(now)
+        rate.add(now)
+
+    def _task_succeeded(self, event: dict, now: float) -> None:
+        finished = self._finish(event, "task-succeeded")
+        if finished is None:
+            return
+        record, series = finished
+        runtime = _as_float(event.get("runtime"))
+        if series is not None:
+            series.succeeded += 1
+            if runtime is not None:
+                series.runtime.observe(max(0.0, runtime))
+        per_queue = self._task_queue_key(record.name, record.queue)
+        if per_queue is not None:
+            if runtime is not None:
+                per_queue.runtime_succeeded.observe(max(0.0, runtime))
+            if record.sent_ts is not None and event["timestamp"] is not None:
+                per_queue.latency.observe(self._span(record.sent_ts, event["timestamp"]))
+        self._completed(record, now)
+
+    def _task_failed(self, event: dict, now: float) -> None:
+        finished = self._finish(event, "task-failed")
+        if finished is None:
+            return
+        record, series = finished
+        if series is not None:
+            exception = exception_label(event.get("exception"))
+            series.failed[exception] = series.failed.get(exception, 0) + 1
+        ts = event["timestamp"]
+        per_queue = self._task_queue_key(record.name, record.queue)
+        if per_queue is not None and ts is not None:
+            # Failed events carry no runtime: started and failed come from the same worker
+            # clock, so their difference is the runtime without any clock offset.
+            if record.started_ts is not None:
+                per_queue.runtime_failed.observe(max(0.0, ts - record.started_ts))
+            if record.sent_ts is not None:
+                per_queue.latency.observe(self._span(record.sent_ts, ts))
+        self._completed(record, now)
+
+    def _task_retried(self, event: dict, now: float) -> None:
+        record = self._record(event, "task-retried")
+        if record is None:
+            return
+        ts = event["timestamp"]
+        if record.retried_ts is not None and record.retried_ts == ts:
+            self.anomaly("duplicate", "the same task-retried event twice")
+            return
+        record.retried_ts = ts
+        # The retry is received and started again: those are new events, not duplicates.
+        record.received_ts = record.started_ts = None
+        series = self._task_key(record.name, hostname_label(event["hostname"]), record.queue)
+        if series is not None:
+            series.retried += 1
+
+    def _task_ended(self, event: dict, now: float) -> None:
+        kind = event["type"]
+        finished = self._finish(event, kind)
+        if finished is None:
+            return
+        record, series = finished
+        if series is not None:
+            if kind == "task-rejected":
+                series.rejected += 1
+            else:
+                series.revoked += 1
+        self._completed(record, now)
+
+    def _worker(self, event: dict, now: float) -> WorkerSeries | None:
+        node = event["hostname"]
+        host = hostname_label(node)
+        worker = self.workers.get(host)
+        if worker is None:
+            if not self._admit(WORKER_SERIES_WEIGHT):
+                return None
+            worker = self.workers[host] = WorkerSeries(node=node, last_seen=now)
+        worker.last_seen = now
+        worker.offline = False
+        return worker
+
+    def _worker_heartbeat(self, event: dict, now: float) -> None:
+        worker = self._worker(event, now)
+        if worker is None:
+            return
+        active = event.get("active")
+        if type(active) is int:
+            worker.active = active
+        processed = event.get("processed")
+        if type(processed) is int:
+            worker.processed = processed
+
+    def _worker_offline(self, event: dict, now: float) -> None:
+        worker = self._worker(event, now)
+        if worker is not None:
+            worker.offline = True
+            worker.active = 0
+
+    def _worker_telemetry(self, event: dict, now: float) -> None:
+        worker = self._worker(event, now)
+        if worker is None:
+            return
+        worker.pool_size = _as_int(event.get("pool_size"))
+        worker.rss_bytes = _as_int(event.get("rss_bytes"))
+        worker.memory_limit_bytes = _as_int(event.get("memory_limit_bytes"))
+        worker.memory_percent = _as_float(event.get("memory_percent"))
+
+    def _beat_sent(self, event: dict, now: float) -> None:
+        name = event.get("name")
+        if type(name) is not str:
+            raise ValueError("beat-sent without a name")
+        entry = self.beat.get(name)
+        if entry is None:
+            if not self._admit(BEAT_SERIES_WEIGHT):
+                return
+            entry = self.beat[name] = BeatSeries(0.0, None)
+        entry.last_run = event["timestamp"] or time.time()
+        entry.interval = _as_float(event.get("interval_seconds"))
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+
+    def _span(self, start: float, end: float) -> float:
+        """end - start across two hosts' clocks; a negative span is clock skew, counted."""
+        span = end - start
+        if span < 0:
+            self.anomaly("clock_skew", "an event dated before the one that caused it")
+            return 0.0
+        return span
+
+    def _admit(self, weight: int) -> bool:
+        if self.series_count + weight > self.limits.max_series:
+            self.series_limit_hits += 1
+            self.anomaly("series_limit", f"series cap of {self.limits.max_series} reached")
+            return False
+        self.series_count += weight
+        return True
+
+    def _evict_tasks(self) -> None:
+        # Tasks that never finish (events lost, workers killed) must not fill memory: forget the
+        # oldest tenth in one pass, which keeps the amortised cost per event constant.
+        drop = max(1, len(self.tasks) // 10)
+        self.tasks = dict(islice(self.tasks.items(), drop, None))
+        self.anomaly("task_evicted", "in-flight task table full, oldest tasks forgotten", drop)
+
+    def _unknown_type(self, kind: object) -> None:
+        self.events_by_type["other"] = self.events_by_type.get("other", 0) + 1
+        self.anomaly("unknown_type", f"event of unknown type {kind!r}")
+
+    def anomaly(self, kind: str, detail: str, amount: int = 1) -> None:
+        self.anomalies[kind] = self.anomalies.get(kind, 0) + amount
+        self._log_once(f"anomaly:{kind}", detail)
+
+    def count_decode_error(self, kind: str, detail: str, amount: int = 1) -> None:
+        self.decode_errors[kind] = self.decode_errors.get(kind, 0) + amount
+        self._log_once(f"decode:{kind}", f"undecodable event ({kind}): {detail}")
+
+    def count_dropped(self, reason: str, amount: int) -> None:
+        if amount > 0:
+            self.dropped[reason] = self.dropped.get(reason, 0) + amount
+
+    def _log_once(self, key: str, message: str) -> None:
+        if key not in self._logged_kinds:
+            self._logged_kinds.add(key)
+            log.warning("%s (logged once; counted in the exporter's metrics)", message)
+
+    # ---- reconnects: estimate what was missed from each sender's Lamport clock --------------
+
+    def open_gap(self, now: float, window: float = 2.0) -> None:
+        """After a reconnect: every sender's first clocks tell how many events we missed."""
+        self._gap_until = now + window
+        self._gap_last_clock = dict(self.last_clock)
+        self._gap_first_clock = {}
+
+    def _gap_observe(self, sender: str, clock: int, now: float) -> None:
+        first = self._gap_first_clock.get(sender)
+        if first is None or clock < first:
+            self._gap_first_clock[sender] = clock
+        if self._gap_until is not None and now >= self._gap_until:
+            self.close_gap()
+
+    def close_gap(self) -> None:
+        missed = 0
+        for sender, first in self._gap_first_clock.items():
+            before = self._gap_last_clock.get(sender)
+            if before is not None and first > before + 1:
+                # Clocks also advance for control messages: cap one sender's estimate.
+                missed += min(first - before - 1, 10_000_000)
+        self.count_dropped("resubscribe", missed)
+        self._gap_until = None
+        self._gap_first_clock = {}
+        self._gap_last_clock = {}
+
+    def housekeeping(self, now: float) -> list[str]:
+        """Purge workers silent for longer than ``purge_offline_after``; return their names."""
+        if self._gap_until is not None and now >= self._gap_until:
+            self.close_gap()
+        limit = self.limits.purge_offline_after
+        gone = [h for h, w in self.workers.items() if limit > 0 and now - w.last_seen > limit]
+        for host in gone:
+            self.purge_worker(host)
+        return gone
+
+    def purge_worker(self, host: str) -> None:
+        if self.workers.pop(host, None) is not None:
+            self.series_count -= WORKER_SERIES_WEIGHT
+        for key in [k for k in self.task_series if k[1] == host]:
+            del self.task_series[key]
+            self.series_count -= TASK_SERIES_WEIGHT
+        log.info("purged the series of worker %s, silent for too long", host)
+
+    def worker_up(self, worker: WorkerSeries, now: float) -> bool:
+        return not worker.offline and now - worker.last_seen <= self.limits.worker_timeout
+
+    def known_queues(self) -> set[str]:
+        return {q for q in self.arrivals if q != UNKNOWN}
+
+
+def _stamps(record: TaskRecord, kind: str) -> tuple[float | None, ...]:
+    if kind == "task-sent":
+        return (record.sent_ts,) if record.sent_ts is not None else ()
+    if kind == "task-received":
+        return (record.received_ts,) if record.received_ts is not None else ()
+    if kind == "task-started":
+        return (record.started_ts,) if record.started_ts is not None else ()
+    return (record.retried_ts,) if record.retried_ts is not None else ()
+
+
+def _as_float(value: object) -> float | None:
+    if type(value) is float:
+        return value
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _as_int(value: object) -> int | None:
+    if type(value) is int:
+        return value
+    as_float = _as_float(value)
+    return None if as_float is None else int(as_float)

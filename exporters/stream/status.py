@@ -1,0 +1,32 @@
+"""What the stream reader tells the rest of the exporter (written by the reader thread only)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StreamStatus:
+    connected: bool = False
+    connects: int = 0
+    messages: int = 0
+    bytes: int = 0
+    last_error: str = ""
+    # Monotonic time of the last disconnect; None while connected or before the first connect.
+    disconnected_since: float | None = field(default_factory=time.monotonic)
+
+    @property
+    def reconnects(self) -> int:
+        return max(0, self.connects - 1)
+
+    def on_connected(self) -> None:
+        self.connected = True
+        self.connects += 1
+        self.disconnected_since = None
+
+    def on_disconnected(self, error: str) -> None:
+        if self.connected:
+            self.disconnected_since = time.monotonic()
+        self.connected = False
+        self.last_error = error
