@@ -1,0 +1,53 @@
+"""Celery events as the receiver decodes them, for building exact histories in tests."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+Event = dict[str, Any]
+WORKER = "w1@127.0.0.1"
+
+
+def task_lifecycle(
+    task_id: str | None = None,
+    *,
+    name: str = "maintenance.probe",
+    start: float = 1_700_000_000.0,
+    outcome: str = "succeeded",
+    args: str = "()",
+    kwargs: str = "{'duration': 0.1}",
+    worker: str = WORKER,
+    queue: str = "maintenance",
+) -> list[Event]:
+    """sent -> received -> started -> succeeded/failed, 10 ms apart."""
+    task_id = task_id or str(uuid.uuid4())
+    events: list[Event] = [
+        {"type": "task-sent", "uuid": task_id, "name": name, "args": args, "kwargs": kwargs,
+         "queue": queue, "routing_key": queue, "exchange": "", "retries": 0,
+         "root_id": task_id, "parent_id": None, "hostname": "gen1@client", "timestamp": start},
+        {"type": "task-received", "uuid": task_id, "name": name, "args": args,
+         "kwargs": kwargs, "retries": 0, "root_id": task_id, "hostname": worker,
+         "timestamp": start + 0.01},
+        {"type": "task-started", "uuid": task_id, "hostname": worker, "pid": 42,
+         "timestamp": start + 0.02},
+    ]  # fmt: skip
+    if outcome == "succeeded":
+        events.append(
+            {"type": "task-succeeded", "uuid": task_id, "hostname": worker, "runtime": 0.01,
+             "result": "0.1", "timestamp": start + 0.03}
+        )  # fmt: skip
+    elif outcome == "failed":
+        events.append(
+            {"type": "task-failed", "uuid": task_id, "hostname": worker,
+             "exception": "ValueError('probe asked to fail')",
+             "traceback": "Traceback (most recent call last):\n ...", "timestamp": start + 0.03}
+        )  # fmt: skip
+    return events
+
+
+def worker_event(kind: str, hostname: str = WORKER, timestamp: float = 1_700_000_000.0,
+                 **fields: Any) -> Event:  # fmt: skip
+    event = {"type": f"worker-{kind}", "hostname": hostname, "timestamp": timestamp}
+    event.update(fields)
+    return event

@@ -1,0 +1,122 @@
+"""Run a recorder in a thread of the test process and publish events through a real broker."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import Engine, func, select
+
+from exporters.history.database import create_history_engine
+from exporters.history.recorder import Recorder
+from exporters.history.schema import tasks, workers
+from exporters.history.settings import HistorySettings
+from tests.helpers import wait_for
+
+
+class Publisher:
+    """Sends events the way workers do: Celery's event dispatcher over the broker."""
+
+    def __init__(self, broker_url: str) -> None:
+        self.app = Celery("history-test", broker=broker_url, set_as_current=False)
+        self.connection = self.app.connection_for_write()
+        self.dispatcher = self.app.events.Dispatcher(self.connection, enabled=True)
+
+    def send(self, event: dict[str, Any]) -> None:
+        fields = dict(event)
+        kind = fields.pop("type")
+        # The dispatcher stamps its own hostname; a worker's events carry the worker's.
+        self.dispatcher.hostname = fields.pop("hostname", "test@127.0.0.1")
+        self.dispatcher.pid = fields.pop("pid", self.dispatcher.pid)
+        self.dispatcher.send(kind, **fields)
+
+    def send_all(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            self.send(event)
+
+    def close(self) -> None:
+        self.dispatcher.close()
+        self.connection.close()
+
+
+def history_settings(
+    broker_url: str, database_url: str, data_dir: Path, **extra: Any
+) -> HistorySettings:
+    values: dict[str, Any] = {
+        "broker_url": broker_url,
+        "history_database_url": database_url,
+        "data_dir": data_dir,
+        "history_metrics_port": 0,
+        "history_flush_interval": 0.1,
+        "history_retry_initial_seconds": 0.1,
+        "history_retry_max_seconds": 0.5,
+    }
+    values.update(extra)
+    return HistorySettings(**values)
+
+
+@contextlib.contextmanager
+def running_recorder(
+    settings: HistorySettings, publisher: Publisher, engine: Engine | None = None
+) -> Iterator[Recorder]:
+    recorder = Recorder(settings, engine=engine, drain_timeout=3.0)
+    thread = threading.Thread(target=recorder.run, daemon=True)
+    thread.start()
+    try:
+        wait_for_subscription(recorder, publisher)
+        yield recorder
+    finally:
+        recorder.stop()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the recorder did not stop"
+
+
+def wait_for_subscription(recorder: Recorder, publisher: Publisher) -> None:
+    """Redis pub/sub delivers only to subscribers: publish a marker until one arrives."""
+    marker = f"probe-{uuid.uuid4().hex[:6]}@test"
+    seen = recorder.metrics.events.labels("worker-heartbeat")
+
+    def arrived() -> bool:
+        before = seen._value.get()
+        publisher.send({"type": "worker-heartbeat", "hostname": marker})
+        return wait_quietly(lambda: seen._value.get() > before, 0.5)
+
+    wait_for(arrived, timeout=60, interval=0.1, message="recorder subscribed to events")
+
+
+def wait_quietly(predicate: Any, timeout: float) -> bool:
+    try:
+        wait_for(predicate, timeout=timeout, interval=0.02)
+    except TimeoutError:
+        return False
+    return True
+
+
+def task_states(database_url: str) -> dict[str, str]:
+    engine = create_history_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return dict(connection.execute(select(tasks.c.task_id, tasks.c.state)).all())
+    finally:
+        engine.dispose()
+
+
+def worker_count(database_url: str) -> int:
+    engine = create_history_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(workers)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def metric(recorder: Recorder, name: str, **labels: str) -> float:
+    return recorder.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+__all__ = ["Publisher", "history_settings", "metric", "running_recorder", "task_states"]

@@ -1,0 +1,295 @@
+"""Writes into real SQLite and PostgreSQL: migrations, merging of out-of-order and duplicate
+events across batches, workers, retention and the console's queries."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import fields
+from inspect import Parameter
+from inspect import signature as inspect_signature
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select
+
+from exporters.history import migrate
+from exporters.history.database import create_history_engine
+from exporters.history.merge import Limits
+from exporters.history.queries import (
+    LIST_COLUMNS,
+    TaskFilter,
+    count_tasks,
+    failures,
+    list_workers,
+    search_page,
+    search_tasks,
+    task_detail,
+    task_names,
+)
+from exporters.history.retention import DAY, RetentionPolicy, prune, row_counts
+from exporters.history.schema import TRIGRAM_INDEXES, VERSION_TABLE, metadata, tasks, workers
+from exporters.history.writer import HistoryWriter
+from tests.history.events import task_lifecycle, worker_event
+
+
+def stored(engine: Engine, task_id: str) -> dict:
+    with engine.connect() as connection:
+        row = connection.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().one()
+    return dict(row)
+
+
+def test_migrations_build_the_schema_from_an_empty_database(database_url: str) -> None:
+    engine = create_history_engine(database_url)
+    assert migrate.current_revision(engine) is None
+    migrate.upgrade(engine)
+    migrate.upgrade(engine)  # a second start finds nothing to do
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    inspector = inspect(engine)
+    assert set(inspector.get_table_names()) >= {"history_tasks", "history_workers", VERSION_TABLE}
+    for table in metadata.sorted_tables:
+        assert [c["name"] for c in inspector.get_columns(table.name)] == [
+            c.name for c in table.columns
+        ]
+        expected = {index.name for index in table.indexes}
+        assert expected <= {index["name"] for index in inspector.get_indexes(table.name)}
+    if engine.dialect.name == "postgresql":
+        names = {index["name"] for index in inspector.get_indexes("history_tasks")}
+        assert "ix_history_tasks_args_trgm" in names
+    # Alembic's own comparison: the migrated database and schema.py agree on every column,
+    # type, nullability and index (the trigram indexes are PostgreSQL extras, on purpose).
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"version_table": VERSION_TABLE, "compare_type": True}
+        )
+        differences = [
+            diff
+            for diff in compare_metadata(context, metadata)
+            if not (diff[0] == "remove_index" and diff[1].name in TRIGRAM_INDEXES)
+        ]
+    assert differences == []
+    engine.dispose()
+
+
+def test_upgrading_a_recorded_history_keeps_its_rows(database_url: str) -> None:
+    # A history written by the first schema, then upgraded by a newer recorder at start.
+    engine = create_history_engine(database_url)
+    migrate.upgrade(engine, "0001")
+    HistoryWriter(engine).write(task_lifecycle("kept"))
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    assert stored(engine, "kept")["state"] == "SUCCESS"
+    names = {index["name"] for index in inspect(engine).get_indexes("history_tasks")}
+    assert "ix_history_tasks_parent_id" in names
+    engine.dispose()
+
+
+def test_every_arrival_order_of_a_lifecycle_ends_in_success(engine: Engine) -> None:
+    writer = HistoryWriter(engine)
+    lifecycle = task_lifecycle("00000000-order")
+    for number, order in enumerate(itertools.permutations(lifecycle)):
+        task_id = f"order-{number}"
+        # One batch per event: the database, not the in-memory merge, orders them.
+        for event in order:
+            writer.write([{**event, "uuid": task_id}])
+        row = stored(engine, task_id)
+        assert row["state"] == "SUCCESS", order
+        assert row["worker"] == "w1@127.0.0.1"
+        assert row["queue"] == "maintenance"
+        assert row["name"] == "maintenance.probe"
+        assert row["runtime"] == pytest.approx(0.01)
+        assert row["sent_at"] and row["received_at"] and row["started_at"]
+
+
+def test_duplicates_and_a_late_received_never_overwrite_success(engine: Engine) -> None:
+    writer = HistoryWriter(engine)
+    events = task_lifecycle("dup-1")
+    writer.write(events)
+    writer.write(events)  # a replay from the disk spool, say
+    late_received = {**events[1], "timestamp": events[-1]["timestamp"] + 5}
+    writer.write([late_received])
+    writer.write([events[0]])
+    row = stored(engine, "dup-1")
+    assert row["state"] == "SUCCESS"
+    assert row["succeeded_at"] == pytest.approx(events[-1]["timestamp"])
+    with engine.connect() as connection:
+        assert connection.execute(select(tasks.c.task_id)).all() == [("dup-1",)]
+
+
+def test_a_retried_task_ends_in_its_last_attempts_state(engine: Engine) -> None:
+    writer = HistoryWriter(engine)
+    t0 = 1_700_000_000.0
+    first = task_lifecycle("retry-1", outcome="none", start=t0)
+    retried = {"type": "task-retried", "uuid": "retry-1", "hostname": "w1@127.0.0.1",
+               "exception": "TransientError('try again')", "timestamp": t0 + 0.05}  # fmt: skip
+    second = task_lifecycle("retry-1", outcome="failed", start=t0 + 2, worker="w2@127.0.0.1")
+    second[1]["retries"] = 1
+    everything = [*first, retried, *second]
+    random.Random(7).shuffle(everything)
+    for event in everything:
+        writer.write([event])
+    row = stored(engine, "retry-1")
+    assert row["state"] == "FAILURE"
+    assert row["retries"] == 1
+    assert row["worker"] == "w2@127.0.0.1"
+    assert row["exception_type"] == "ValueError"
+    assert row["retried_at"] == pytest.approx(t0 + 0.05)
+    assert row["received_at"] == pytest.approx(t0 + 2.01)  # the latest attempt's
+
+
+def test_arguments_are_truncated_or_not_stored(engine: Engine) -> None:
+    HistoryWriter(engine, Limits(args_max_chars=20)).write(
+        task_lifecycle("long", args="(" + "x" * 500 + ",)")
+    )
+    assert len(stored(engine, "long")["args"]) == 20
+    HistoryWriter(engine, Limits(record_args=False)).write(task_lifecycle("private"))
+    row = stored(engine, "private")
+    assert row["args"] is None and row["kwargs"] is None and row["result"] is None
+    assert row["state"] == "SUCCESS"
+
+
+def test_worker_rows_follow_the_newest_status(engine: Engine) -> None:
+    writer = HistoryWriter(engine)
+    writer.write([worker_event("online", timestamp=100.0, sw_ver="5.5", pid=10)])
+    writer.write([worker_event("heartbeat", timestamp=110.0, active=2, processed=7,
+                               loadavg=[0.1, 0.2, 0.3])])  # fmt: skip
+    writer.write([worker_event("telemetry", timestamp=111.0, rss_bytes=1000, pool_size=2,
+                               memory_limit_bytes=4000, memory_percent=25.0)])  # fmt: skip
+    writer.write([worker_event("offline", timestamp=120.0)])
+    writer.write([worker_event("heartbeat", timestamp=115.0, active=9)])  # late, from before
+    with engine.connect() as connection:
+        row = connection.execute(select(workers)).mappings().one()
+    assert row["status"] == "offline"
+    assert row["first_seen"] == 100.0 and row["last_seen"] == 120.0
+    assert row["processed"] == 7 and row["active"] == 2 and row["rss_bytes"] == 1000
+    assert row["loadavg"] == "0.1,0.2,0.3"
+    frame = list_workers(engine)
+    assert frame["hostname"].tolist() == ["w1@127.0.0.1"]
+
+
+def test_retention_by_age_and_count_keeps_failures_longer(engine: Engine) -> None:
+    now = 1_800_000_000.0
+    writer = HistoryWriter(engine)
+    for index in range(10):
+        age = (index + 1) * 2 * DAY  # 2, 4, ... 20 days old
+        outcome = "failed" if index % 2 else "succeeded"
+        writer.write(task_lifecycle(f"t{index:02d}", start=now - age, outcome=outcome))
+    policy = RetentionPolicy(max_age_days=7, failed_max_age_days=15, max_rows=100)
+    result = prune(engine, policy, now=now)
+    remaining = set(search_tasks(engine, limit=100)["task_id"])
+    # successes: 2, 6 days kept (t00, t02); failures: 4, 8, 12 days kept (t01, t03, t05)
+    assert remaining == {"t00", "t02", "t01", "t03", "t05"}
+    assert result.by_age == 5
+    result = prune(engine, RetentionPolicy(max_rows=1, max_failed_rows=2), now=now)
+    assert set(search_tasks(engine)["task_id"]) == {"t00", "t01", "t03"}
+    assert result.by_count == 2
+    assert row_counts(engine) == {"other": 1, "failed": 2}
+
+
+def test_console_queries(engine: Engine) -> None:
+    writer = HistoryWriter(engine)
+    t0 = 1_700_000_000.0
+    writer.write(task_lifecycle("a", name="images.process", start=t0, args="('cat_100%.png',)"))
+    writer.write(task_lifecycle("b", name="images.process", start=t0 + 10, outcome="failed"))
+    writer.write(task_lifecycle("c", name="images.process", start=t0 + 20, outcome="failed",
+                                kwargs="{'image_id': 'dog_1'}"))  # fmt: skip
+    writer.write(task_lifecycle("d", name="reminders.send_due_soon", start=t0 + 30))
+
+    def ids(**filters: object) -> list[str]:
+        return search_tasks(engine, TaskFilter(**filters))["task_id"].tolist()  # type: ignore[arg-type]
+
+    assert ids() == ["d", "c", "b", "a"]  # newest first
+    assert ids(name="images.process", state="failure") == ["c", "b"]
+    assert ids(name="images.process", since=t0 + 5, until=t0 + 15) == ["b"]
+    assert ids(exception="ValueError") == ["c", "b"]
+    assert ids(exception_text="asked to") == ["c", "b"]
+    assert ids(text="100%") == ["a"]  # % is literal, not a wildcard
+    assert ids(text="DOG_1") == ["c"]  # case-insensitive
+    assert ids(text="_") == ["c", "a"]
+    assert ids(worker="w1@127.0.0.1", queue="maintenance", state="SUCCESS") == ["d", "a"]
+    assert count_tasks(engine, TaskFilter(state="FAILURE")) == 2
+    page, total = search_page(engine, TaskFilter(state="FAILURE"), limit=1)
+    assert page["task_id"].tolist() == ["c"] and total == 2  # full page: counted
+    page, total = search_page(engine, TaskFilter(state="FAILURE"), limit=5)
+    assert len(page) == total == 2  # the page holds every match
+
+    detail = task_detail(engine, "b")
+    assert detail is not None
+    assert [entry.event for entry in detail.timeline] == ["sent", "received", "started", "failed"]
+    assert detail.timeline[1].since_previous == pytest.approx(0.01)
+    assert detail.fields["exception_type"] == "ValueError"
+    assert task_detail(engine, "missing") is None
+
+    grouped = failures(engine, since=None)
+    assert grouped[["name", "exception_type", "count"]].values.tolist() == [
+        ["images.process", "ValueError", 2]
+    ]
+    assert grouped["last_seen"][0] > grouped["first_seen"][0]
+    assert list(grouped.columns) == [
+        "name", "exception_type", "count", "first_seen", "last_seen", "example_task_id",
+    ]  # fmt: skip
+
+    # The shape the console renders: the documented columns, times as UTC datetimes, and the
+    # same columns when nothing matches.
+    found = search_tasks(engine, TaskFilter(name="images.process"))
+    assert tuple(found.columns) == LIST_COLUMNS
+    assert str(found["timestamp"].dtype).endswith("UTC]")
+    assert found["timestamp"][0].timestamp() == pytest.approx(t0 + 20.03)
+    none = search_tasks(engine, TaskFilter(name="no.such.task"))
+    assert none.empty and tuple(none.columns) == LIST_COLUMNS
+    assert task_names(engine, since=None) == ["images.process", "reminders.send_due_soon"]
+
+
+def test_the_console_api_is_stable() -> None:
+    # console/sources/history.py calls these by name and keyword: a change here breaks the
+    # console's Tasks, Failures and task detail pages, so it must be a deliberate one.
+    from exporters.history import queries
+
+    def shape(function: object) -> list[tuple[str, str, object]]:
+        return [
+            (p.name, p.kind.name, p.default)
+            for p in inspect_signature(function).parameters.values()
+        ]
+
+    empty = Parameter.empty
+    assert shape(queries.search_tasks) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("filters", "POSITIONAL_OR_KEYWORD", None),
+        ("limit", "KEYWORD_ONLY", 100),
+        ("offset", "KEYWORD_ONLY", 0),
+        ("columns", "KEYWORD_ONLY", queries.LIST_COLUMNS),
+    ]
+    assert shape(queries.count_tasks) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("filters", "POSITIONAL_OR_KEYWORD", None),
+        ("cap", "KEYWORD_ONLY", 10_000),
+    ]
+    assert shape(queries.search_page) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("filters", "POSITIONAL_OR_KEYWORD", None),
+        ("limit", "KEYWORD_ONLY", 100),
+        ("offset", "KEYWORD_ONLY", 0),
+        ("cap", "KEYWORD_ONLY", 10_000),
+    ]
+    assert shape(queries.task_detail) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("task_id", "POSITIONAL_OR_KEYWORD", empty),
+    ]
+    assert shape(queries.failures) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("since", "KEYWORD_ONLY", "24h"),
+        ("until", "KEYWORD_ONLY", None),
+        ("name", "KEYWORD_ONLY", None),
+        ("limit", "KEYWORD_ONLY", 100),
+    ]
+    assert shape(queries.task_names) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("since", "KEYWORD_ONLY", "7d"),
+    ]
+    assert [f.name for f in fields(queries.TaskFilter)] == [
+        "name", "state", "worker", "queue", "since", "until", "exception", "exception_text",
+        "text", "root_id",
+    ]  # fmt: skip
+    assert [f.name for f in fields(queries.TaskDetail)] == ["fields", "timeline", "children"]
+    assert [f.name for f in fields(queries.TimelineEntry)] == ["event", "at", "since_previous"]
