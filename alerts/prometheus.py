@@ -1,0 +1,63 @@
+"""Prometheus configuration: scrape the exporter, Flower, the task-history recorder, Prometheus
+and Alertmanager, load the generated rules and send alerts to Alertmanager."""
+
+from __future__ import annotations
+
+from alerts.config import AlertsConfig
+
+# Job names the default selectors of [alerts.selectors] expect.
+EXPORTER_JOB = "fleetops-exporter"
+FLOWER_JOB = "flower"
+RECORDER_JOB = "fleetops-recorder"
+PROMETHEUS_JOB = "prometheus"
+ALERTMANAGER_JOB = "alertmanager"
+
+
+def render(
+    *,
+    exporter_targets: list[str],
+    flower_targets: list[str],
+    recorder_targets: list[str],
+    prometheus_target: str,
+    alertmanager_target: str,
+    scrape_interval: str,
+    evaluation_interval: str,
+    rule_files: list[str],
+) -> dict:
+    def job(name: str, targets: list[str]) -> dict:
+        return {"job_name": name, "static_configs": [{"targets": targets}]}
+
+    scrape_configs = [job(EXPORTER_JOB, exporter_targets)]
+    if flower_targets:
+        scrape_configs.append(job(FLOWER_JOB, flower_targets))
+    if recorder_targets:
+        scrape_configs.append(job(RECORDER_JOB, recorder_targets))
+    scrape_configs += [
+        job(PROMETHEUS_JOB, [prometheus_target]),
+        job(ALERTMANAGER_JOB, [alertmanager_target]),
+    ]
+    return {
+        "global": {
+            "scrape_interval": scrape_interval,
+            "evaluation_interval": evaluation_interval,
+        },
+        # Relative paths resolve against the directory of this file.
+        "rule_files": rule_files,
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_target]}]}]},
+        "scrape_configs": scrape_configs,
+    }
+
+
+def reference_config(config: AlertsConfig) -> dict:
+    """The committed alerts/prometheus.yml: the reference ports of a single-host deployment."""
+    section = config.prometheus
+    return render(
+        exporter_targets=[section.exporter_target],
+        flower_targets=[section.flower_target],
+        recorder_targets=[section.recorder_target],
+        prometheus_target=section.prometheus_target,
+        alertmanager_target=section.alertmanager_target,
+        scrape_interval=section.scrape_interval,
+        evaluation_interval=section.evaluation_interval,
+        rule_files=["prometheus_rules.yaml", "prometheus_alerts.yaml"],
+    )

@@ -1,0 +1,167 @@
+"""Alertmanager routing and inhibition: amtool on the committed file, then a real Alertmanager."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from alerts.alertmanager import reference_config
+from alerts.catalog import AlertRule
+from alerts.config import AlertsConfig
+from alerts.stack import StackFiles, alertmanager_argv
+from alerts.yamlout import dump
+from fleetops.fleet.spec import free_port
+from tests.alerts.conftest import ALERTS_DIR, tool
+from tests.helpers import wait_for
+
+CONFIG = ALERTS_DIR / "alertmanager.yml"
+EXPECTED_RECEIVER = {"critical": "pager", "warning": "ticket", "info": "blackhole"}
+
+
+def test_amtool_accepts_the_configuration() -> None:
+    result = subprocess.run(
+        [tool("amtool"), "check-config", str(CONFIG)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _route(labels: dict[str, str], expected: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [tool("amtool"), "config", "routes", "test", f"--config.file={CONFIG}",
+         f"--verify.receivers={expected}", *(f"{k}={v}" for k, v in labels.items())],
+        capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_every_alert_reaches_its_receiver(committed_alerts: list[AlertRule]) -> None:
+    for alert in committed_alerts:
+        labels = {"alertname": alert.name, **alert.to_rule(AlertsConfig())["labels"]}
+        labels.setdefault("queue_name", "images")
+        expected = "watchdog" if alert.name == "FleetopsWatchdog" else (
+            EXPECTED_RECEIVER[alert.severity]
+        )  # fmt: skip
+        result = _route(labels, expected)
+        assert result.returncode == 0, f"{alert.name} {labels}: {result.stdout}{result.stderr}"
+
+
+def test_unknown_severity_still_reaches_a_person() -> None:
+    assert _route({"alertname": "Something", "severity": "page"}, "ticket").returncode == 0
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("alertmanager")
+    (directory / "data").mkdir()
+    # The committed routing and inhibition, without PagerDuty (no network here); webhooks point
+    # at a port nobody listens on.
+    committed = yaml.safe_load(CONFIG.read_text())
+    for receiver in committed["receivers"]:
+        receiver.pop("pagerduty_configs", None)
+    config = directory / "alertmanager.yml"
+    config.write_text(dump(committed))
+    files = StackFiles(Path(), Path(), config, directory / "data", Path())
+    port = free_port()
+    process = subprocess.Popen(
+        alertmanager_argv(files, port), stdout=(directory / "log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(f"{url}/-/ready").status_code == 200, timeout=60,
+                 message="alertmanager ready")  # fmt: skip
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _post(url: str, *alerts: dict[str, str]) -> None:
+    now = datetime.now(UTC)
+    body = [
+        {"labels": labels, "startsAt": now.isoformat(),
+         "endsAt": (now + timedelta(minutes=10)).isoformat()}
+        for labels in alerts
+    ]  # fmt: skip
+    httpx.post(f"{url}/api/v2/alerts", json=body, timeout=10).raise_for_status()
+
+
+def _inhibited(url: str, alertname: str, **labels: str) -> bool | None:
+    for alert in httpx.get(f"{url}/api/v2/alerts", timeout=10).json():
+        got = alert["labels"]
+        if got["alertname"] == alertname and all(got.get(k) == v for k, v in labels.items()):
+            return bool(alert["status"]["inhibitedBy"])
+    return None
+
+
+def test_higher_severity_inhibits_lower_for_the_same_queue_only(alertmanager: str) -> None:
+    _post(
+        alertmanager,
+        {"alertname": "CeleryQueueDepthCritical", "severity": "critical", "signal": "queue_depth",
+         "level": "critical", "queue_name": "images"},
+        {"alertname": "CeleryQueueDepthWarning", "severity": "warning", "signal": "queue_depth",
+         "level": "warning", "queue_name": "images"},
+        {"alertname": "CeleryTaskLatencyWarning", "severity": "warning",
+         "signal": "task_latency", "level": "warning", "queue_name": "images"},
+        {"alertname": "CeleryQueueDepthWarning", "severity": "warning", "signal": "queue_depth",
+         "level": "warning", "queue_name": "reminders"},
+        {"alertname": "FleetopsFlowerDown", "severity": "warning", "job": "flower"},
+    )  # fmt: skip
+    wait_for(lambda: _inhibited(alertmanager, "CeleryQueueDepthWarning", queue_name="images"),
+             timeout=30, message="warning inhibited by critical on the same queue")  # fmt: skip
+    assert _inhibited(alertmanager, "CeleryTaskLatencyWarning", queue_name="images") is True
+    assert _inhibited(alertmanager, "CeleryQueueDepthWarning", queue_name="reminders") is False
+    # A critical about a queue says nothing about fleet-wide warnings.
+    assert _inhibited(alertmanager, "FleetopsFlowerDown") is False
+    assert _inhibited(alertmanager, "CeleryQueueDepthCritical", queue_name="images") is False
+
+
+def test_breaking_inhibits_critical_of_the_same_signal_and_worker(alertmanager: str) -> None:
+    _post(
+        alertmanager,
+        {"alertname": "CeleryWorkerMemoryBreaking", "severity": "critical",
+         "signal": "worker_memory", "level": "breaking", "hostname": "celery@a"},
+        {"alertname": "CeleryWorkerMemoryCritical", "severity": "critical",
+         "signal": "worker_memory", "level": "critical", "hostname": "celery@a"},
+        {"alertname": "CeleryWorkerMemoryCritical", "severity": "critical",
+         "signal": "worker_memory", "level": "critical", "hostname": "celery@b"},
+    )  # fmt: skip
+    wait_for(lambda: _inhibited(alertmanager, "CeleryWorkerMemoryCritical", hostname="celery@a"),
+             timeout=30, message="critical inhibited by breaking")  # fmt: skip
+    assert _inhibited(alertmanager, "CeleryWorkerMemoryCritical", hostname="celery@b") is False
+
+
+def test_broker_down_inhibits_its_symptoms(alertmanager: str) -> None:
+    _post(
+        alertmanager,
+        {"alertname": "FleetopsBrokerDown", "severity": "critical", "job": "fleetops-exporter"},
+        {"alertname": "CeleryQueueNoConsumer", "severity": "critical",
+         "job": "fleetops-exporter", "queue_name": "maintenance"},
+    )  # fmt: skip
+    wait_for(lambda: _inhibited(alertmanager, "CeleryQueueNoConsumer", queue_name="maintenance"),
+             timeout=30, message="no-consumer inhibited by broker down")  # fmt: skip
+
+
+def test_secrets_are_read_from_files_amtool_accepts(tmp_path: Path) -> None:
+    routing_key, token = tmp_path / "pagerduty-routing-key", tmp_path / "pager-token"
+    routing_key.write_text("R0UT1NGKEY")
+    token.write_text("T0KEN")
+    section = AlertsConfig().alertmanager.model_copy(
+        update={"pagerduty_routing_key_file": str(routing_key),
+                "pager_webhook_token_file": str(token)}
+    )  # fmt: skip
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(dump(reference_config(AlertsConfig(alertmanager=section))))
+    text = config.read_text()
+    assert f"routing_key_file: {routing_key}" in text
+    assert f"credentials_file: {token}" in text
+    assert "R0UT1NGKEY" not in text and "T0KEN" not in text
+    result = subprocess.run(
+        [tool("amtool"), "check-config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

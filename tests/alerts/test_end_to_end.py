@@ -1,0 +1,246 @@
+"""End to end with real processes: a backlog in Redis pages through Prometheus and Alertmanager.
+
+redis-server -> `fleetops exporter` and Flower -> Prometheus (1 s scrape and evaluation, rules
+rendered from a breaking points file with lowered thresholds) -> Alertmanager (1 s group_wait)
+-> `fleetops pager`. Tasks go to a queue no worker consumes until the queue is past the critical
+depth; the page must arrive with a runbook link that resolves to the runbook file. A Celery
+worker is then started on the queue, drains it, and the page must resolve. The time from
+crossing the threshold to the page, and from the worker's start to the resolution, are printed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from prometheus_client import generate_latest
+
+from alerts.config import load_alerts_config
+from alerts.stack import (
+    StackPorts,
+    alertmanager_argv,
+    fleetops_command,
+    pager_argv,
+    prometheus_argv,
+    render_stack,
+)
+from exporters.history.metrics import RecorderMetrics
+from fleetops import breaking_points
+from fleetops.fleet.spec import free_port
+from tests.alerts.conftest import ALERTS_DIR, REPO, RUNBOOKS_DIR
+from tests.helpers import wait_for
+from tests.servers import CeleryProcess
+from workers.client import client_app
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("exporters.metrics.cli") is None,
+        reason="the exporter (exporters.metrics.cli, `fleetops exporter`) is not built yet",
+    ),
+]
+
+QUEUE = "maintenance"
+TASK = "maintenance.probe"
+ALERT = "CeleryQueueDepthCritical"
+CRITICAL_DEPTH = 10
+HOLD = "3s"
+# An exported metric in a rule expression; recorded series (a:b:c) are not the exporter's.
+METRIC_NAME = re.compile(r"(?<![:\w])(?:celery|fleetops)_\w+(?![:\w])")
+
+
+def lowered_breaking_points(path: Path) -> Path:
+    text = (REPO / "fleetops" / "breaking_points.toml").read_text()
+    text = re.sub(
+        r"(\[signals\.queue_depth\][^\[]*?)warning = 1000\ncritical = 5000\nbreaking = 10000",
+        rf"\1warning = 5\ncritical = {CRITICAL_DEPTH}\nbreaking = 1000",
+        text,
+    )
+    text = text.replace(f'{ALERT} = "5m"', f'{ALERT} = "{HOLD}"')
+    assert f"critical = {CRITICAL_DEPTH}" in text and HOLD in text
+    path.write_text(text)
+    return path
+
+
+class Processes:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.running: list[subprocess.Popen] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = (self.directory / f"{name}.log").open("wb")
+        self.running.append(
+            subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        )
+
+    def stop(self) -> None:
+        for process in reversed(self.running):
+            process.terminate()
+        for process in self.running:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def stack(
+    redis_server, fleet_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict]:
+    monkeypatch.setenv(breaking_points.FILE_ENV, str(lowered_breaking_points(tmp_path / "bp.toml")))
+    points = breaking_points.load()
+    ports = StackPorts(prometheus=free_port(), alertmanager=free_port(), pager=free_port())
+    exporter_port, flower_port = free_port(), free_port()
+    files = render_stack(
+        tmp_path / "alerting", points=points, config=load_alerts_config(points), ports=ports,
+        exporter_targets=[f"127.0.0.1:{exporter_port}"],
+        flower_targets=[f"127.0.0.1:{flower_port}"],
+        scrape_interval="1s", evaluation_interval="1s", group_wait="1s", group_interval="2s",
+    )  # fmt: skip
+    processes = Processes(tmp_path)
+    urls = {
+        "exporter": f"http://127.0.0.1:{exporter_port}",
+        "flower": f"http://127.0.0.1:{flower_port}",
+        "pager": f"http://127.0.0.1:{ports.pager}",
+        "alertmanager": f"http://127.0.0.1:{ports.alertmanager}",
+        "prometheus": f"http://127.0.0.1:{ports.prometheus}",
+    }
+    try:
+        processes.start("exporter", [
+            *fleetops_command(), "exporter", "--broker-url", redis_server.url,
+            "--host", "127.0.0.1", "--port", str(exporter_port),
+            "--poll-interval", "0.5", "--queue", QUEUE,
+        ])  # fmt: skip
+        processes.start("flower", [
+            sys.executable, "-m", "celery", "-A", "workers.app", "flower",
+            f"--port={flower_port}", "--address=127.0.0.1", f"--broker={redis_server.url}",
+        ], env={**os.environ, **fleet_env})  # fmt: skip
+        processes.start("pager", pager_argv(ports.pager, files.pages_log))
+        processes.start("alertmanager", alertmanager_argv(files, ports.alertmanager))
+        processes.start("prometheus", prometheus_argv(files, ports.prometheus, resend_delay="2s"))
+        for name, path in (
+            ("exporter", "/healthz"),
+            ("flower", "/healthcheck"),
+            ("pager", "/healthz"),
+            ("alertmanager", "/-/ready"),
+            ("prometheus", "/-/ready"),
+        ):
+            wait_for(lambda u=urls[name] + path: httpx.get(u, timeout=2).status_code == 200,
+                     timeout=60, message=f"{name} ready")  # fmt: skip
+        yield {"urls": urls, "redis": redis_server, "dir": tmp_path}
+    finally:
+        processes.stop()
+
+
+def _query(prometheus: str, promql: str) -> list[dict]:
+    response = httpx.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=5)
+    return response.json()["data"]["result"]
+
+
+def _pages(pager: str, status: str) -> list[dict]:
+    return [
+        page
+        for page in httpx.get(f"{pager}/pages", timeout=5).json()
+        if page["alertname"] == ALERT and page["status"] == status
+        and page["labels"].get("queue_name") == QUEUE
+    ]  # fmt: skip
+
+
+def _depth(redis_server) -> int:
+    """Messages in the queue's Redis lists: kombu keeps one per priority step."""
+    client = redis_server.client()
+    keys = [QUEUE, *client.scan_iter(match=f"{QUEUE}\x06\x16*")]
+    return sum(client.llen(key) for key in keys)
+
+
+def _metrics_in_rules() -> set[str]:
+    names: set[str] = set()
+    for path in (ALERTS_DIR / "prometheus_alerts.yaml", ALERTS_DIR / "prometheus_rules.yaml"):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                names |= set(METRIC_NAME.findall(rule["expr"]))
+    return names
+
+
+def _exported_families(exporter: str) -> set[str]:
+    return _families(httpx.get(f"{exporter}/metrics", timeout=5).text)
+
+
+def _recorder_families() -> set[str]:
+    # The history alerts read the recorder's /metrics; its registry is what that page serves,
+    # so it is read in process rather than starting a recorder (and its database) here.
+    return _families(generate_latest(RecorderMetrics().registry).decode())
+
+
+def _families(text: str) -> set[str]:
+    samples = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1].isalpha()}
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    return samples | families
+
+
+def _flower_saw_tasks(prometheus: str) -> bool:
+    # Flower's own task metrics, not just `up`: Flower consumed the worker's events.
+    promql = f'flower_events_total{{job="flower", type="task-succeeded", task="{TASK}"}} > 0'
+    return bool(_query(prometheus, promql))
+
+
+def test_a_backlog_pages_with_its_runbook_and_resolves_when_drained(
+    stack: dict, start_worker: Callable[..., CeleryProcess]
+) -> None:
+    urls = stack["urls"]
+    wait_for(
+        lambda: _query(urls["prometheus"], f'celery_queue_length{{queue_name="{QUEUE}"}} == 0'),
+        timeout=60, message="Prometheus scraping the exporter's queue length",
+    )  # fmt: skip
+    wait_for(lambda: _query(urls["prometheus"], 'up{job="flower"} == 1'), timeout=60,
+             message="Prometheus scraping Flower")  # fmt: skip
+
+    client = client_app(stack["redis"].url)
+    # As the fleet's producers do: task-sent events give the exporter each task's queue and
+    # send time (per-queue failure ratios and end-to-end latency).
+    client.conf.task_send_sent_event = True
+    for _ in range(CRITICAL_DEPTH + 5):
+        client.send_task(TASK, kwargs={"duration": 0.0}, queue=QUEUE)
+    crossed_at = time.monotonic()
+    assert _depth(stack["redis"]) >= CRITICAL_DEPTH
+
+    page = wait_for(lambda: _pages(urls["pager"], "firing"), timeout=90,
+                    interval=0.1, message=f"{ALERT} at the pager")[0]  # fmt: skip
+    time_to_page = time.monotonic() - crossed_at
+
+    assert page["severity"] == "critical" and page["channel"] == "page"
+    assert "holds 15 waiting messages" in page["description"]
+    runbook = httpx.get(page["runbook_url"], timeout=5)
+    assert runbook.status_code == 200
+    name = page["runbook_url"].rsplit("/", 1)[-1]
+    assert (RUNBOOKS_DIR / name).is_file() and name == f"{ALERT}.md"
+    assert runbook.text == (RUNBOOKS_DIR / name).read_text()
+    assert page["dashboard_url"].endswith(f"/d/fleetops-queue?var-queue={QUEUE}")
+
+    # The mitigation of the runbook: start a worker on the queue; it drains the backlog.
+    draining_at = time.monotonic()
+    start_worker(queues=QUEUE, name="drainer", concurrency=2)
+    wait_for(lambda: _depth(stack["redis"]) == 0, timeout=90,
+             message=f"the worker draining {QUEUE}")  # fmt: skip
+    wait_for(lambda: _pages(urls["pager"], "resolved"), timeout=90, interval=0.2,
+             message=f"{ALERT} resolved at the pager")  # fmt: skip
+    time_to_resolve = time.monotonic() - draining_at
+    wait_for(lambda: _flower_saw_tasks(urls["prometheus"]), timeout=60,
+             message="Flower's task metrics in Prometheus")  # fmt: skip
+    missing = _metrics_in_rules() - _exported_families(urls["exporter"]) - _recorder_families()
+    assert not missing, (
+        f"the rules read metrics neither the exporter nor the recorder serve: {sorted(missing)}"
+    )
+    print(f"\ntime from crossing the threshold to the page: {time_to_page:.1f} s;"
+          f" from starting a worker to the resolved page: {time_to_resolve:.1f} s"
+          f" (for {HOLD}, scrape/eval 1 s, group_wait 1 s, group_interval 2 s)")  # fmt: skip

@@ -1,0 +1,90 @@
+"""One runbook per alert, one alert per runbook, each with the sections the person on call needs."""
+
+from __future__ import annotations
+
+import re
+
+from alerts.catalog import AlertRule, readable
+from alerts.generate import load_inputs
+from fleetops.breaking_points import BreakingPoints, Level
+from tests.alerts.conftest import REPO, RUNBOOKS_DIR
+
+SECTIONS = ["Meaning", "Impact", "Diagnosis", "Mitigation", "Escalation"]
+CONSOLE_PAGES = (
+    "Overview", "Queues", "Workers", "Tasks", "Failures", "Dead letters", "Beat", "Alerts",
+)  # fmt: skip
+
+
+def test_every_alert_has_a_runbook_and_every_runbook_an_alert(alert_names: list[str]) -> None:
+    runbooks = {path.stem for path in RUNBOOKS_DIR.glob("*.md")}
+    assert sorted(set(alert_names) - runbooks) == [], "alerts without a runbook"
+    assert sorted(runbooks - set(alert_names)) == [], "runbooks without an alert"
+
+
+def _sections(text: str) -> dict[str, str]:
+    parts = re.split(r"^## (.+)$", text, flags=re.MULTILINE)
+    return {title.strip(): body for title, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def test_runbooks_have_the_sections_in_order(alert_names: list[str]) -> None:
+    for name in alert_names:
+        text = (RUNBOOKS_DIR / f"{name}.md").read_text()
+        assert text.startswith(f"# {name}\n"), name
+        sections = _sections(text)
+        assert list(sections) == SECTIONS, f"{name}: {list(sections)}"
+        for title, body in sections.items():
+            assert body.strip(), f"{name}: empty {title}"
+
+
+def test_diagnosis_names_queries_commands_and_a_console_page(alert_names: list[str]) -> None:
+    for name in alert_names:
+        sections = _sections((RUNBOOKS_DIR / f"{name}.md").read_text())
+        diagnosis = sections["Diagnosis"]
+        assert "```promql" in diagnosis or "promql" in diagnosis, f"{name}: no PromQL"
+        if name.startswith("Celery"):
+            assert "celery -A workers.app" in diagnosis, f"{name}: no celery command"
+            assert any(f"**{page}**" in diagnosis for page in CONSOLE_PAGES), (
+                f"{name}: no console page"
+            )
+        assert "`" in sections["Mitigation"], f"{name}: mitigation without a command"
+
+
+def test_dead_letter_runbooks_name_the_dlq_commands() -> None:
+    for name in ("CeleryDeadLetterQueueGrowing", "CeleryTaskErrorBudgetBurn"):
+        text = (RUNBOOKS_DIR / f"{name}.md").read_text()
+        assert "fleetops dlq list" in text and "fleetops dlq requeue" in text, name
+        assert "fleetops dlq purge" in text, name
+
+
+def test_links_between_runbooks_resolve() -> None:
+    for path in RUNBOOKS_DIR.glob("*.md"):
+        for target in re.findall(r"\]\(([A-Za-z]+\.md)\)", path.read_text()):
+            assert (RUNBOOKS_DIR / target).is_file(), f"{path.name} links to missing {target}"
+
+
+def _stated_threshold(rule: AlertRule, points: BreakingPoints) -> str | None:
+    """How the runbook's Meaning states the level the alert fires at, for the tiered signals."""
+    level = rule.labels.get("level")
+    if rule.name.startswith("CeleryQueueDepth"):
+        return f"**{readable(points.queue_depth.thresholds()[Level(level)])} waiting messages**"
+    if rule.name.startswith("CeleryWorkerMemory"):
+        limit = points.worker_memory.thresholds()[Level(level)]
+        return f"**{readable(limit)}% of its memory limit**"
+    if rule.name.startswith("CeleryTaskLatency"):
+        return f"**{readable(points.task_latency.thresholds()[Level(level)] / 60)} minutes**"
+    return None
+
+
+def test_runbooks_state_the_current_severity_and_threshold(
+    committed_alerts: list[AlertRule],
+) -> None:
+    # Runbooks are prose, so they repeat the levels: a threshold changed in the breaking points
+    # fails here until the runbook says the same.
+    points, _ = load_inputs(REPO / "fleetops" / "breaking_points.toml")
+    for rule in committed_alerts:
+        meaning = _sections((RUNBOOKS_DIR / f"{rule.name}.md").read_text())["Meaning"]
+        severity = meaning[meaning.index("Severity: ") :]
+        assert f"**{rule.severity}**" in severity, f"runbooks/{rule.name}.md: severity"
+        stated = _stated_threshold(rule, points)
+        if stated:
+            assert stated in meaning, f"runbooks/{rule.name}.md must state {stated}"
