@@ -1,0 +1,138 @@
+"""Exporter health: is the fleetops exporter keeping up with the event stream, and what does
+serving /metrics cost."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.models import dashboard as models
+
+from dashboards import variables
+from dashboards.base import BuildOptions, finish, new_dashboard, with_rows
+from dashboards.config import Uid
+from dashboards.panels import Query, stat_panel, timeseries_panel, up_thresholds
+from dashboards.promql import JOB, or_zero, rate, sel, sum_by
+from dashboards.runbooks import Topic, runbook_links
+
+
+def build(options: BuildOptions) -> models.Dashboard:
+    runbooks = options.runbook_base_url
+
+    ingest = [
+        stat_panel(
+            "Scraped",
+            "1 while Prometheus scrapes the exporter (the `up` series of its job).",
+            "short",
+            [Query(f"min({sel('up', JOB)})", "up")],
+            width=4,
+            thresholds=up_thresholds(),
+            links=runbook_links(Topic.EXPORTER, runbooks),
+        ),
+        stat_panel(
+            "Broker",
+            "1 while the broker answers the exporter.",
+            "short",
+            [Query(f"min({sel('fleetops_exporter_broker_up', JOB)})", "broker up")],
+            width=4,
+            thresholds=up_thresholds(),
+            links=runbook_links(Topic.BROKER, runbooks),
+        ),
+        timeseries_panel(
+            "Events",
+            "Events consumed per second, by event type.",
+            "ops",
+            [Query(sum_by(["type"], rate(sel("fleetops_exporter_events_total", JOB))), "{{type}}")],
+            width=8,
+            height=4,
+            links=runbook_links(Topic.EVENTS, runbooks),
+        ),
+        timeseries_panel(
+            "Event lag",
+            "Now minus the timestamp of the last event applied: how far behind the stream the"
+            " metrics are.",
+            "s",
+            [Query(f"max({sel('fleetops_exporter_event_lag_seconds', JOB)})", "lag")],
+            width=8,
+            height=4,
+        ),
+        timeseries_panel(
+            "Decode errors",
+            "Events per second that could not be decoded, by kind. Flat at 0 when none.",
+            "ops",
+            [
+                Query(
+                    or_zero(
+                        sum_by(["kind"], rate(sel("fleetops_exporter_decode_errors_total", JOB)))
+                    ),
+                    "{{kind}}",
+                )
+            ],
+            width=8,
+        ),
+        timeseries_panel(
+            "Events dropped",
+            "Events lost per second (queue overflow, missed while re-subscribing), by reason."
+            " Flat at 0 when none.",
+            "ops",
+            [
+                Query(
+                    or_zero(
+                        sum_by(["reason"], rate(sel("fleetops_exporter_events_dropped_total", JOB)))
+                    ),
+                    "{{reason}}",
+                )
+            ],
+            width=8,
+        ),
+        timeseries_panel(
+            "Broker reconnects",
+            "Reconnects to the broker per second. Flat at 0 when the connection holds.",
+            "ops",
+            [
+                Query(
+                    or_zero(f"sum({rate(sel('fleetops_exporter_broker_reconnects_total', JOB))})"),
+                    "reconnects",
+                )
+            ],
+            width=8,
+        ),
+    ]
+    serving = [
+        timeseries_panel(
+            "Scrape duration",
+            "Time the exporter took to render /metrics, and the whole scrape as Prometheus saw it.",
+            "s",
+            [
+                Query(f"max({sel('fleetops_exporter_scrape_duration_seconds', JOB)})", "render"),
+                Query(f"max({sel('scrape_duration_seconds', JOB)})", "Prometheus scrape"),
+            ],
+            width=8,
+        ),
+        timeseries_panel(
+            "Series",
+            "Series the exporter holds, and samples Prometheus took in the last scrape.",
+            "short",
+            [
+                Query(f"sum({sel('fleetops_exporter_series', JOB)})", "held"),
+                Query(f"sum({sel('scrape_samples_scraped', JOB)})", "scraped"),
+            ],
+            width=8,
+        ),
+        timeseries_panel(
+            "Series refused",
+            "Series per second refused because the series cap was reached. Flat at 0 when none.",
+            "ops",
+            [
+                Query(
+                    or_zero(f"sum({rate(sel('fleetops_exporter_series_limit_hits_total', JOB))})"),
+                    "refused",
+                )
+            ],
+            width=8,
+        ),
+    ]
+    dashboard = new_dashboard(
+        Uid.EXPORTER,
+        "Exporter health",
+        "The fleetops exporter itself: events in, errors, lag, scrape cost and series count.",
+        [variables.exporter_job()],
+    )
+    return finish(with_rows(dashboard, [("Ingest", ingest), ("Serving", serving)]))

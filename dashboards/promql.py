@@ -1,0 +1,46 @@
+"""Small PromQL writers, so every query filters by the dashboard variables the same way and
+every rate() uses Grafana's $__rate_interval."""
+
+from __future__ import annotations
+
+JOB = 'job=~"$job"'
+QUEUE = 'queue_name=~"$queue"'
+WORKER = 'hostname=~"$worker"'
+TASK = 'name=~"$task"'
+# Flower labels its series `worker` and `task` instead of celery-exporter's names.
+FLOWER_WORKER = 'worker=~"$worker"'
+FLOWER_TASK = 'task=~"$task"'
+
+RATE_INTERVAL = "$__rate_interval"
+
+
+def sel(metric: str, *matchers: str) -> str:
+    """A vector selector: ``metric{m1, m2}``."""
+    return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
+
+
+def rate(selector: str) -> str:
+    return f"rate({selector}[{RATE_INTERVAL}])"
+
+
+def sum_by(labels: tuple[str, ...] | list[str], expr: str) -> str:
+    if not labels:
+        return f"sum({expr})"
+    return f"sum by ({', '.join(labels)}) ({expr})"
+
+
+def quantile(q: float, bucket_selector: str, by: tuple[str, ...] = ()) -> str:
+    """``histogram_quantile`` over the rate of a histogram's buckets, grouped by ``by``."""
+    return f"histogram_quantile({q}, {sum_by(('le', *by), rate(bucket_selector))})"
+
+
+def or_zero(expr: str) -> str:
+    """Counters of rare events (decode errors, drops) exist only once they happen; a flat 0
+    tells the reader the pipeline works and nothing went wrong, where "No data" would not."""
+    return f"({expr}) or on() vector(0)"
+
+
+def breaking_point(signal: str) -> str:
+    """The configured thresholds of a signal, as served by the exporter (one series per level)."""
+    signal_matcher = f'signal="{signal}"'
+    return f"max by (level) ({sel('fleetops_breaking_point', JOB, signal_matcher)})"

@@ -1,0 +1,23 @@
+"""Queries more than one dashboard shows the same way."""
+
+from __future__ import annotations
+
+from dashboards.panels import Query
+from dashboards.promql import JOB, or_zero, quantile, rate, sel
+
+
+def failure_ratio(*matchers: str) -> str:
+    """Failed over finished tasks; no failures is a ratio of 0, not a missing series."""
+    failed = or_zero(f"sum({rate(sel('celery_task_failed_total', *matchers))})")
+    succeeded = or_zero(f"sum({rate(sel('celery_task_succeeded_total', *matchers))})")
+    return f"{failed} / ({succeeded} + {failed})"
+
+
+def error_budget() -> Query:
+    objective = sel("fleetops_objective", JOB, 'objective="task_success_ratio"')
+    return Query(f"1 - max({objective})", "error budget (1 - objective)")
+
+
+def latency_quantiles(*matchers: str) -> list[Query]:
+    bucket = sel("fleetops_task_latency_seconds_bucket", *matchers)
+    return [Query(quantile(q, bucket), f"p{round(q * 100)}") for q in (0.5, 0.95, 0.99)]

@@ -1,0 +1,74 @@
+"""Which alerts each panel answers to, so the panel can link their runbooks.
+
+The alert names are written by ``alerts/`` (``alerts/prometheus_alerts.yaml``); this mapping is
+the one place the dashboards name them. A test compares it with the generated alert rules.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from grafana_foundation_sdk.builders.dashboard import DashboardLink
+
+# Same link rule as the alerts' runbook_url annotation, so a panel and a page open one page.
+from alerts.catalog import runbook_url
+
+
+class Topic(StrEnum):
+    QUEUE_DEPTH = "queue_depth"
+    QUEUE_DRAIN = "queue_drain"
+    QUEUE_CONSUMERS = "queue_consumers"
+    DEAD_LETTER = "dead_letter"
+    TASK_LATENCY = "task_latency"
+    TASK_FAILURES = "task_failures"
+    WORKERS_UP = "workers_up"
+    WORKER_MEMORY = "worker_memory"
+    EVENTS = "events"
+    EXPORTER = "exporter"
+    BROKER = "broker"
+    FLOWER = "flower"
+    BEAT = "beat"
+    HISTORY = "history"
+
+
+ALERTS_BY_TOPIC: dict[Topic, list[str]] = {
+    Topic.QUEUE_DEPTH: [
+        "CeleryQueueDepthWarning",
+        "CeleryQueueDepthCritical",
+        "CeleryQueueDepthBreaking",
+        "CeleryQueueBacklogGrowing",
+    ],
+    Topic.QUEUE_DRAIN: ["CeleryQueueDrainTooSlow"],
+    Topic.QUEUE_CONSUMERS: ["CeleryQueueNoConsumer"],
+    Topic.DEAD_LETTER: ["CeleryDeadLetterQueueGrowing"],
+    Topic.TASK_LATENCY: [
+        "CeleryTaskLatencyWarning",
+        "CeleryTaskLatencyCritical",
+        "CeleryTaskLatencyBreaking",
+    ],
+    Topic.TASK_FAILURES: ["CeleryTaskErrorBudgetBurn"],
+    Topic.WORKERS_UP: ["CeleryWorkerDown"],
+    Topic.WORKER_MEMORY: [
+        "CeleryWorkerMemoryWarning",
+        "CeleryWorkerMemoryCritical",
+        "CeleryWorkerMemoryBreaking",
+    ],
+    Topic.EVENTS: ["FleetopsEventsStopped", "FleetopsTaskEventsMissing"],
+    Topic.EXPORTER: ["FleetopsExporterDown"],
+    Topic.BROKER: ["FleetopsBrokerDown"],
+    Topic.FLOWER: ["FleetopsFlowerDown"],
+    Topic.BEAT: ["CeleryBeatMissedRun"],
+    Topic.HISTORY: [
+        "FleetopsHistoryEventsDropped",
+        "FleetopsHistoryDatabaseDown",
+        "FleetopsRecorderDown",
+    ],
+}
+
+
+def runbook_links(topic: Topic, base_url: str) -> list[DashboardLink]:
+    """Panel links, one per alert of the topic, opening its runbook in a new tab."""
+    return [
+        DashboardLink(f"Runbook: {alert}").url(runbook_url(base_url, alert)).target_blank(True)
+        for alert in ALERTS_BY_TOPIC[topic]
+    ]

@@ -1,0 +1,106 @@
+"""A real Prometheus (/usr/bin/prometheus) on a free loopback port, scraping given targets
+every second, for tests that run dashboard queries."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+from fleetops.fleet.spec import free_port
+from tests.helpers import wait_for
+
+LABEL_VALUES = re.compile(r"^label_values\((?:(?P<selector>.+),\s*)?(?P<label>\w+)\)$")
+
+
+@dataclass
+class PrometheusServer:
+    directory: Path
+    targets: dict[str, str]  # job -> host:port
+    rule_files: list[Path] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> PrometheusServer:
+        binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(path) for path in self.rule_files],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": [target]}]}
+                for job, target in self.targets.items()
+            ],
+        }
+        config_file = self.directory / "prometheus.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        log = (self.directory / "prometheus.log").open("ab")
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={config_file}",
+             f"--storage.tsdb.path={self.directory / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        wait_for(self._ready, timeout=60, message=f"prometheus on {self.port}")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            log = (self.directory / "prometheus.log").read_text()
+            raise RuntimeError(f"prometheus exited:\n{log[-3000:]}")
+        return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=20)
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(timeout=10)
+            self.process = None
+
+    def query(self, expr: str) -> list[dict]:
+        """Instant query at now; raises on a PromQL error."""
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        body = response.json()
+        if body.get("status") != "success":
+            raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
+        return body["data"]["result"]
+
+    def label_values(self, variable_query: str) -> list[str]:
+        """What Grafana's label_values(selector, label) returns, through the series API."""
+        match = LABEL_VALUES.match(variable_query.strip())
+        if not match:
+            raise ValueError(f"not a label_values() query: {variable_query}")
+        label, selector = match.group("label"), match.group("selector")
+        if selector is None:
+            response = httpx.get(f"{self.url}/api/v1/label/{label}/values", timeout=10)
+            return sorted(response.json()["data"])
+        response = httpx.get(
+            f"{self.url}/api/v1/series",
+            params={"match[]": selector, "start": time.time() - 3600},
+            timeout=10,
+        )
+        body = response.json()
+        if body.get("status") != "success":
+            raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
+        return sorted({series[label] for series in body["data"] if label in series})
+
+
+def has_number(result: list[dict]) -> bool:
+    """At least one sample that is a number (NaN means nothing to show)."""
+    return any(not math.isnan(float(series["value"][1])) for series in result)

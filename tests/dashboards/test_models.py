@@ -1,0 +1,196 @@
+"""Every dashboard built through grafana-foundation-sdk models, rendered, loaded back and held to
+the conventions: stable uids, unique panel ids, a data source, unit, description and query on
+every panel, $__rate_interval in every range, thresholds from the breaking points."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from dashboards.base import BuildOptions
+from dashboards.build import BUILDERS, render
+from dashboards.config import LINK_TAG, TITLE_PREFIX, Uid, default_runbook_base_url
+from dashboards.runbooks import ALERTS_BY_TOPIC
+from fleetops import breaking_points
+from tests.dashboards.walk import (
+    RANGE_SELECTOR,
+    all_ids,
+    built_json,
+    histogram_base,
+    metric_names,
+    panels,
+    query_variables,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+BUILT = built_json()
+EXPECTED_UIDS = {uid.value for uid in Uid}
+KEPT_IN_LINKS = ("${datasource:queryparam}", "${job:queryparam}", "${__url_time_range}")
+
+
+def test_uids_are_the_stable_ones_and_unique() -> None:
+    uids = [dashboard["uid"] for dashboard in BUILT.values()]
+    assert sorted(uids) == sorted(EXPECTED_UIDS)
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_json_loads_back_into_the_sdk_model_unchanged(name: str) -> None:
+    text = render(BUILDERS[name](BuildOptions()))
+    assert render(Dashboard.from_json(json.loads(text))) == text
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_dashboard_frame(name: str) -> None:
+    dashboard = BUILT[name]
+    assert dashboard["title"].startswith(TITLE_PREFIX)
+    assert LINK_TAG in dashboard["tags"]
+    assert dashboard["description"]
+    ids = all_ids(dashboard)
+    assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids {ids}"
+    header = dashboard["links"][0]
+    assert header["type"] == "dashboards" and header["tags"] == [LINK_TAG]
+    assert header["includeVars"] and header["keepTime"]
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_variables_datasource_first_then_cascading_label_values(name: str) -> None:
+    variables = BUILT[name]["templating"]["list"]
+    assert variables[0]["type"] == "datasource" and variables[0]["query"] == "prometheus"
+    assert variables[1]["name"] == "job"
+    for variable in query_variables(BUILT[name]):
+        assert variable["query"].startswith("label_values("), variable
+        assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert variable["refresh"] == 2, f"{variable['name']} must refresh on time range change"
+        if variable["name"] != "job":
+            assert 'job=~"$job"' in variable["query"], f"{variable['name']} must follow $job"
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_every_panel_has_datasource_unit_description_and_query(name: str) -> None:
+    for panel in panels(BUILT[name]):
+        where = f"{name}: panel {panel['title']!r}"
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, where
+        assert panel["fieldConfig"]["defaults"].get("unit"), f"{where} has no unit"
+        assert panel.get("description"), f"{where} has no description"
+        assert panel.get("targets"), f"{where} has no query"
+        for target in panel["targets"]:
+            assert target["expr"].strip(), where
+            assert target["datasource"] == panel["datasource"], where
+        ref_ids = [target["refId"] for target in panel["targets"]]
+        assert len(ref_ids) == len(set(ref_ids)), where
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_every_range_uses_rate_interval(name: str) -> None:
+    for panel in panels(BUILT[name]):
+        for target in panel["targets"]:
+            expr = target["expr"]
+            ranges = RANGE_SELECTOR.findall(expr)
+            assert all(r == "$__rate_interval" for r in ranges), f"{panel['title']}: {expr}"
+            if re.search(r"\b(rate|increase|irate)\(", expr):
+                assert ranges, f"{panel['title']}: {expr}"
+
+
+def _known_metrics() -> set[str]:
+    contract = (REPO / "docs" / "metrics.md").read_text()
+    ours = set(re.findall(r"`((?:celery|fleetops)_[a-z_]+)`", contract))
+    import flower.events
+
+    flower_source = Path(flower.events.__file__).read_text()
+    theirs = set(re.findall(r"'(flower_[a-z_]+)'", flower_source))
+    prometheus_own = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "ALERTS"}
+    return ours | theirs | prometheus_own
+
+
+def test_every_metric_is_in_the_contract_or_flower() -> None:
+    known = _known_metrics()
+    assert "flower_task_prefetch_time_seconds" in known
+    for name, dashboard in BUILT.items():
+        for panel in panels(dashboard):
+            for target in panel["targets"]:
+                unknown = {
+                    metric
+                    for metric in metric_names(target["expr"])
+                    if metric not in known and histogram_base(metric) not in known
+                }
+                assert not unknown, f"{name}/{panel['title']}: {unknown} not in docs/metrics.md"
+
+
+def test_breaking_point_panels_draw_the_configured_levels() -> None:
+    points = breaking_points.current()
+    checked = 0
+    for dashboard in BUILT.values():
+        for panel in panels(dashboard):
+            for target in panel["targets"]:
+                match = re.search(r'fleetops_breaking_point\{.*signal="(\w+)"', target["expr"])
+                if not match:
+                    continue
+                signal = points.signals[match.group(1)]
+                steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+                assert [s["value"] for s in steps] == [
+                    None,
+                    signal.warning,
+                    signal.critical,
+                    signal.breaking,
+                ], panel["title"]
+                checked += 1
+    assert checked >= 6
+
+
+def test_thresholds_follow_the_breaking_points_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = breaking_points.DEFAULT_FILE.read_text()
+    changed = tmp_path / "breaking_points.toml"
+    changed.write_text(original.replace("warning = 1000", "warning = 1234", 1))
+    monkeypatch.setenv(breaking_points.FILE_ENV, str(changed))
+    breaking_points.current.cache_clear()
+    try:
+        overview = json.loads(render(BUILDERS["overview"](BuildOptions())))
+    finally:
+        monkeypatch.delenv(breaking_points.FILE_ENV)
+        breaking_points.current.cache_clear()
+    depth = next(p for p in panels(overview) if p["title"] == "Queue depth")
+    values = [s["value"] for s in depth["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+    assert values[1] == 1234
+    assert "warning at 1234" in depth["description"]
+
+
+def test_drill_down_links_target_existing_dashboards_and_keep_variables() -> None:
+    found = 0
+    for dashboard in BUILT.values():
+        for panel in panels(dashboard):
+            for link in panel["fieldConfig"]["defaults"].get("links", []):
+                target = re.match(r"/d/([\w-]+)/", link["url"])
+                assert target and target.group(1) in EXPECTED_UIDS, link["url"]
+                for kept in KEPT_IN_LINKS:
+                    assert kept in link["url"], link["url"]
+                found += 1
+    assert found >= 4
+
+
+def test_runbook_links_name_alerts_that_exist() -> None:
+    alerts_file = REPO / "alerts" / "prometheus_alerts.yaml"
+    if not alerts_file.exists():
+        pytest.skip("alerts/prometheus_alerts.yaml is not generated yet")
+    defined = set(re.findall(r"^\s*- alert: (\w+)", alerts_file.read_text(), re.MULTILINE))
+    linked = {alert for alerts in ALERTS_BY_TOPIC.values() for alert in alerts}
+    assert linked <= defined, f"panels link runbooks of unknown alerts: {linked - defined}"
+    base = default_runbook_base_url()
+    for dashboard in BUILT.values():
+        for panel in panels(dashboard):
+            for link in panel.get("links", []):
+                assert link["url"].startswith(base), link["url"]
+                assert link["url"].removeprefix(base).strip("/").removesuffix(".md") in defined
+
+
+def test_runbook_base_is_the_alerts_one() -> None:
+    try:
+        from alerts.config import AlertsConfig
+    except ImportError:
+        pytest.skip("alerts.config is not available")
+    assert AlertsConfig().runbook_url_base.rstrip("/") == default_runbook_base_url().rstrip("/")
