@@ -1,0 +1,140 @@
+"""What the pages read from Prometheus: the metric names of docs/metrics.md and the recording
+rules of alerts/, with the exporter selector and thresholds from the breaking points."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from console.sources.prometheus import Prometheus
+from fleetops.breaking_points import BreakingPoints, Level
+
+
+def exporter_selector(points: BreakingPoints) -> str:
+    selectors = points.extra_section("alerts").get("selectors", {})
+    return selectors.get("exporter", 'job="fleetops-exporter"')
+
+
+def per_queue(prom: Prometheus, aggregation: str, metric: str, selector: str) -> dict[str, float]:
+    return prom.by_label(f"{aggregation} by (queue_name) ({metric}{{{selector}}})", "queue_name")
+
+
+@dataclass(frozen=True)
+class QueueState:
+    queue: str
+    depth: float
+    band: Level
+    arrival_rate: float  # messages/s
+    completion_rate: float  # messages/s
+    drain_seconds: float  # inf when not draining
+    wait_seconds: float  # how long a task enqueued now waits before it starts
+    p95_latency: float | None  # seconds, None when nothing finished lately
+    latency_band: Level | None
+    consumers: float
+
+
+def wait_for_new_task(depth: float, completion_rate: float) -> float:
+    """Every message ahead of it must finish first (FIFO within a queue)."""
+    if depth <= 0:
+        return 0.0
+    return depth / completion_rate if completion_rate > 0 else math.inf
+
+
+def minutes_text(seconds: float | None) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "n/a"
+    if math.isinf(seconds):
+        return "never at this rate"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
+
+
+def work_queue_selector(points: BreakingPoints) -> str:
+    """The exporter's series of queues that workers consume (not the dead-letter queue)."""
+    selectors = points.extra_section("alerts").get("selectors", {})
+    work = selectors.get("work_queues", "")
+    return ", ".join(part for part in (exporter_selector(points), work) if part)
+
+
+def queue_states(prom: Prometheus, points: BreakingPoints) -> list[QueueState]:
+    sel = work_queue_selector(points)
+    found = prom.many(
+        {
+            "depth": f"sum by (queue_name) (celery_queue_length{{{sel}}})",
+            "arrival": f"sum by (queue_name) (fleetops_queue_arrival_rate{{{sel}}})",
+            "completion": f"sum by (queue_name) (fleetops_queue_completion_rate{{{sel}}})",
+            "drain": f"max by (queue_name) (fleetops_queue_drain_seconds{{{sel}}})",
+            "consumers": f"sum by (queue_name) (celery_active_consumer_count{{{sel}}})",
+            "p95": "queue_name:fleetops_task_latency_seconds:p95_rate5m",
+        },
+        "queue_name",
+    )
+    depth, arrival, completion = found["depth"], found["arrival"], found["completion"]
+    drain, consumers, p95 = found["drain"], found["consumers"], found["p95"]
+    states = []
+    for queue in sorted(set(depth) | set(arrival) | set(completion)):
+        d, done = depth.get(queue, 0.0), completion.get(queue, 0.0)
+        latency = p95.get(queue)
+        states.append(
+            QueueState(
+                queue=queue,
+                depth=d,
+                band=points.queue_depth.level_of(d),
+                arrival_rate=arrival.get(queue, 0.0),
+                completion_rate=done,
+                drain_seconds=drain.get(queue, 0.0 if d == 0 else math.inf),
+                wait_seconds=wait_for_new_task(d, done),
+                p95_latency=latency,
+                latency_band=None if latency is None else points.task_latency.level_of(latency),
+                consumers=consumers.get(queue, 0.0),
+            )
+        )
+    return states
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    hostname: str
+    up: bool
+    memory_percent: float | None
+    memory_band: Level | None
+    heartbeat_age: float | None
+    active: float
+    processed: float
+    pool_size: float | None
+
+
+def worker_states(prom: Prometheus, points: BreakingPoints) -> list[WorkerState]:
+    sel = exporter_selector(points)
+
+    names = {
+        "up": "celery_worker_up",
+        "memory": "fleetops_worker_memory_percent",
+        "age": "fleetops_worker_heartbeat_age_seconds",
+        "active": "celery_worker_tasks_active",
+        "processed": "fleetops_worker_processed_total",
+        "pool": "fleetops_worker_pool_size",
+    }
+    found = prom.many(
+        {key: f"max by (hostname) ({metric}{{{sel}}})" for key, metric in names.items()},
+        "hostname",
+    )
+    up, memory, age = found["up"], found["memory"], found["age"]
+    active, processed, pool = found["active"], found["processed"], found["pool"]
+    states = []
+    for host in sorted(set(up) | set(memory)):
+        mem = memory.get(host)
+        states.append(
+            WorkerState(
+                hostname=host,
+                up=up.get(host, 0.0) >= 1,
+                memory_percent=mem,
+                memory_band=None if mem is None else points.worker_memory.level_of(mem),
+                heartbeat_age=age.get(host),
+                active=active.get(host, 0.0),
+                processed=processed.get(host, 0.0),
+                pool_size=pool.get(host),
+            )
+        )
+    return states
