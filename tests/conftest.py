@@ -124,3 +124,15 @@ def rabbitmq_url() -> Iterator[str]:
 
 
 __all__ = ["wait_for"]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    """On a failure, show the end of every process log the test wrote: CI keeps nothing else."""
+    report = yield
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.failed and isinstance(tmp_path, Path):
+        for log in sorted(tmp_path.rglob("*.log"))[:8]:
+            tail = log.read_text(errors="replace")[-2500:]
+            report.sections.append((f"log {log.relative_to(tmp_path)} (end)", tail))
+    return report

@@ -63,6 +63,7 @@ class Exporter:
                 max_tasks=settings.exporter_max_tasks,
                 worker_timeout=settings.exporter_worker_timeout,
                 purge_offline_after=settings.exporter_purge_offline_after,
+                reorder_window=settings.exporter_reorder_window,
             ),
         )
         self.batches = BatchQueue(max_bytes=settings.exporter_buffer_bytes)

@@ -65,6 +65,9 @@ def register(app: typer.Typer) -> None:
         poll_interval: float = typer.Option(
             None, help="Seconds between broker queue polls (default: 5)."
         ),
+        reorder_window: float = typer.Option(
+            None, help="Seconds a task's events wait for its late task-sent (default: 2; 0: off)."
+        ),
         queue: list[str] = typer.Option(
             None, help="Queue to report even before it is seen; repeat for several."
         ),
@@ -97,6 +100,7 @@ def register(app: typer.Typer) -> None:
             exporter_max_series=max_series,
             exporter_max_tasks=max_tasks,
             exporter_poll_interval=poll_interval,
+            exporter_reorder_window=reorder_window,
             exporter_queues=queue or None,
             exporter_event_reader=event_reader,
         )

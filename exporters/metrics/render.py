@@ -480,6 +480,12 @@ class Renderer:
                 "gauge",
             ),
             (
+                "fleetops_exporter_tasks_waiting_for_sent",
+                "Tasks whose events arrived before their task-sent: held up to the reorder window.",
+                [(plain, len(state.parked))],
+                "gauge",
+            ),
+            (
                 "fleetops_exporter_scrape_duration_seconds",
                 "Time to render the previous /metrics answer.",
                 [(plain, round(extras.last_scrape_seconds, 6))],

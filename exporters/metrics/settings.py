@@ -28,6 +28,8 @@ class ExporterSettings(FleetSettings):
     exporter_purge_offline_after: float = Field(600.0, ge=0)
     exporter_max_series: int = Field(200_000, ge=100)
     exporter_max_tasks: int = Field(200_000, ge=100)
+    # How long a task's first events wait for its late task-sent (which alone names the queue).
+    exporter_reorder_window: float = Field(2.0, ge=0, le=60)
     exporter_poll_interval: float = Field(5.0, gt=0)
     # Queues to report even before any event names them (others are discovered).
     exporter_queues: list[str] = Field(default_factory=list)

@@ -5,6 +5,11 @@ Series are small objects keyed by their labels, created on first use within a ca
 the later events of that task) live in a bounded table, so memory stays flat whatever the
 stream does. Every oddity (duplicate, out of order, clock skew, unknown task) is counted in
 ``anomalies`` and logged once per kind; none of them can make a counter wrong.
+
+A worker can report ``task-received`` before the producer's ``task-sent`` arrives (the producer
+publishes the task first and the event second, and may be descheduled in between). Only
+``task-sent`` names the queue, so such a task's first events wait, parked, for up to
+``reorder_window`` seconds instead of being counted under ``queue_name="unknown"``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from exporters.metrics.rates import MinuteRate
 log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
+# A fleet whose producers send no task-sent events would park every task for nothing: park only
+# while task-sent events have been seen this recently.
+SENT_EVENTS_FRESH_FOR = 300.0
 TASK_EVENTS = (
     "task-sent",
     "task-received",
@@ -32,6 +40,7 @@ TASK_EVENTS = (
     "task-rejected",
     "task-revoked",
 )
+_TASK_KINDS = frozenset(TASK_EVENTS)
 KNOWN_EVENTS = frozenset(
     (
         *TASK_EVENTS,
@@ -123,6 +132,8 @@ class Limits:
     finished_memory: int = 50_000
     worker_timeout: float = 30.0
     purge_offline_after: float = 600.0
+    reorder_window: float = 2.0
+    max_parked: int = 50_000
 
 
 @dataclass
@@ -147,6 +158,9 @@ class FleetState:
         self.series_limit_hits = 0
         self.last_event_ts: float | None = None
         self.last_clock: dict[str, int] = {}
+        # uuid -> [monotonic time parked, events...]: tasks whose task-sent has not arrived yet.
+        self.parked: dict[str, list] = {}
+        self.last_sent_at: float | None = None
         self._logged_kinds: set[str] = set()
         self._handlers = {
             "task-sent": self._task_sent,
@@ -174,6 +188,10 @@ class FleetState:
         by_type = self.events_by_type
         handlers = self._handlers
         last_clock = self.last_clock
+        parked = self.parked
+        sent_at = self.last_sent_at
+        reorders = self.limits.reorder_window > 0
+        park_new = reorders and sent_at is not None and now - sent_at < SENT_EVENTS_FRESH_FOR
         newest = self.last_event_ts or 0.0
         for event in events:
             if type(event) is not dict:
@@ -197,13 +215,65 @@ class FleetState:
                 if self._gap_until is not None:
                     self._gap_observe(sender, clock, now)
                 last_clock[sender] = clock
+            if kind == "task-received" or kind == "task-started":
+                uuid = event.get("uuid")
+                waiting = parked.get(uuid) if parked else None
+                if waiting is not None:
+                    waiting.append(event)
+                    continue
+                if park_new and uuid not in self.tasks and uuid not in self.finished:
+                    self._park(uuid, event, now)
+                    continue
+            elif parked and kind != "task-sent" and kind in _TASK_KINDS:
+                waiting = parked.get(event.get("uuid"))
+                if waiting is not None:
+                    waiting.append(event)
+                    continue
             try:
                 handler(event, now)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 self.count_decode_error("field", f"{kind} event with a bad field: {exc!r}")
+            if kind == "task-sent":
+                self.last_sent_at = now
+                park_new = reorders
+                if parked:
+                    waiting = parked.pop(event.get("uuid"), None)
+                    if waiting is not None:
+                        self._replay(waiting, now)
         self.last_event_ts = newest or None
         if len(last_clock) > 50_000:
             last_clock.clear()
+
+    def _park(self, uuid: object, event: dict, now: float) -> None:
+        if type(uuid) is not str:  # let the handler count the bad field
+            self._dispatch(event, now)
+            return
+        self.parked[uuid] = [now, event]
+        if len(self.parked) > self.limits.max_parked:
+            oldest = next(iter(self.parked))
+            self._replay(self.parked.pop(oldest), now)
+
+    def _replay(self, waiting: list, now: float) -> None:
+        for event in waiting[1:]:
+            self._dispatch(event, now)
+
+    def _dispatch(self, event: dict, now: float) -> None:
+        kind = event["type"]
+        try:
+            self._handlers[kind](event, now)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.count_decode_error("field", f"{kind} event with a bad field: {exc!r}")
+
+    def release_parked(self, now: float) -> None:
+        """Apply, as they are, the events of tasks whose task-sent did not come in time."""
+        window = self.limits.reorder_window
+        due = []
+        for uuid, waiting in self.parked.items():
+            if now - waiting[0] < window:
+                break  # parked in arrival order: the rest are younger
+            due.append(uuid)
+        for uuid in due:
+            self._replay(self.parked.pop(uuid), now)
 
     def _task_key(self, name: str, host: str, queue: str) -> TaskSeries | None:
         key = (name, host, queue)
@@ -520,6 +590,8 @@ class FleetState:
         """Purge workers silent for longer than ``purge_offline_after``; return their names."""
         if self._gap_until is not None and now >= self._gap_until:
             self.close_gap()
+        if self.parked:
+            self.release_parked(now)
         limit = self.limits.purge_offline_after
         gone = [h for h, w in self.workers.items() if limit > 0 and now - w.last_seen > limit]
         for host in gone:
