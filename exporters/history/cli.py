@@ -200,3 +200,17 @@ def migrate_command(database_url: str | None = DATABASE_OPTION) -> None:
 
     engine = _engine(database_url)
     typer.echo(f"history schema at revision {migrate.current_revision(engine)}")
+
+
+@history_app.command("reindex")
+def reindex_command(database_url: str | None = DATABASE_OPTION) -> None:
+    """SQLite: rebuild the argument/exception text index (needed after a manual VACUUM)."""
+    from exporters.history import text_index
+
+    engine = _engine(database_url)
+    if not text_index.present(engine):
+        typer.echo("no text index here (PostgreSQL uses pg_trgm; or SQLite lacks trigram)")
+        return
+    with engine.begin() as connection:
+        text_index.rebuild(connection)
+    typer.echo("text index rebuilt")

@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, Select, func, or_, select
+from sqlalchemy import Engine, Select, func, literal_column, or_, select
 
+from exporters.history import text_index
 from exporters.history.schema import FAILED_STATE, tasks, workers
 
 TIME_COLUMNS = (
@@ -99,6 +100,23 @@ def _contains(engine: Engine, column: Any, needle: str) -> Any:
     return column.like(pattern, escape="\\")
 
 
+# A needle matching more rows than this is common: the newest-first scan with LIKE finds a
+# page of them at once, while fetching every match from the text index would not.
+INDEXED_MATCHES_MAX = 5000
+
+
+def _text_filter(engine: Engine, columns: tuple[str, ...], needle: str) -> Any:
+    """Substring of any of ``columns``: from SQLite's trigram index when it has one and the
+    needle is rare, else LIKE/ILIKE (PostgreSQL's trigram indexes serve ILIKE themselves)."""
+    like = or_(*(_contains(engine, tasks.c[column], needle) for column in columns))
+    if len(needle) < text_index.MIN_NEEDLE or not text_index.present(engine):
+        return like
+    rowids = text_index.matching_rowids(engine, columns, needle, INDEXED_MATCHES_MAX)
+    if rowids is None:
+        return like
+    return literal_column(f"{tasks.name}.rowid").in_(rowids)
+
+
 def _where(engine: Engine, query: Select[Any], f: TaskFilter) -> Select[Any]:
     c = tasks.c
     if f.name:
@@ -117,11 +135,9 @@ def _where(engine: Engine, query: Select[Any], f: TaskFilter) -> Select[Any]:
     if f.exception:
         query = query.where(c.exception_type == f.exception)
     if f.exception_text:
-        query = query.where(_contains(engine, c.exception, f.exception_text))
+        query = query.where(_text_filter(engine, ("exception",), f.exception_text))
     if f.text:
-        query = query.where(
-            or_(_contains(engine, c.args, f.text), _contains(engine, c.kwargs, f.text))
-        )
+        query = query.where(_text_filter(engine, ("args", "kwargs"), f.text))
     if f.root_id:
         query = query.where(c.root_id == f.root_id)
     return query

@@ -8,13 +8,16 @@ import random
 from dataclasses import fields
 from inspect import Parameter
 from inspect import signature as inspect_signature
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select
+from typer.testing import CliRunner
 
-from exporters.history import migrate
+from exporters.history import migrate, queries, text_index
+from exporters.history.cli import history_app
 from exporters.history.database import create_history_engine
 from exporters.history.merge import Limits
 from exporters.history.queries import (
@@ -67,6 +70,8 @@ def test_migrations_build_the_schema_from_an_empty_database(database_url: str) -
             diff
             for diff in compare_metadata(context, metadata)
             if not (diff[0] == "remove_index" and diff[1].name in TRIGRAM_INDEXES)
+            # SQLite's FTS5 text index and its shadow tables are extras too (text_index.py).
+            and not (diff[0] == "remove_table" and diff[1].name.startswith(text_index.TABLE))
         ]
     assert differences == []
     engine.dispose()
@@ -239,6 +244,65 @@ def test_console_queries(engine: Engine) -> None:
     none = search_tasks(engine, TaskFilter(name="no.such.task"))
     assert none.empty and tuple(none.columns) == LIST_COLUMNS
     assert task_names(engine, since=None) == ["images.process", "reminders.send_due_soon"]
+
+
+def test_sqlite_text_index_follows_every_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_history_engine(f"sqlite:///{tmp_path / 'history.db'}")
+    migrate.upgrade(engine, "0002")
+    writer = HistoryWriter(engine)
+    writer.write(task_lifecycle("old", args="('before-the-index',)"))
+    migrate.upgrade(engine)  # builds the index from the rows already there
+    assert text_index.present(engine)
+    t0 = 1_700_000_000.0
+    for index in range(30):
+        outcome = "failed" if index % 3 == 0 else "succeeded"
+        args = f"('user-{index:03d}@example.org', 'w1280')"
+        writer.write(task_lifecycle(f"t{index:02d}", start=t0 + index, outcome=outcome, args=args))
+    # Out of order: the failure (with its exception text) is stored before the task's args.
+    late = task_lifecycle("late", start=t0 + 100, outcome="failed", args="('arrived-late',)")
+    writer.write(late[2:])
+    writer.write(late[:2])
+
+    def ids(**filters: object) -> list[str]:
+        return search_tasks(engine, TaskFilter(**filters))["task_id"].tolist()  # type: ignore[arg-type]
+
+    assert ids(text="before-the") == ["old"]
+    assert ids(text="USER-007@") == ["t07"]
+    assert len(text_index.matching_rowids(engine, ("args", "kwargs"), "USER-007@", 10) or []) == 1
+    assert ids(text="arrived-late") == ["late"]
+    assert ids(text='quote"d') == []
+    assert ids(exception_text="asked to", text="user-00") == ["t09", "t06", "t03", "t00"]
+    # A common needle takes the newest-first scan instead of the index: same answer.
+    monkeypatch.setattr(queries, "INDEXED_MATCHES_MAX", 5)
+    assert ids(text="w1280")[:3] == ["t29", "t28", "t27"]
+    assert len(ids(text="w1280")) == 30
+
+    prune(engine, RetentionPolicy(max_rows=5, max_failed_rows=5), now=t0 + 200)
+    kept = set(search_tasks(engine, limit=100)["task_id"])
+    assert set(ids(text="@example.org")) == kept - {"late"}
+    with engine.begin() as connection:
+        # FTS5 compares the index with the table: triggers kept them equal through it all.
+        connection.exec_driver_sql(
+            f"INSERT INTO {text_index.TABLE}({text_index.TABLE}) VALUES ('integrity-check')"
+        )
+        text_index.rebuild(connection)
+    assert ids(text="arrived-late") == ["late"]
+    engine.dispose()
+
+
+def test_history_reindex_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    engine = create_history_engine(url)
+    migrate.upgrade(engine)
+    HistoryWriter(engine).write(task_lifecycle("kept", args="('after-a-vacuum',)"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM")  # what an operator may run by hand
+    result = CliRunner().invoke(history_app, ["reindex", "--database-url", url])
+    assert result.exit_code == 0 and "rebuilt" in result.output
+    assert search_tasks(engine, TaskFilter(text="after-a-vac"))["task_id"].tolist() == ["kept"]
+    engine.dispose()
 
 
 def test_the_console_api_is_stable() -> None:
