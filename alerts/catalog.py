@@ -39,6 +39,8 @@ WORKER_DASHBOARD = Dashboard("fleetops-worker", {"worker": "hostname"})
 TASK_DASHBOARD = Dashboard("fleetops-task", {"queue": "queue_name"})
 OVERVIEW_DASHBOARD = Dashboard("fleetops-overview")
 EXPORTER_DASHBOARD = Dashboard("fleetops-exporter")
+# The same dashboard, its history recorder row scoped to the alerting recorder's job.
+RECORDER_DASHBOARD = Dashboard("fleetops-exporter", {"recorder_job": "job"})
 FLOWER_DASHBOARD = Dashboard("fleetops-flower")
 
 
@@ -130,7 +132,7 @@ class CatalogBuilder:
             self.history_database_down(),
             *self.target_down(
                 "FleetopsRecorderDown", "fleetops-recorder", self.config.selectors.recorder,
-                "warning", "5m", OVERVIEW_DASHBOARD,
+                "warning", "5m", RECORDER_DASHBOARD,
                 "Task events go unrecorded: the console's task history has a gap from then on.",
             ),
             *self.target_down(
@@ -465,7 +467,7 @@ class CatalogBuilder:
                 " ({{ $labels.reason }}) in the last " + window + ": its buffer and disk spool"
                 " are full, and the task history has a gap from then on."
             ),
-            dashboard=OVERVIEW_DASHBOARD,
+            dashboard=RECORDER_DASHBOARD,
         )
 
     def history_database_down(self) -> AlertRule:
@@ -482,7 +484,7 @@ class CatalogBuilder:
                 " {{ $value | humanize }}): events wait in its buffer and disk spool, and are"
                 " lost once that bound is full."
             ),
-            dashboard=OVERVIEW_DASHBOARD,
+            dashboard=RECORDER_DASHBOARD,
         )
 
     def broker_down(self) -> AlertRule:

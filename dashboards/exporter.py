@@ -9,7 +9,7 @@ from dashboards import variables
 from dashboards.base import BuildOptions, finish, new_dashboard, with_rows
 from dashboards.config import Uid
 from dashboards.panels import Query, stat_panel, timeseries_panel, up_thresholds
-from dashboards.promql import JOB, or_zero, rate, sel, sum_by
+from dashboards.promql import JOB, RECORDER_JOB, or_zero, rate, sel, sum_by
 from dashboards.runbooks import Topic, runbook_links
 
 
@@ -132,7 +132,99 @@ def build(options: BuildOptions) -> models.Dashboard:
     dashboard = new_dashboard(
         Uid.EXPORTER,
         "Exporter health",
-        "The fleetops exporter itself: events in, errors, lag, scrape cost and series count.",
-        [variables.exporter_job()],
+        "The fleetops exporter and task-history recorder themselves: events in, errors, lag,"
+        " scrape cost, series count, and whether the history is being written.",
+        [variables.exporter_job(), variables.recorder_job()],
     )
-    return finish(with_rows(dashboard, [("Ingest", ingest), ("Serving", serving)]))
+    rows = [("Ingest", ingest), ("Serving", serving), ("History recorder", _recorder(runbooks))]
+    return finish(with_rows(dashboard, rows))
+
+
+def _recorder(runbooks: str) -> list:
+    def metric(name: str) -> str:
+        return sel(name, RECORDER_JOB)
+
+    return [
+        stat_panel(
+            "Recorder scraped",
+            "1 while Prometheus scrapes the history recorder (the `up` series of its job).",
+            "short",
+            [Query(f"min({metric('up')})", "up")],
+            width=4,
+            thresholds=up_thresholds(),
+            links=runbook_links(Topic.HISTORY, runbooks),
+        ),
+        stat_panel(
+            "History database",
+            "1 while the recorder's last write to the history database succeeded.",
+            "short",
+            [Query(f"min({metric('fleetops_history_database_up')})", "database up")],
+            width=4,
+            thresholds=up_thresholds(),
+            links=runbook_links(Topic.HISTORY, runbooks),
+        ),
+        timeseries_panel(
+            "Events recorded",
+            "Events per second the recorder consumed and wrote to the database. Written falls"
+            " behind consumed while the database is away; the backlog panel shows where they"
+            " wait.",
+            "ops",
+            [
+                Query(f"sum({rate(metric('fleetops_history_events_total'))})", "consumed"),
+                Query(f"sum({rate(metric('fleetops_history_events_written_total'))})", "written"),
+            ],
+            width=8,
+        ),
+        timeseries_panel(
+            "Backlog",
+            "Events waiting to be written, by where they wait (memory, disk spool). Zero while"
+            " the database keeps up.",
+            "short",
+            [
+                Query(
+                    sum_by(["where"], metric("fleetops_history_buffered_events")),
+                    "{{where}}",
+                )
+            ],
+            width=8,
+        ),
+        timeseries_panel(
+            "Disk spool",
+            "Bytes of events spooled to disk during a database outage, against the spool's"
+            " bound. Past the bound, events are dropped (FleetopsHistoryEventsDropped).",
+            "bytes",
+            [
+                Query(f"sum({metric('fleetops_history_spool_bytes')})", "spooled"),
+                Query(f"sum({metric('fleetops_history_spool_limit_bytes')})", "bound"),
+            ],
+            width=8,
+        ),
+        timeseries_panel(
+            "History events dropped",
+            "Events per second the recorder lost because its buffer and spool were full, by"
+            " reason. Flat at 0 when none.",
+            "ops",
+            [
+                Query(
+                    or_zero(
+                        sum_by(["reason"], rate(metric("fleetops_history_events_dropped_total")))
+                    ),
+                    "{{reason}}",
+                )
+            ],
+            width=8,
+            links=runbook_links(Topic.HISTORY, runbooks),
+        ),
+        timeseries_panel(
+            "History write errors",
+            "Failed batch writes per second, by kind. Flat at 0 when none.",
+            "ops",
+            [
+                Query(
+                    or_zero(sum_by(["kind"], rate(metric("fleetops_history_write_errors_total")))),
+                    "{{kind}}",
+                )
+            ],
+            width=8,
+        ),
+    ]

@@ -4,6 +4,7 @@ every rate() uses Grafana's $__rate_interval."""
 from __future__ import annotations
 
 JOB = 'job=~"$job"'
+RECORDER_JOB = 'job=~"$recorder_job"'
 QUEUE = 'queue_name=~"$queue"'
 WORKER = 'hostname=~"$worker"'
 TASK = 'name=~"$task"'

@@ -102,6 +102,16 @@ def flower_task() -> QueryVariable:
     )
 
 
+def recorder_job() -> QueryVariable:
+    return label_values_variable(
+        "recorder_job",
+        "Recorder job",
+        "fleetops_history_database_up",
+        "job",
+        "Prometheus job of the task-history recorder (fleetops recorder).",
+    )
+
+
 def exporter_job() -> QueryVariable:
     return label_values_variable(
         "job",

@@ -1,8 +1,8 @@
 """Every panel query and template-variable query of every dashboard, run against a REAL
-Prometheus scraping a real fleet: Redis, a Celery worker, Beat, the fleetops exporter and
-Flower. Variables take the values their own label_values() queries return (all of them, as a
-multi-select), $__rate_interval becomes a window covering the whole run; every query must
-return at least one number."""
+Prometheus scraping a real fleet: Redis, a Celery worker, Beat, the fleetops exporter, Flower
+and the history recorder. Variables take the values their own label_values() queries return
+(all of them, as a multi-select), $__rate_interval becomes a window covering the whole run;
+every query must return at least one number."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 
 EXPORTER_JOB = "fleetops-exporter"
 FLOWER_JOB = "flower"
+RECORDER_JOB = "fleetops-recorder"
 RATE_WINDOW = "5m"  # longer than the test: every rate() sees all the traffic it drove
 WATCHDOG_RULES = """groups:
   - name: test-watchdog
@@ -87,7 +88,7 @@ def scraped_fleet(
     if not _exporter_available():
         pytest.skip("exporters.metrics.cli (`fleetops exporter`) is not importable yet")
     env = _child_env(fleet_env)
-    exporter_port, flower_port = free_port(), free_port()
+    exporter_port, flower_port, recorder_port = free_port(), free_port(), free_port()
     exporter = _serve(
         [sys.executable, "-m", "fleetops", "exporter", "--broker-url", redis_server.url,
          "--host", "127.0.0.1", "--port", str(exporter_port)],
@@ -98,11 +99,21 @@ def scraped_fleet(
          f"--port={flower_port}", "--address=127.0.0.1", f"--broker={redis_server.url}"],
         env, tmp_path / "flower.log", f"http://127.0.0.1:{flower_port}/metrics",
     )  # fmt: skip
+    recorder = _serve(
+        [sys.executable, "-m", "fleetops", "recorder",
+         "--database-url", f"sqlite:///{tmp_path / 'history.db'}"],
+        env | {"FLEETOPS_HISTORY_METRICS_PORT": str(recorder_port)},
+        tmp_path / "recorder.log", f"http://127.0.0.1:{recorder_port}/metrics",
+    )  # fmt: skip
     rules = tmp_path / "watchdog.rules.yml"
     rules.write_text(WATCHDOG_RULES)
     prometheus = PrometheusServer(
         tmp_path,
-        {EXPORTER_JOB: f"127.0.0.1:{exporter_port}", FLOWER_JOB: f"127.0.0.1:{flower_port}"},
+        {
+            EXPORTER_JOB: f"127.0.0.1:{exporter_port}",
+            FLOWER_JOB: f"127.0.0.1:{flower_port}",
+            RECORDER_JOB: f"127.0.0.1:{recorder_port}",
+        },
         rule_files=[rules],
     ).start()
     try:
@@ -113,6 +124,7 @@ def scraped_fleet(
         yield prometheus
     finally:
         prometheus.stop()
+        _stop(recorder)
         _stop(flower)
         _stop(exporter)
 
