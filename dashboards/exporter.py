@@ -3,6 +3,8 @@ serving /metrics cost."""
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import stat
+from grafana_foundation_sdk.builders.dashboard import DashboardLink
 from grafana_foundation_sdk.models import dashboard as models
 
 from dashboards import variables
@@ -17,23 +19,17 @@ def build(options: BuildOptions) -> models.Dashboard:
     runbooks = options.runbook_base_url
 
     ingest = [
-        stat_panel(
+        _up_stat(
             "Scraped",
             "1 while Prometheus scrapes the exporter (the `up` series of its job).",
-            "short",
-            [Query(f"min({sel('up', JOB)})", "up")],
-            width=4,
-            thresholds=up_thresholds(),
-            links=runbook_links(Topic.EXPORTER, runbooks),
+            Query(f"min({sel('up', JOB)})", "up"),
+            runbook_links(Topic.EXPORTER, runbooks),
         ),
-        stat_panel(
+        _up_stat(
             "Broker",
             "1 while the broker answers the exporter.",
-            "short",
-            [Query(f"min({sel('fleetops_exporter_broker_up', JOB)})", "broker up")],
-            width=4,
-            thresholds=up_thresholds(),
-            links=runbook_links(Topic.BROKER, runbooks),
+            Query(f"min({sel('fleetops_exporter_broker_up', JOB)})", "broker up"),
+            runbook_links(Topic.BROKER, runbooks),
         ),
         timeseries_panel(
             "Events",
@@ -140,28 +136,29 @@ def build(options: BuildOptions) -> models.Dashboard:
     return finish(with_rows(dashboard, rows))
 
 
+def _up_stat(title: str, description: str, query: Query, links: list[DashboardLink]) -> stat.Panel:
+    """A 1-is-up stat of one pipeline part, linking the runbooks of its alerts."""
+    return stat_panel(
+        title, description, "short", [query], width=4, thresholds=up_thresholds(), links=links
+    )
+
+
 def _recorder(runbooks: str) -> list:
     def metric(name: str) -> str:
         return sel(name, RECORDER_JOB)
 
     return [
-        stat_panel(
+        _up_stat(
             "Recorder scraped",
             "1 while Prometheus scrapes the history recorder (the `up` series of its job).",
-            "short",
-            [Query(f"min({metric('up')})", "up")],
-            width=4,
-            thresholds=up_thresholds(),
-            links=runbook_links(Topic.HISTORY, runbooks),
+            Query(f"min({metric('up')})", "up"),
+            runbook_links(Topic.HISTORY, runbooks),
         ),
-        stat_panel(
+        _up_stat(
             "History database",
             "1 while the recorder's last write to the history database succeeded.",
-            "short",
-            [Query(f"min({metric('fleetops_history_database_up')})", "database up")],
-            width=4,
-            thresholds=up_thresholds(),
-            links=runbook_links(Topic.HISTORY, runbooks),
+            Query(f"min({metric('fleetops_history_database_up')})", "database up"),
+            runbook_links(Topic.HISTORY, runbooks),
         ),
         timeseries_panel(
             "Events recorded",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
@@ -52,6 +53,34 @@ def _targets(queries: Sequence[Query]) -> list[prometheus.Dataquery]:
         )
         targets.append(target.instant() if query.instant else target.range())
     return targets
+
+
+AnyPanel = TypeVar("AnyPanel", timeseries.Panel, stat.Panel, table.Panel)
+
+
+def _framed(
+    panel: AnyPanel,
+    title: str,
+    description: str,
+    unit: str,
+    targets: list[prometheus.Dataquery],
+    width: int,
+    height: int,
+) -> AnyPanel:
+    """What every panel carries, whatever its type: the house rules of the module docstring."""
+    return (
+        panel.title(title)
+        .description(description)
+        .unit(unit)
+        .datasource(DATASOURCE)
+        .targets(targets)
+        .span(width)
+        .height(height)
+    )
+
+
+def _linked(panel: AnyPanel, links: Sequence[DashboardLink]) -> AnyPanel:
+    return panel.links(list(links)) if links else panel
 
 
 def signal_thresholds(signal: Signal) -> ThresholdsConfig:
@@ -126,14 +155,7 @@ def timeseries_panel(
     if with_breaking_points:
         all_queries.append(breaking_point_query(with_breaking_points))
     panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .unit(unit)
-        .datasource(DATASOURCE)
-        .targets(_targets(all_queries))
-        .span(width)
-        .height(height)
+        _framed(timeseries.Panel(), title, description, unit, _targets(all_queries), width, height)
         .fill_opacity(10)
         .line_width(1)
         .show_points(common.VisibilityMode.NEVER)
@@ -164,8 +186,7 @@ def timeseries_panel(
         panel = _breaking_point_overrides(panel)
     if stacked:
         panel = panel.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
-    if links:
-        panel = panel.links(list(links))
+    panel = _linked(panel, links)
     if data_links:
         panel = panel.data_links(list(data_links))
     return panel
@@ -183,23 +204,14 @@ def stat_panel(
     links: Sequence[DashboardLink] = (),
 ) -> stat.Panel:
     panel = (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .unit(unit)
-        .datasource(DATASOURCE)
-        .targets(_targets(queries))
-        .span(width)
-        .height(height)
+        _framed(stat.Panel(), title, description, unit, _targets(queries), width, height)
         .graph_mode(common.BigValueGraphMode.AREA)
         .color_mode(common.BigValueColorMode.VALUE)
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
     if thresholds is not None:
         panel = panel.thresholds(thresholds)
-    if links:
-        panel = panel.links(list(links))
-    return panel
+    return _linked(panel, links)
 
 
 def table_panel(
@@ -213,24 +225,13 @@ def table_panel(
     links: Sequence[DashboardLink] = (),
 ) -> table.Panel:
     """An instant table, one row per series, its labels as columns."""
-    panel = (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .unit(unit)
-        .datasource(DATASOURCE)
-        .targets(
-            [
-                target.format(PromQueryFormat.TABLE)
-                for target in _targets([Query(q.expr, q.legend, True) for q in queries])
-            ]
-        )
-        .span(width)
-        .height(height)
-        .with_transformation(
-            DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}})
-        )
+    targets = [
+        target.format(PromQueryFormat.TABLE)
+        for target in _targets([Query(q.expr, q.legend, True) for q in queries])
+    ]
+    panel = _framed(
+        table.Panel(), title, description, unit, targets, width, height
+    ).with_transformation(
+        DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}})
     )
-    if links:
-        panel = panel.links(list(links))
-    return panel
+    return _linked(panel, links)
