@@ -3,7 +3,9 @@ serving /metrics cost."""
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import stat
+from collections.abc import Sequence
+
+from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.builders.dashboard import DashboardLink
 from grafana_foundation_sdk.models import dashboard as models
 
@@ -49,46 +51,24 @@ def build(options: BuildOptions) -> models.Dashboard:
             width=8,
             height=4,
         ),
-        timeseries_panel(
+        _rare_events(
             "Decode errors",
             "Events per second that could not be decoded, by kind. Flat at 0 when none.",
-            "ops",
-            [
-                Query(
-                    or_zero(
-                        sum_by(["kind"], rate(sel("fleetops_exporter_decode_errors_total", JOB)))
-                    ),
-                    "{{kind}}",
-                )
-            ],
-            width=8,
+            sel("fleetops_exporter_decode_errors_total", JOB),
+            by="kind",
         ),
-        timeseries_panel(
+        _rare_events(
             "Events dropped",
             "Events lost per second (queue overflow, missed while re-subscribing), by reason."
             " Flat at 0 when none.",
-            "ops",
-            [
-                Query(
-                    or_zero(
-                        sum_by(["reason"], rate(sel("fleetops_exporter_events_dropped_total", JOB)))
-                    ),
-                    "{{reason}}",
-                )
-            ],
-            width=8,
+            sel("fleetops_exporter_events_dropped_total", JOB),
+            by="reason",
         ),
-        timeseries_panel(
+        _rare_events(
             "Broker reconnects",
             "Reconnects to the broker per second. Flat at 0 when the connection holds.",
-            "ops",
-            [
-                Query(
-                    or_zero(f"sum({rate(sel('fleetops_exporter_broker_reconnects_total', JOB))})"),
-                    "reconnects",
-                )
-            ],
-            width=8,
+            sel("fleetops_exporter_broker_reconnects_total", JOB),
+            legend="reconnects",
         ),
     ]
     serving = [
@@ -112,17 +92,11 @@ def build(options: BuildOptions) -> models.Dashboard:
             ],
             width=8,
         ),
-        timeseries_panel(
+        _rare_events(
             "Series refused",
             "Series per second refused because the series cap was reached. Flat at 0 when none.",
-            "ops",
-            [
-                Query(
-                    or_zero(f"sum({rate(sel('fleetops_exporter_series_limit_hits_total', JOB))})"),
-                    "refused",
-                )
-            ],
-            width=8,
+            sel("fleetops_exporter_series_limit_hits_total", JOB),
+            legend="refused",
         ),
     ]
     dashboard = new_dashboard(
@@ -134,6 +108,26 @@ def build(options: BuildOptions) -> models.Dashboard:
     )
     rows = [("Ingest", ingest), ("Serving", serving), ("History recorder", _recorder(runbooks))]
     return finish(with_rows(dashboard, rows))
+
+
+def _rare_events(
+    title: str,
+    description: str,
+    counter: str,
+    *,
+    by: str | None = None,
+    legend: str | None = None,
+    links: Sequence[DashboardLink] = (),
+) -> timeseries.Panel:
+    """Per-second rate of a counter of rare trouble, flat at 0 (not "No data") when none."""
+    return timeseries_panel(
+        title,
+        description,
+        "ops",
+        [Query(or_zero(sum_by([by] if by else [], rate(counter))), legend or f"{{{{{by}}}}}")],
+        width=8,
+        links=links,
+    )
 
 
 def _up_stat(title: str, description: str, query: Query, links: list[DashboardLink]) -> stat.Panel:
@@ -196,32 +190,18 @@ def _recorder(runbooks: str) -> list:
             ],
             width=8,
         ),
-        timeseries_panel(
+        _rare_events(
             "History events dropped",
             "Events per second the recorder lost because its buffer and spool were full, by"
             " reason. Flat at 0 when none.",
-            "ops",
-            [
-                Query(
-                    or_zero(
-                        sum_by(["reason"], rate(metric("fleetops_history_events_dropped_total")))
-                    ),
-                    "{{reason}}",
-                )
-            ],
-            width=8,
+            metric("fleetops_history_events_dropped_total"),
+            by="reason",
             links=runbook_links(Topic.HISTORY, runbooks),
         ),
-        timeseries_panel(
+        _rare_events(
             "History write errors",
             "Failed batch writes per second, by kind. Flat at 0 when none.",
-            "ops",
-            [
-                Query(
-                    or_zero(sum_by(["kind"], rate(metric("fleetops_history_write_errors_total")))),
-                    "{{kind}}",
-                )
-            ],
-            width=8,
+            metric("fleetops_history_write_errors_total"),
+            by="kind",
         ),
     ]
