@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, Select, func, literal_column, or_, select
+from sqlalchemy import Engine, func, literal_column, or_, select
 
 from exporters.history import text_index
 from exporters.history.schema import FAILED_STATE, tasks, workers
@@ -117,30 +117,33 @@ def _text_filter(engine: Engine, columns: tuple[str, ...], needle: str) -> Any:
     return literal_column(f"{tasks.name}.rowid").in_(rowids)
 
 
-def _where(engine: Engine, query: Select[Any], f: TaskFilter) -> Select[Any]:
+def _conditions(engine: Engine, f: TaskFilter) -> list[Any]:
+    """The WHERE clauses of ``f``. Built once per page: a text filter on SQLite asks the text
+    index, and the page's count reuses that answer."""
     c = tasks.c
+    where: list[Any] = []
     if f.name:
-        query = query.where(c.name == f.name)
+        where.append(c.name == f.name)
     if f.state:
-        query = query.where(c.state == f.state.upper())
+        where.append(c.state == f.state.upper())
     if f.worker:
-        query = query.where(c.worker == f.worker)
+        where.append(c.worker == f.worker)
     if f.queue:
-        query = query.where(c.queue == f.queue)
+        where.append(c.queue == f.queue)
     since, until = to_epoch(f.since), to_epoch(f.until)
     if since is not None:
-        query = query.where(c.timestamp >= since)
+        where.append(c.timestamp >= since)
     if until is not None:
-        query = query.where(c.timestamp <= until)
+        where.append(c.timestamp <= until)
     if f.exception:
-        query = query.where(c.exception_type == f.exception)
+        where.append(c.exception_type == f.exception)
     if f.exception_text:
-        query = query.where(_text_filter(engine, ("exception",), f.exception_text))
+        where.append(_text_filter(engine, ("exception",), f.exception_text))
     if f.text:
-        query = query.where(_text_filter(engine, ("args", "kwargs"), f.text))
+        where.append(_text_filter(engine, ("args", "kwargs"), f.text))
     if f.root_id:
-        query = query.where(c.root_id == f.root_id)
-    return query
+        where.append(c.root_id == f.root_id)
+    return where
 
 
 def _frame(rows: list[Any], columns: list[str]) -> pd.DataFrame:
@@ -168,9 +171,14 @@ def search_tasks(
     the task's latest event). Any column of ``schema.tasks`` may be asked for. An empty
     result is an empty DataFrame with the same columns. ``ValueError`` for an unreadable time.
     """
-    filters = filters or TaskFilter()
-    query = select(*(tasks.c[name] for name in columns))
-    query = _where(engine, query, filters)
+    where = _conditions(engine, filters or TaskFilter())
+    return _search(engine, where, limit=limit, offset=offset, columns=columns)
+
+
+def _search(
+    engine: Engine, where: list[Any], *, limit: int, offset: int, columns: tuple[str, ...]
+) -> pd.DataFrame:
+    query = select(*(tasks.c[name] for name in columns)).where(*where)
     query = query.order_by(tasks.c.timestamp.desc()).limit(limit).offset(offset)
     with engine.connect() as connection:
         rows = connection.execute(query).all()
@@ -180,7 +188,11 @@ def search_tasks(
 def count_tasks(engine: Engine, filters: TaskFilter | None = None, *, cap: int = 10_000) -> int:
     """How many tasks match, counted up to ``cap`` (an exact count of millions costs seconds
     and a page needs only "more than N")."""
-    inner = _where(engine, select(tasks.c.task_id), filters or TaskFilter()).limit(cap)
+    return _count(engine, _conditions(engine, filters or TaskFilter()), cap)
+
+
+def _count(engine: Engine, where: list[Any], cap: int) -> int:
+    inner = select(tasks.c.task_id).where(*where).limit(cap)
     with engine.connect() as connection:
         return int(connection.execute(select(func.count()).select_from(inner.subquery())).scalar())
 
@@ -196,10 +208,11 @@ def search_page(
     """One Tasks page: ``search_tasks`` and how many tasks match (``count_tasks``, up to
     ``cap``). The count is a second query only when the page is full; otherwise the page
     holds every match, so a search that scans (a rare argument on SQLite) scans once."""
-    frame = search_tasks(engine, filters, limit=limit, offset=offset)
+    where = _conditions(engine, filters or TaskFilter())
+    frame = _search(engine, where, limit=limit, offset=offset, columns=LIST_COLUMNS)
     if len(frame) < limit:
         return frame, offset + len(frame)
-    return frame, count_tasks(engine, filters, cap=cap)
+    return frame, _count(engine, where, cap)
 
 
 @dataclass(frozen=True)
