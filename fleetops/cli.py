@@ -51,7 +51,7 @@ def up(
     env.setdefault("FLEETOPS_DATA_DIR", str(run_dir / "data"))
     env["FLEETOPS_LOAD_SCENARIO"] = load
     ctx = FleetContext(run_dir=run_dir, env=env)
-    runner = FleetRunner(run_dir)
+    runner = FleetRunner(run_dir, say=typer.echo)  # echo flushes: restart lines show at once
     try:
         specs = assemble(ctx)
         typer.echo(f"fleetops: starting {len(specs)} processes; logs in {run_dir}")
@@ -59,7 +59,11 @@ def up(
             runner.start(spec, ctx.child_env())
             where = f"  {spec.url}" if spec.url else ""
             typer.echo(f"  ready  {spec.name:<16}{where}")
-        typer.echo("fleetops: the fleet is running; Ctrl-C stops every process.")
+        typer.echo(
+            "fleetops: the fleet is running; a process that exits is restarted;"
+            " Ctrl-C stops every process."
+        )
+        # Returns on Ctrl-C, SIGTERM or --stop-after only: exits are restarted, not raised.
         runner.watch(stop_after=stop_after)
     except (FleetError, ConfigError, FileNotFoundError) as exc:
         typer.echo(f"fleetops: {exc}", err=True)

@@ -1,4 +1,5 @@
-"""Start processes in order, wait for each to be ready, stop them all on Ctrl-C or a crash."""
+"""Start processes in order, wait for each to be ready, restart any that exits later (with
+backoff), and stop them all on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from pathlib import Path
 
 from fleetops.fleet.spec import ProcessSpec
 
+# How often watch() looks at every process: short enough for sub-second test backoffs.
+TICK = 0.1
+
 
 class FleetError(RuntimeError):
     pass
@@ -22,54 +26,85 @@ class FleetError(RuntimeError):
 @dataclass
 class Running:
     spec: ProcessSpec
-    process: subprocess.Popen
+    process: subprocess.Popen | None  # None while it waits in backoff: nothing to signal
     log_path: Path
+    env: dict[str, str]
+    next_delay: float
+    restarts: int = 0
+    # Monotonic times. up_since: when it last became ready (None until its probe passes);
+    # ready_by: when a restarted process must be ready; restart_at: when to start it again.
+    up_since: float | None = None
+    ready_by: float = 0.0
+    restart_at: float = 0.0
 
 
 class FleetRunner:
-    def __init__(self, run_dir: Path, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        say: Callable[[str], None] = print,
+        initial_delay: float = 1.0,
+        max_delay: float = 30.0,
+        healthy_after: float = 60.0,
+    ) -> None:
         self.run_dir = run_dir
         self.running: list[Running] = []
         self.say = say
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+        self.healthy_after = healthy_after
         run_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, spec: ProcessSpec, env: dict[str, str]) -> Running:
-        log_path = self.run_dir / f"{spec.name}.log"
-        log = log_path.open("ab")
         merged = dict(env)
         merged.update(spec.env)
-        # Own session per child: Ctrl-C reaches the runner only, which then stops each group,
-        # so pool children of a worker never outlive the fleet.
-        process = subprocess.Popen(
-            spec.argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=merged,
-            cwd=spec.cwd,
-            start_new_session=True,
-        )
-        log.close()
-        running = Running(spec, process, log_path)
+        log_path = self.run_dir / f"{spec.name}.log"
+        running = Running(spec, None, log_path, merged, next_delay=self.initial_delay)
+        running.process = self._spawn(running)
         self.running.append(running)
         self._write_manifest()
         if spec.ready is not None:
-            self._wait_ready(running)
+            self._wait_ready(running, running.process)
+        running.up_since = time.monotonic()
         return running
+
+    def _spawn(self, running: Running) -> subprocess.Popen:
+        # Append: a restarted process continues the same log, after its predecessor's last words.
+        with running.log_path.open("ab") as log:
+            # Own session per child: Ctrl-C reaches the runner only, which then stops each group,
+            # so pool children of a worker never outlive the fleet.
+            return subprocess.Popen(
+                running.spec.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=running.env,
+                cwd=running.spec.cwd,
+                start_new_session=True,
+            )
 
     def _write_manifest(self) -> None:
         """processes.json: what runs where, for the operator and for cleaning up by hand."""
         manifest = [
-            {"name": r.spec.name, "pid": r.process.pid, "url": r.spec.url, "log": str(r.log_path)}
+            {
+                "name": r.spec.name,
+                "pid": r.process.pid if r.process is not None else None,
+                "url": r.spec.url,
+                "log": str(r.log_path),
+                "restarts": r.restarts,
+            }
             for r in self.running
         ]
         (self.run_dir / "processes.json").write_text(json.dumps(manifest, indent=2))
 
-    def _wait_ready(self, running: Running) -> None:
+    def _wait_ready(self, running: Running, process: subprocess.Popen) -> None:
         deadline = time.monotonic() + running.spec.ready_timeout
         while time.monotonic() < deadline:
-            if running.process.poll() is not None:
-                raise FleetError(self._crash_report(running))
+            if process.poll() is not None:
+                raise FleetError(
+                    f"{running.spec.name} exited with code {process.returncode};"
+                    f" {_tail(running.log_path, 15)}"
+                )
             if running.spec.ready():
                 return
             time.sleep(0.1)
@@ -78,15 +113,8 @@ class FleetRunner:
             f" see {running.log_path}"
         )
 
-    def _crash_report(self, running: Running) -> str:
-        tail = running.log_path.read_text(errors="replace").splitlines()[-15:]
-        return (
-            f"{running.spec.name} exited with code {running.process.returncode};"
-            f" last lines of {running.log_path}:\n    " + "\n    ".join(tail)
-        )
-
     def watch(self, stop_after: float | None = None) -> None:
-        """Block until Ctrl-C, SIGTERM, a crashed process or ``stop_after`` seconds."""
+        """Block until Ctrl-C, SIGTERM or ``stop_after`` seconds, restarting what exits."""
         stopping = {"flag": False}
 
         def request_stop(signum: int, _frame: object) -> None:
@@ -97,26 +125,78 @@ class FleetRunner:
         started = time.monotonic()
         while not stopping["flag"]:
             for running in self.running:
-                if running.process.poll() is not None:
-                    raise FleetError(self._crash_report(running))
+                self._tend(running)
             if stop_after is not None and time.monotonic() - started > stop_after:
                 return
-            time.sleep(0.2)
+            time.sleep(TICK)
+
+    def _tend(self, running: Running) -> None:
+        """One look at one process. Never waits, so one process's backoff or slow start holds
+        up neither the others nor Ctrl-C."""
+        now = time.monotonic()
+        process = running.process
+        if process is None:
+            if now >= running.restart_at:
+                running.process = self._spawn(running)
+                running.restarts += 1
+                running.ready_by = now + running.spec.ready_timeout
+                self._write_manifest()
+        elif process.poll() is not None:
+            self._schedule_restart(running, process, f"exited with code {process.returncode}")
+        elif running.up_since is None:
+            if running.spec.ready is None or running.spec.ready():
+                running.up_since = time.monotonic()
+                self.say(f"fleet: {running.spec.name} restarted (pid {process.pid})")
+            elif now > running.ready_by:
+                # Hung on its way up: as broken as a crash, so it takes the same backoff.
+                _signal_group(process, signal.SIGKILL)
+                process.wait(timeout=5)
+                timeout = running.spec.ready_timeout
+                self._schedule_restart(running, process, f"was not ready after {timeout:g}s")
+
+    def _schedule_restart(self, running: Running, process: subprocess.Popen, what: str) -> None:
+        # Pool children may outlive their parent and hold its port; the group goes with it.
+        _signal_group(process, signal.SIGKILL)
+        now = time.monotonic()
+        if running.up_since is not None and now - running.up_since >= self.healthy_after:
+            # It served for a while: a fresh failure, not the same crash loop, so start over.
+            running.next_delay = self.initial_delay
+        delay = running.next_delay
+        running.next_delay = min(delay * 2, self.max_delay)
+        running.process = None
+        running.up_since = None
+        running.restart_at = now + delay
+        self._write_manifest()
+        self.say(
+            f"fleet: {running.spec.name} {what}; restarting in {delay:g}s"
+            f" (restart {running.restarts + 1}); {_tail(running.log_path, 5)}"
+        )
 
     def stop(self, grace: float = 10.0) -> None:
-        for running in reversed(self.running):
-            _signal_group(running.process, signal.SIGTERM)
+        # Processes waiting in backoff have nothing to signal; clearing the list below is what
+        # stops them: nothing restarts once watch() has returned.
+        live = [r.process for r in reversed(self.running) if r.process is not None]
+        for process in live:
+            _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for running in reversed(self.running):
+        for process in live:
             remaining = max(0.1, deadline - time.monotonic())
             try:
-                running.process.wait(timeout=remaining)
+                process.wait(timeout=remaining)
             except subprocess.TimeoutExpired:
-                _signal_group(running.process, signal.SIGKILL)
-                running.process.wait(timeout=5)
+                _signal_group(process, signal.SIGKILL)
+                process.wait(timeout=5)
             # Pool children may linger after their parent exits; the group goes with it.
-            _signal_group(running.process, signal.SIGKILL)
+            _signal_group(process, signal.SIGKILL)
         self.running.clear()
+
+
+def _tail(log_path: Path, lines: int) -> str:
+    """The last lines of a log, read from its end: a crash loop must not reread a huge log."""
+    with log_path.open("rb") as log:
+        log.seek(max(0, log_path.stat().st_size - 16384))
+        tail = log.read().decode(errors="replace").splitlines()[-lines:]
+    return f"last lines of {log_path}:\n    " + "\n    ".join(tail)
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:
