@@ -12,7 +12,13 @@ from grafana_foundation_sdk.models import dashboard as models
 from dashboards import variables
 from dashboards.base import BuildOptions, finish, new_dashboard, with_rows
 from dashboards.config import Uid
-from dashboards.panels import Query, stat_panel, timeseries_panel, up_thresholds
+from dashboards.panels import (
+    Query,
+    stat_panel,
+    timeseries_panel,
+    up_thresholds,
+    value_thresholds,
+)
 from dashboards.promql import JOB, RECORDER_JOB, or_zero, rate, sel, sum_by
 from dashboards.runbooks import Topic, runbook_links
 
@@ -33,12 +39,19 @@ def build(options: BuildOptions) -> models.Dashboard:
             Query(f"min({sel('fleetops_exporter_broker_up', JOB)})", "broker up"),
             runbook_links(Topic.BROKER, runbooks),
         ),
+        _stalled_stat(
+            "Stalled parts",
+            "1 for a part of the exporter (reader, applier, poller) whose thread has died or"
+            " made no progress for 45 s, while the process still answers: its metrics are"
+            " frozen. FleetopsExporterStalled pages after 1 minute of it.",
+            sel("fleetops_exporter_stalled", JOB),
+        ),
         timeseries_panel(
             "Events",
             "Events consumed per second, by event type.",
             "ops",
             [Query(sum_by(["type"], rate(sel("fleetops_exporter_events_total", JOB))), "{{type}}")],
-            width=8,
+            width=6,
             height=4,
             links=runbook_links(Topic.EVENTS, runbooks),
         ),
@@ -48,14 +61,15 @@ def build(options: BuildOptions) -> models.Dashboard:
             " metrics are.",
             "s",
             [Query(f"max({sel('fleetops_exporter_event_lag_seconds', JOB)})", "lag")],
-            width=8,
+            width=6,
             height=4,
         ),
         _rare_events(
-            "Decode errors",
-            "Events per second that could not be decoded, by kind. Flat at 0 when none.",
-            sel("fleetops_exporter_decode_errors_total", JOB),
-            by="kind",
+            "Events rejected",
+            "Events per second dropped because they could not be used (not JSON, no task id,"
+            " unknown type...), by reason. Flat at 0 when none.",
+            sel("fleetops_exporter_events_rejected_total", JOB),
+            by="reason",
         ),
         _rare_events(
             "Events dropped",
@@ -137,6 +151,18 @@ def _up_stat(title: str, description: str, query: Query, links: list[DashboardLi
     )
 
 
+def _stalled_stat(title: str, description: str, gauge: str) -> stat.Panel:
+    """Per part, 1 while it is stalled: green at 0, red from 1."""
+    return stat_panel(
+        title,
+        description,
+        "short",
+        [Query(f"max by (part) ({gauge})", "{{part}}")],
+        width=4,
+        thresholds=value_thresholds((1, "red")),
+    )
+
+
 def _recorder(runbooks: str) -> list:
     def metric(name: str) -> str:
         return sel(name, RECORDER_JOB)
@@ -154,6 +180,13 @@ def _recorder(runbooks: str) -> list:
             Query(f"min({metric('fleetops_history_database_up')})", "database up"),
             runbook_links(Topic.HISTORY, runbooks),
         ),
+        _stalled_stat(
+            "Recorder stalled parts",
+            "1 for a part of the recorder (reader, consumer, writer) whose thread has died or"
+            " made no progress for 45 s, while the process still answers: events are not being"
+            " recorded. FleetopsHistoryRecorderStalled pages after 1 minute of it.",
+            metric("fleetops_history_stalled"),
+        ),
         timeseries_panel(
             "Events recorded",
             "Events per second the recorder consumed and wrote to the database. Written falls"
@@ -164,7 +197,7 @@ def _recorder(runbooks: str) -> list:
                 Query(f"sum({rate(metric('fleetops_history_events_total'))})", "consumed"),
                 Query(f"sum({rate(metric('fleetops_history_events_written_total'))})", "written"),
             ],
-            width=8,
+            width=6,
         ),
         timeseries_panel(
             "Backlog",
@@ -177,7 +210,7 @@ def _recorder(runbooks: str) -> list:
                     "{{where}}",
                 )
             ],
-            width=8,
+            width=6,
         ),
         timeseries_panel(
             "Disk spool",

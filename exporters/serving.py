@@ -1,4 +1,5 @@
-"""HTTP: ``/metrics`` from memory, ``/healthz`` for probes, an index page for people."""
+"""HTTP of the exporter and of the recorder: ``/metrics`` from memory, ``/healthz`` for probes
+(503 with the reason when a part has stopped making progress), an index page for people."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
-from exporters.metrics.render import CONTENT_TYPE
-
 log = logging.getLogger(__name__)
 
-INDEX = b"""<html><head><title>fleetops exporter</title></head><body>
-<h1>fleetops exporter</h1><p><a href="/metrics">/metrics</a> &middot;
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+INDEX = """<html><head><title>fleetops {title}</title></head><body>
+<h1>fleetops {title}</h1><p><a href="/metrics">/metrics</a> &middot;
 <a href="/healthz">/healthz</a></p></body></html>"""
 
 
@@ -24,7 +24,10 @@ class MetricsServer:
         port: int,
         render: Callable[[frozenset[str] | None], bytes],
         health: Callable[[], tuple[bool, str]],
+        title: str = "exporter",
     ) -> None:
+        index = INDEX.format(title=title).encode()
+
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -34,10 +37,13 @@ class MetricsServer:
                     names = parse_qs(query).get("name[]")
                     self._answer(200, CONTENT_TYPE, render(frozenset(names) if names else None))
                 elif path == "/healthz":
-                    healthy, text = health()
+                    try:
+                        healthy, text = health()
+                    except Exception as exc:  # a health check that fails is an unhealthy answer
+                        healthy, text = False, f"unhealthy: health check failed: {exc!r}"
                     self._answer(200 if healthy else 503, "text/plain", text.encode() + b"\n")
                 elif path == "/":
-                    self._answer(200, "text/html", INDEX)
+                    self._answer(200, "text/html", index)
                 else:
                     self._answer(404, "text/plain", b"not found\n")
 

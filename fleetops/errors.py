@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from fleetops.urls import redact_url
+
 
 class ConfigError(Exception):
     """Bad configuration, reported with the offending key and what is wrong with it."""
@@ -18,6 +20,8 @@ class ConfigError(Exception):
             if env_prefix:
                 key = env_prefix + key.upper()
             given = err.get("input")
+            if isinstance(given, str):
+                given = redact_url(given)  # a rejected broker URL must not print its password
             shown = f" (got {given!r})" if not isinstance(given, dict) and given is not None else ""
             lines.append(f"{key}: {err['msg']}{shown}")
         return cls(f"invalid configuration in {source}:\n  " + "\n  ".join(lines))

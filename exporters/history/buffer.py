@@ -3,6 +3,9 @@ source: events wait in memory, and once memory is full (the database is down or 
 go to segment files on disk, up to a byte bound. Beyond the bound events are dropped and
 counted, so the operator sees exactly how much history is missing.
 
+A spool the disk refuses (full, removed, read-only) loses only the events that did not fit,
+counted with the reason ``spool_error``; it never raises into the thread that queues events.
+
 Order is first in, first out: while anything waits on disk, new events go to disk too. The
 writer takes a batch, writes it, then commits it; a disk segment is deleted only after every
 event read from it is committed, so a crash replays the segment (upserts are idempotent).
@@ -11,6 +14,7 @@ event read from it is committed, so a crash replays the segment (upserts are ide
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import threading
 import time
@@ -60,7 +64,7 @@ class SpillingBuffer:
         spool_max_bytes: int,
         *,
         segment_bytes: int = 4 * 1024 * 1024,
-        on_drop: Callable[[int], None] | None = None,
+        on_drop: Callable[[int, str], None] | None = None,
     ) -> None:
         self.memory_limit = memory_events
         self.spool_dir = spool_dir
@@ -78,9 +82,13 @@ class SpillingBuffer:
         self._sequence = 0
         self.dropped = 0
         self.spilled = 0
+        self._last_spool_error = -60.0
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
-        spool_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            spool_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # memory still works; spilling will count its failures
+            log.error("cannot create the spool %s: %s", spool_dir, exc)
         self._recover()
 
     # -- producer side -----------------------------------------------------------------
@@ -93,6 +101,21 @@ class SpillingBuffer:
                     self._ready.notify()
                 return True
             return self._spill_locked([event]) == 1
+
+    def put_many(self, events: list[Event]) -> int:
+        """Queue events in order (one lock for the lot); returns how many were kept."""
+        with self._lock:
+            room = self.memory_limit - len(self._memory)
+            if not self._spooling() and room >= len(events):
+                self._memory.extend(events)
+                if len(self._memory) == self.memory_limit:
+                    self._ready.notify()
+                return len(events)
+            kept = 0
+            if not self._spooling() and room > 0:
+                self._memory.extend(events[:room])
+                kept, events = room, events[room:]
+            return kept + self._spill_locked(events)
 
     def spill(self, events: list[Event]) -> int:
         """Move events to disk (at shutdown, with the database down); returns how many fit."""
@@ -154,18 +177,30 @@ class SpillingBuffer:
     def _spill_locked(self, events: list[Event]) -> int:
         written = 0
         for event in events:
-            line = orjson.dumps(event, default=str) + b"\n"
+            try:
+                line = orjson.dumps(event, default=str) + b"\n"
+            except (TypeError, ValueError):  # cannot be written at all: count it, go on
+                self._drop_locked(1, "spool_error")
+                continue
             if self._disk_bytes + len(line) > self.spool_max_bytes:
-                dropped = len(events) - written
-                self.dropped += dropped
-                if self.on_drop is not None:
-                    self.on_drop(dropped)
+                self._drop_locked(len(events) - written, "buffer_full")
                 break
-            if self._writing is None or self._writing.size >= self.segment_bytes:
-                self._rotate_locked()
-                self._open_segment_locked()
-            assert self._file is not None and self._writing is not None
-            self._file.write(line)
+            try:
+                if self._writing is None or self._writing.size >= self.segment_bytes:
+                    self._rotate_locked()
+                    self._open_segment_locked()
+                assert self._file is not None and self._writing is not None
+                # Unbuffered: a write the disk refuses fails here, for this event, instead of
+                # at a later flush that would lose events already counted as spooled.
+                if self._file.write(line) != len(line):
+                    raise OSError(errno.ENOSPC, "short write to the spool")
+            except OSError as exc:
+                # Disk full or spool gone: what is not written is lost, and said so; the
+                # events already on disk stay readable.
+                self._drop_locked(len(events) - written, "spool_error")
+                self._log_spool_error(exc)
+                self._close_broken_segment_locked()
+                break
             self._writing.size += len(line)
             self._writing.events += 1
             self._disk_bytes += len(line)
@@ -176,16 +211,46 @@ class SpillingBuffer:
             self._ready.notify()
         return written
 
+    def _drop_locked(self, count: int, reason: str) -> None:
+        if count <= 0:
+            return
+        self.dropped += count
+        if self.on_drop is not None:
+            self.on_drop(count, reason)
+
+    def _log_spool_error(self, exc: OSError) -> None:
+        now = time.monotonic()
+        if now - self._last_spool_error >= 60.0:
+            self._last_spool_error = now
+            log.error("cannot write to the spool %s: %s; events dropped", self.spool_dir, exc)
+
+    def _close_broken_segment_locked(self) -> None:
+        """After a failed write: close the file, keep what it holds if anything."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        if self._writing is not None:
+            if self._writing.events:
+                self._segments.append(self._writing)
+            else:
+                with contextlib.suppress(OSError):
+                    self._writing.path.unlink(missing_ok=True)
+            self._writing = None
+
     def _open_segment_locked(self) -> None:
         self._sequence += 1
         path = self.spool_dir / f"{time.time_ns():020d}-{self._sequence:06d}{SEGMENT_SUFFIX}"
         self._writing = _Segment(path)
-        self._file = path.open("ab")
+        self._file = path.open("ab", buffering=0)
 
     def _rotate_locked(self) -> None:
         if self._file is not None:
-            self._file.flush()
-            self._file.close()
+            try:
+                self._file.flush()
+                self._file.close()
+            except OSError as exc:
+                self._log_spool_error(exc)
             self._file = None
         if self._writing is not None:
             if self._writing.events:
@@ -216,7 +281,10 @@ class SpillingBuffer:
         segment = self._replaying
         if segment is None or segment.path != path:
             return
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # written already: at worst replayed (upserts are idempotent)
+            self._log_spool_error(exc)
         self._disk_bytes -= segment.size
         self._disk_events -= segment.events
         self._replaying = None

@@ -68,16 +68,39 @@ def recorder(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    from exporters.serving import MetricsServer
+
     settings = _settings(database_url)
     instance = Recorder(settings)
-    instance.metrics.serve(settings.history_metrics_port, settings.history_metrics_host)
+    server = None
+    if settings.history_metrics_port:
+        try:
+            server = MetricsServer(
+                settings.history_metrics_host, settings.history_metrics_port,
+                instance.metrics.render, instance.health, title="recorder",
+            )  # fmt: skip
+        except OSError as exc:
+            typer.echo(
+                f"fleetops recorder: cannot listen on {settings.history_metrics_host}:"
+                f"{settings.history_metrics_port}: {exc.strerror or exc}",
+                err=True,
+            )
+            raise typer.Exit(2) from exc
+        server.start()
 
     def request_stop(signum: int, _frame: object) -> None:
         instance.stop()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    instance.run()
+    try:
+        instance.run()
+    finally:
+        if server is not None:
+            server.stop()
+    if instance.failed:
+        # A supervisor (or `fleetops up`) must see a failure, not a clean exit.
+        raise typer.Exit(1)
 
 
 def _print_frame(frame: pd.DataFrame, as_json: bool) -> None:

@@ -12,18 +12,20 @@ times events arrive:
 * within a class the event's own timestamp orders attempts (a retry re-uses the task id), and
   ``rank`` breaks ties between events stamped in the same instant;
 * lifecycle timestamps keep the latest value per column, other fields the first non-empty one.
+
+Events arrive checked (exporters/stream/events.py): fields have their types and bounds, the
+exception type is parsed there (the same as the metrics' ``exception`` label), and what is
+left here is the recorder's own privacy cut of arguments and tracebacks.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from exporters.history.schema import tasks, workers
+from exporters.stream.events import WORKER_NUMBERS as STREAM_WORKER_NUMBERS
 
 Event = dict[str, Any]
 
@@ -44,16 +46,8 @@ WORKER_EVENTS = {
     "worker-telemetry": "online",
     "worker-offline": "offline",
 }
-WORKER_NUMBERS: dict[str, type] = {
-    "pid": int,
-    "freq": float,
-    "active": int,
-    "processed": int,
-    "pool_size": int,
-    "rss_bytes": int,
-    "memory_limit_bytes": int,
-    "memory_percent": float,
-}
+# Checked and bounded in exporters/stream/events.py; these are the columns they fill.
+WORKER_NUMBERS = tuple(STREAM_WORKER_NUMBERS)
 LIFECYCLE_COLUMNS = tuple(spec[3] for spec in TASK_EVENTS.values())
 # Fields copied from task events when present; the first non-empty value is kept.
 DESCRIPTIVE_FIELDS = ("name", "queue", "exchange", "routing_key", "root_id", "parent_id")
@@ -61,7 +55,6 @@ TEXT_FIELDS = ("eta", "expires")
 
 _TASK_TEMPLATE: dict[str, Any] = {str(column.name): None for column in tasks.columns}
 _WORKER_TEMPLATE: dict[str, Any] = {str(column.name): None for column in workers.columns}
-_EXCEPTION_CLASS = re.compile(r"\s*([\w.]+)")
 
 
 @dataclass(frozen=True)
@@ -71,27 +64,12 @@ class Limits:
     traceback_max_chars: int = 16_384
 
 
-def exception_class(text: str | None) -> str | None:
-    """``"ValueError('boom')"`` -> ``"ValueError"``; dotted paths keep the class name only."""
-    if not text:
-        return None
-    match = _EXCEPTION_CLASS.match(text)
-    return match.group(1).rsplit(".", 1)[-1] if match else None
-
-
 def truncate(value: Any, limit: int) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else repr(value)
     # The ellipsis tells the reader the value was cut, not that the task got a shorter one.
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _timestamp(event: Event) -> float:
-    value = float(event.get("timestamp") or time.time())
-    if not math.isfinite(value):
-        raise ValueError(f"timestamp {value!r} is not a time")
-    return value
 
 
 def _later(current: float | None, candidate: float) -> float:
@@ -132,24 +110,21 @@ class BatchMerger:
                 self._add_worker(event, WORKER_EVENTS[kind])
             else:
                 self.ignored += 1
-        except (TypeError, ValueError, AttributeError):
-            # A field of the wrong type (a producer bug or a foreign event): skip the event,
-            # never the batch. Fields folded in before the error are plain values, still valid.
+        except Exception:
+            # Checked events cannot fail here; should a bug make one, skip the event, never
+            # the batch. Fields folded in before the error are plain values, still valid.
             self.malformed += 1
             return False
         return True
 
     def _add_task(self, event: Event, spec: tuple[str, int, int, str]) -> None:
-        task_id = event.get("uuid")
-        if not task_id:
-            self.ignored += 1
-            return
+        task_id = event["uuid"]
         state, state_class, rank, column = spec
-        timestamp = _timestamp(event)
+        timestamp = event["timestamp"]
         row = self.tasks.get(task_id)
         if row is None:
             row = _TASK_TEMPLATE.copy()
-            row["task_id"] = str(task_id)
+            row["task_id"] = task_id
             row["state"] = state
             row["state_class"], row["state_ts"], row["state_rank"] = state_class, timestamp, rank
             row["timestamp"] = timestamp
@@ -176,30 +151,28 @@ class BatchMerger:
             if row[field] is None:
                 value = event.get(field)
                 if value:
-                    row[field] = str(value)
+                    row[field] = value
         if state_class:  # task-sent names the client's host, not the worker
             hostname = event.get("hostname")
             if hostname and (wins or row["worker"] is None):
                 row["worker"] = hostname
         retries = event.get("retries")
-        if retries is not None:
-            retries = int(retries)
-            if row["retries"] is None or retries > row["retries"]:
-                row["retries"] = retries
+        if retries is not None and (row["retries"] is None or retries > row["retries"]):
+            row["retries"] = retries
         if "args" in event or "kwargs" in event or "result" in event:
             self._add_payload(row, event)
         for field in TEXT_FIELDS:
             value = event.get(field)
             if value and row[field] is None:
-                row[field] = str(value)[:64]
+                row[field] = value
         runtime = event.get("runtime")
         if runtime is not None:
-            row["runtime"] = float(runtime)
+            row["runtime"] = runtime
         exception = event.get("exception")
         if exception and (wins or row["exception"] is None):
             limit = self.limits.traceback_max_chars
             row["exception"] = truncate(exception, limit)
-            row["exception_type"] = exception_class(str(exception))
+            row["exception_type"] = event.get("exception_type")
             row["traceback"] = truncate(event.get("traceback"), limit)
         if row["runtime"] is None and row["failed_at"] and row["started_at"]:
             row["runtime"] = max(0.0, row["failed_at"] - row["started_at"])
@@ -215,11 +188,8 @@ class BatchMerger:
                     row[field] = truncate(value, limit)
 
     def _add_worker(self, event: Event, status: str) -> None:
-        hostname = event.get("hostname")
-        if not hostname:
-            self.ignored += 1
-            return
-        timestamp = _timestamp(event)
+        hostname = event["hostname"]
+        timestamp = event["timestamp"]
         row = self.workers.get(hostname)
         if row is None:
             row = _WORKER_TEMPLATE.copy()
@@ -245,14 +215,11 @@ class BatchMerger:
             row["heartbeat_at"] = _later(row["heartbeat_at"], timestamp)
         # Gauges: the newest event's value wins.
         newest = timestamp >= row["last_seen"]
-        for field, kind in WORKER_NUMBERS.items():
+        for field in WORKER_NUMBERS:
             value = event.get(field)
             if value is not None and (newest or row[field] is None):
-                row[field] = kind(value)
-        for field in ("sw_ident", "sw_ver", "sw_sys"):
+                row[field] = value
+        for field in ("sw_ident", "sw_ver", "sw_sys", "loadavg"):
             value = event.get(field)
             if value:
-                row[field] = str(value)[:64]
-        loadavg = event.get("loadavg")
-        if loadavg:
-            row["loadavg"] = ",".join(str(x) for x in loadavg)[:64]
+                row[field] = value

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from exporters.stream.health import Part, problems
+from exporters.stream.rejects import Rejections
 
 
 @dataclass
@@ -22,6 +29,11 @@ class RecorderMetrics:
         self.malformed = Counter(
             "fleetops_history_events_malformed",
             "Events skipped because a field could not be read.",
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "fleetops_history_events_quarantined",
+            "Events the database refused even one by one, moved to the quarantine files.",
             registry=r,
         )
         self.dropped = Counter(
@@ -63,11 +75,57 @@ class RecorderMetrics:
         self.broker_reconnects = Counter(
             "fleetops_history_broker_reconnects", "Reconnects to the broker.", registry=r
         )
-        for reason in ("buffer_full",):
+        for reason in ("buffer_full", "spool_error", "quarantine_full"):
             self.dropped.labels(reason)
         for kind in ("unavailable", "rejected"):
             self.write_errors.labels(kind)
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        if port:
-            start_http_server(port, addr=host, registry=self.registry)
+    def watch_stream(self, rejections: Rejections, parts: Callable[[], list[Part]]) -> None:
+        """Export the pipeline's rejections and the health of every part at scrape time."""
+        self.registry.register(_StreamCollector(rejections, parts))
+
+    def render(self, names: frozenset[str] | None = None) -> bytes:
+        registry = self.registry.restricted_registry(names) if names else self.registry
+        return generate_latest(registry)
+
+
+class _StreamCollector(Collector):
+    def __init__(self, rejections: Rejections, parts: Callable[[], list[Part]]) -> None:
+        self.rejections = rejections
+        self.parts = parts
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        rejected = CounterMetricFamily(
+            "fleetops_history_events_rejected",
+            "Events dropped because they could not be used, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.rejections.counts().items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        corrected = CounterMetricFamily(
+            "fleetops_history_events_corrected",
+            "Fields repaired in events that were kept, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.rejections.corrections().items()):
+            corrected.add_metric([reason], count)
+        yield corrected
+        now = time.monotonic()
+        parts = self.parts()
+        stalled = problems(parts, now)
+        gauge = GaugeMetricFamily(
+            "fleetops_history_stalled",
+            "1 while a part of the recorder has died or makes no progress (see /healthz).",
+            labels=["part"],
+        )
+        age = GaugeMetricFamily(
+            "fleetops_history_part_heartbeat_age_seconds",
+            "Seconds since each part of the recorder last went round its loop.",
+            labels=["part"],
+        )
+        for part in parts:
+            gauge.add_metric([part.name], int(part.name in stalled))
+            age.add_metric([part.name], round(part.age(now), 3))
+        yield gauge
+        yield age

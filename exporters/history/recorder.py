@@ -1,9 +1,14 @@
-"""The recorder process: source -> buffer -> writer -> database, plus retention and metrics.
+"""The recorder process: event stream -> buffer -> writer -> database, plus retention and metrics.
 
-Three threads with one job each: the source thread only decodes and queues events (it never
-waits on the database), the writer thread is the only one that talks to the database (writes,
-migrations, pruning), and the main thread waits for a stop signal. Between them sits the
-bounded :class:`SpillingBuffer`.
+The events come through the same pipeline as the exporter's (exporters/stream/consumer.py): a
+reader thread, and a consumer thread that decodes and checks them and, as this recorder is its
+sink, only queues them (it never waits on the database). The writer thread is the only one
+that talks to the database (writes, migrations, pruning); the main thread waits for a stop
+signal. Between them sits the bounded :class:`SpillingBuffer`.
+
+Nothing stops the writer: a batch the database refuses is written event by event, and an
+event refused alone goes to the quarantine files (exporters/history/quarantine.py), so a bad
+batch is never replayed from the spool into a stop at the next start.
 """
 
 from __future__ import annotations
@@ -19,17 +24,22 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from exporters.history import migrate
 from exporters.history.buffer import Batch, SpillingBuffer
 from exporters.history.database import create_history_engine, describe
-from exporters.history.merge import TASK_EVENTS, WORKER_EVENTS, Limits
+from exporters.history.merge import Limits
 from exporters.history.metrics import RecorderMetrics
 from exporters.history.outage import OutageLog
+from exporters.history.quarantine import Quarantine
 from exporters.history.retention import RetentionPolicy, prune
 from exporters.history.settings import HistorySettings
-from exporters.history.source import CeleryEventSource, EventSource
 from exporters.history.writer import HistoryWriter
+from exporters.stream.consumer import EventStream
+from exporters.stream.events import KNOWN_TYPES, Rejected
+from exporters.stream.health import Beat, Part, problems
 
 log = logging.getLogger(__name__)
 
-KNOWN_TYPES = frozenset(TASK_EVENTS) | frozenset(WORKER_EVENTS)
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+# Longest single wait of the writer between two beats while it retries a database.
+WRITER_WAIT_STEP = 1.0
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -46,7 +56,6 @@ class Recorder:
         self,
         settings: HistorySettings,
         *,
-        source: EventSource | None = None,
         metrics: RecorderMetrics | None = None,
         engine: Engine | None = None,
         drain_timeout: float = 10.0,
@@ -54,14 +63,18 @@ class Recorder:
         self.settings = settings
         self.metrics = metrics or RecorderMetrics()
         self.engine = engine or create_history_engine(settings.effective_history_database_url)
-        self.source = source or CeleryEventSource(
+        durable = settings.broker_url.split("://", 1)[0] in AMQP_SCHEMES
+        self.stream = EventStream(
             settings.broker_url,
-            queue_name=settings.history_queue_name,
+            self,
+            # On RabbitMQ a durable named queue, so events wait for the recorder while it
+            # restarts; the broker keeps at most history_queue_max_length of them.
+            durable_queue=settings.history_queue_name if durable else None,
             queue_max_length=settings.history_queue_max_length,
-            metrics=self.metrics,
-            retry_initial=settings.history_retry_initial_seconds,
-            retry_max=settings.history_retry_max_seconds,
+            logger=log,
+            stall_after=settings.history_stall_after,
         )
+        self.quarantine = Quarantine(settings.effective_quarantine_dir)
         self.buffer = SpillingBuffer(
             settings.history_buffer_events,
             settings.effective_spool_dir,
@@ -87,8 +100,12 @@ class Recorder:
         self._source_stop = threading.Event()
         self._schema_ready = False
         self._next_prune = 0.0
-        self._event_counters: dict[str, Any] = {}
+        self._event_counters = {kind: self.metrics.events.labels(kind) for kind in KNOWN_TYPES}
         self._inflight = 0
+        self.writer_beat = Beat()
+        self._writer_thread: threading.Thread | None = None
+        # Set when the writer ended on an error nobody caught: the process then exits non-zero.
+        self.failed = False
         self._outage = OutageLog(describe(self.engine), settings.history_retry_max_seconds)
         self.metrics.spool_limit.set(settings.history_spool_max_bytes)
         # Read at scrape time: correct even while the writer is stuck retrying a batch.
@@ -98,21 +115,23 @@ class Recorder:
         self.metrics.buffered.labels("disk").set_function(lambda: self.buffer.stats().on_disk)
         self.metrics.spool_bytes.set_function(lambda: self.buffer.stats().disk_bytes)
         self.metrics.database_up.set(0)
+        self.metrics.broker_up.set_function(lambda: int(self.stream.status.connected))
+        self.metrics.watch_stream(self.stream.rejections, self.parts)
 
     # -- lifecycle -----------------------------------------------------------------------
     def run(self) -> None:
         """Record until :meth:`stop`; on return every event is in the database or on disk."""
         log.info("recorder: writing task history to %s", describe(self.engine))
-        source_thread = threading.Thread(target=self._run_source, name="history-source")
-        writer_thread = threading.Thread(target=self._run_writer, name="history-writer")
-        source_thread.start()
+        writer_thread = threading.Thread(target=self._run_writer, name="writer")
+        self._writer_thread = writer_thread
+        self.stream.start(self._source_stop)
         writer_thread.start()
         try:
             self.stop_requested.wait()
         finally:
             self._source_stop.set()
             self.stop_requested.set()
-            source_thread.join()
+            self.stream.join(timeout=30)
             writer_thread.join()
             self.engine.dispose()
             log.info("recorder: stopped; %d events wait on disk", self.buffer.pending())
@@ -120,29 +139,51 @@ class Recorder:
     def stop(self) -> None:
         self.stop_requested.set()
 
-    # -- source thread -------------------------------------------------------------------
-    def _run_source(self) -> None:
-        try:
-            self.source.run(self.emit, self._source_stop)
-        except Exception:
-            log.exception("recorder: the event source failed; stopping")
-            self.stop()
+    # -- health --------------------------------------------------------------------------
+    def parts(self) -> list[Part]:
+        # The writer's beat stays fresh while it retries an unavailable database (that is
+        # FleetopsHistoryDatabaseDown's business); it goes stale only if a write hangs.
+        writer = Part(
+            "writer",
+            self.writer_beat,
+            self._writer_thread,
+            stall_after=self.settings.history_stall_after,
+        )
+        return [*self.stream.parts(), writer]
 
-    def emit(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        key = kind if kind in KNOWN_TYPES else "other"
-        counter = self._event_counters.get(key)
-        if counter is None:
-            counter = self._event_counters[key] = self.metrics.events.labels(key)
-        counter.inc()
-        self.buffer.put(event)
+    def health(self) -> tuple[bool, str]:
+        found = list(problems(self.parts()).values())
+        status = self.stream.status
+        if not status.connected:
+            found.append(f"event stream down: {status.last_error or 'not connected yet'}")
+        if found:
+            return False, "unhealthy: " + "; ".join(found)
+        database = "up" if self._outage.started is None else "unavailable, buffering"
+        return True, f"ok (database {database}, {self.backlog()} events waiting)"
 
-    def _dropped(self, count: int) -> None:
-        self.metrics.dropped.labels("buffer_full").inc(count)
-        log.error(
-            "recorder: buffer bound hit (%d bytes on disk): %d events dropped",
-            self.settings.history_spool_max_bytes, count,
-        )  # fmt: skip
+    # -- the stream's sink (consumer thread) ---------------------------------------------
+    def apply(self, events: list[dict[str, Any]], received_at: float) -> None:
+        counts: dict[str, int] = {}
+        for event in events:
+            kind = event["type"]
+            counts[kind] = counts.get(kind, 0) + 1
+        for kind, count in counts.items():
+            self._event_counters[kind].inc(count)
+        self.buffer.put_many(events)
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def reconnected(self, now: float) -> None:
+        self.metrics.broker_reconnects.inc()
+
+    def _dropped(self, count: int, reason: str = "buffer_full") -> None:
+        self.metrics.dropped.labels(reason).inc(count)
+        if reason == "buffer_full":
+            log.error(
+                "recorder: buffer bound hit (%d bytes on disk): %d events dropped",
+                self.settings.history_spool_max_bytes, count,
+            )  # fmt: skip
 
     # -- writer thread -------------------------------------------------------------------
     def backlog(self) -> int:
@@ -150,10 +191,30 @@ class Recorder:
         return self.buffer.pending() + self._inflight
 
     def _run_writer(self) -> None:
+        try:
+            self._write_loop()
+        except BaseException:
+            self.failed = True
+            log.exception("recorder: the writer thread failed; stopping")
+            self.stop()
+            raise
+
+    def _wait(self, seconds: float) -> None:
+        """Wait, beating at least every WRITER_WAIT_STEP (health must not see a stall)."""
+        deadline = time.monotonic() + seconds
+        while not self.stop_requested.is_set():
+            self.writer_beat.now()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.stop_requested.wait(min(remaining, WRITER_WAIT_STEP))
+
+    def _write_loop(self) -> None:
         delay = self.settings.history_retry_initial_seconds
         batch: Batch | None = None
         deadline: float | None = None
         while True:
+            self.writer_beat.now()
             if self.stop_requested.is_set() and deadline is None:
                 deadline = time.monotonic() + self.drain_timeout
             if batch is None:
@@ -169,6 +230,9 @@ class Recorder:
                     continue
                 # A batch read from disk is still counted there until its segment is committed.
                 self._inflight = len(batch.events) if batch.segment is None else 0
+                if batch.segment is not None:
+                    # A file is hostile input too: check what comes back from the spool.
+                    batch.events = self._recheck(batch.events)
             try:
                 self._write(batch)
             except SQLAlchemyError as exc:
@@ -183,13 +247,9 @@ class Recorder:
                         break
                     time.sleep(min(delay, 0.5))
                 else:
-                    self.stop_requested.wait(delay)
+                    self._wait(delay)
                 delay = min(delay * 2, self.settings.history_retry_max_seconds)
                 continue
-            except Exception:
-                log.exception("recorder: writer failed; keeping the batch on disk and stopping")
-                self.stop()
-                break
             self.buffer.commit(batch)
             self._inflight = 0
             self._outage.written(len(batch.events), self.backlog())
@@ -202,6 +262,18 @@ class Recorder:
             self._inflight = 0
         self.buffer.close()
 
+    def _recheck(self, events: list[Any]) -> list[dict[str, Any]]:
+        checker = self.stream.checker
+        now = time.time()
+        checked = []
+        for event in events:
+            try:
+                checked.append(checker.check(event, now))
+            except Rejected as exc:
+                self.stream.rejections.reject(exc.reason, f"from the spool: {exc.detail}")
+        self.stream.rejections.correct(checker.corrections)
+        return checked
+
     def _write(self, batch: Batch) -> None:
         if not self._schema_ready:
             migrate.upgrade(self.engine)
@@ -212,25 +284,38 @@ class Recorder:
         except SQLAlchemyError as exc:
             if is_unavailable(exc):
                 raise
-            # A row the database refuses (a value out of range, say): write the batch event by
-            # event so only the bad ones are skipped, each with its reason in the log.
-            self.metrics.write_errors.labels("rejected").inc()
-            log.error("recorder: batch refused (%s); isolating the bad events", _reason(exc))
-            self._write_one_by_one(batch)
+            self._isolate(batch, _reason(exc))
+            return
+        except Exception as exc:  # a bug in merging: never a reason to stop recording
+            self._isolate(batch, f"{type(exc).__name__}: {exc}")
             return
         self._written(result.events, result.malformed)
 
-    def _write_one_by_one(self, batch: Batch) -> None:
+    def _isolate(self, batch: Batch, reason: str) -> None:
+        """A batch the database refuses (a value out of range, say): write it event by event
+        so only the bad ones are set aside, each counted and kept in the quarantine."""
+        self.metrics.write_errors.labels("rejected").inc()
+        log.error("recorder: batch refused (%s); isolating the bad events", reason)
         for event in batch.events:
+            self.writer_beat.now()
             try:
                 result = self.writer.write([event])
             except SQLAlchemyError as exc:
                 if is_unavailable(exc):
                     raise
-                self.metrics.malformed.inc()
-                log.error("recorder: skipped event %r: %s", _summary(event), _reason(exc))
+                self._quarantine(event, _reason(exc))
+                continue
+            except Exception as exc:
+                self._quarantine(event, f"{type(exc).__name__}: {exc}")
                 continue
             self._written(result.events, result.malformed)
+
+    def _quarantine(self, event: Any, reason: str) -> None:
+        if self.quarantine.keep(event, reason):
+            self.metrics.quarantined.inc()
+            log.error("recorder: event %s set aside in the quarantine: %s", _summary(event), reason)
+        else:
+            self._dropped(1, "quarantine_full")
 
     def _written(self, events: int, malformed: int) -> None:
         self.metrics.written.inc(events)
@@ -246,7 +331,7 @@ class Recorder:
         self._next_prune = now + self.settings.history_prune_interval
         try:
             result = prune(self.engine, self.policy)
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # retention is best effort: the next interval tries again
             log.warning("recorder: retention skipped (%s)", _reason(exc))
             return
         self.metrics.pruned.labels("age").inc(result.by_age)
@@ -260,8 +345,11 @@ class Recorder:
 
 def _reason(exc: BaseException) -> str:
     original = getattr(exc, "orig", None) or exc
-    return f"{type(original).__name__}: {str(original).strip().splitlines()[0][:300]}"
+    text = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {text[0][:300] if text else ''}"
 
 
-def _summary(event: dict[str, Any]) -> str:
-    return f"{event.get('type')} {event.get('uuid') or event.get('hostname')}"
+def _summary(event: Any) -> str:
+    if type(event) is not dict:
+        return type(event).__name__
+    return f"{event.get('type')!s:.40} {event.get('uuid') or event.get('hostname')!s:.80}"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from exporters.stream.health import STALL_AFTER
 from fleetops.settings import FleetSettings, load_settings
 
 KNOWN_DATABASE_SCHEMES = ("sqlite", "postgresql")
@@ -49,7 +50,10 @@ class HistorySettings(FleetSettings):
     history_queue_name: str = "fleetops.history"
     history_queue_max_length: int = Field(1_000_000, ge=1)
 
-    # The recorder's own /metrics (0 turns it off).
+    # A part (reader, consumer, writer) silent this long is stalled: /healthz answers 503.
+    history_stall_after: float = Field(STALL_AFTER, gt=0)
+
+    # The recorder's own /metrics and /healthz (0 turns them off).
     history_metrics_port: int = Field(9818, ge=0, le=65535)
     history_metrics_host: str = "127.0.0.1"
 
@@ -74,6 +78,11 @@ class HistorySettings(FleetSettings):
     @property
     def effective_spool_dir(self) -> Path:
         return (self.history_spool_dir or self.data_dir / "history-spool").resolve()
+
+    @property
+    def effective_quarantine_dir(self) -> Path:
+        """Events the database refused one by one (exporters/history/quarantine.py)."""
+        return (self.data_dir / "history-quarantine").resolve()
 
 
 def load() -> HistorySettings:

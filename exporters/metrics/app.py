@@ -1,10 +1,14 @@
 """Wire the exporter's threads together: read, apply, poll, serve.
 
 - reader  : broker -> BatchQueue (never blocks; see exporters/stream)
-- applier : BatchQueue -> decode -> FleetState, under ``lock``, one batch at a time
+- applier : BatchQueue -> decode and check (exporters/stream/consumer.py) -> FleetState, under
+            ``lock``, one batch at a time; the exporter is the stream's sink
 - poller  : broker queues -> QueueSnapshot (replaced whole; the previous one is kept when the
             broker does not answer, so values survive an outage)
 - http    : renders FleetState + the snapshot under ``lock``; never talks to the broker
+
+/healthz and ``fleetops_exporter_stalled{part}`` come from the same check of every thread's
+progress (exporters/stream/health.py).
 """
 
 from __future__ import annotations
@@ -16,22 +20,22 @@ import time
 
 from exporters.metrics.amqp_poller import KombuPoller
 from exporters.metrics.histogram import with_required
-from exporters.metrics.queues import QueueSnapshot
-from exporters.metrics.redis_poller import RedisPoller, is_redis_url
+from exporters.metrics.queues import QueueSnapshot, queues_to_poll
+from exporters.metrics.redis_poller import RedisPoller
 from exporters.metrics.render import Extras, Renderer, Thresholds
 from exporters.metrics.settings import ExporterSettings
 from exporters.metrics.state import FleetState, Limits
 from exporters.metrics.worker_queues import WorkerQueues, consumers_per_queue
-from exporters.stream.batches import RAW, BatchQueue
-from exporters.stream.envelope import DecodeError, decode
-from exporters.stream.kombu_reader import KombuEventReader
-from exporters.stream.redis_reader import RedisEventReader
-from exporters.stream.status import StreamStatus
+from exporters.stream import health
+from exporters.stream.consumer import EventStream, is_redis_url
+from exporters.stream.events import EventLimits
+from exporters.stream.health import Beat, Part
 from fleetops import breaking_points
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_EVERY = 1.0
+RENDER_LOCK_TIMEOUT = 3.0
 
 
 def load_thresholds() -> Thresholds:
@@ -64,21 +68,30 @@ class Exporter:
                 worker_timeout=settings.exporter_worker_timeout,
                 purge_offline_after=settings.exporter_purge_offline_after,
                 reorder_window=settings.exporter_reorder_window,
+                max_queues=settings.exporter_max_queues,
+                max_task_names=settings.exporter_max_task_names,
+                max_hostnames=settings.exporter_max_hostnames,
+                max_exceptions=settings.exporter_max_exceptions,
             ),
         )
-        self.batches = BatchQueue(max_bytes=settings.exporter_buffer_bytes)
-        self.status = StreamStatus()
-        reader_kind = settings.exporter_event_reader
-        if reader_kind == "auto":
-            reader_kind = "redis" if is_redis_url(url) else "kombu"
-        self.reader: RedisEventReader | KombuEventReader
-        if reader_kind == "redis":
-            self.reader = RedisEventReader(url, self.batches, self.status)
-        else:
-            self.reader = KombuEventReader(url, self.batches, self.status)
+        self.stream = EventStream(
+            url,
+            self,
+            reader=settings.exporter_event_reader,
+            buffer_bytes=settings.exporter_buffer_bytes,
+            limits=EventLimits(max_future_seconds=settings.exporter_max_clock_skew),
+            consumer_name="applier",
+            logger=log,
+            stall_after=settings.exporter_stall_after,
+        )
+        self.batches = self.stream.batches
+        self.status = self.stream.status
+        self.rejections = self.stream.rejections
         dlq = settings.exporter_dead_letter_queue
         self.poller: RedisPoller | KombuPoller = (
-            RedisPoller(url, dead_letter_queue=dlq) if is_redis_url(url) else KombuPoller(url, dlq)
+            RedisPoller(url, dead_letter_queue=dlq, max_queues=settings.exporter_max_queues)
+            if is_redis_url(url)
+            else KombuPoller(url, dlq)
         )
         self.worker_queues = WorkerQueues(url)
         self.snapshot = QueueSnapshot(ok=False, error="the broker has not been polled yet")
@@ -86,78 +99,60 @@ class Exporter:
         self.thresholds = load_thresholds()
         self.renderer = Renderer(settings.exporter_metric_prefix, settings.exporter_static_labels)
         self.last_scrape_seconds = 0.0
-        self.messages_applied = 0
-        self.events_applied = 0
-        self._threads: list[threading.Thread] = []
+        self.poller_beat = Beat()
+        self._next_housekeeping = time.monotonic() + HOUSEKEEPING_EVERY
+        self._poller_thread: threading.Thread | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        for name, target in (
-            ("reader", lambda: self.reader.run(self.stop_event)),
-            ("applier", self._apply_loop),
-            ("poller", self._poll_loop),
-        ):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self.stream.start(self.stop_event)
+        self._poller_thread = threading.Thread(target=self._poll_loop, name="poller", daemon=True)
+        self._poller_thread.start()
 
     def stop(self) -> None:
         self.stop_event.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        self.stream.join(timeout=10)
+        if self._poller_thread is not None:
+            self._poller_thread.join(timeout=10)
         self.poller.close()
         self.worker_queues.close()
 
-    # ---- applier -----------------------------------------------------------------------------
+    # ---- the stream's sink (called on the applier thread) -------------------------------------
 
-    def _apply_loop(self) -> None:
-        connects_seen = 0
-        next_housekeeping = time.monotonic() + HOUSEKEEPING_EVERY
-        while not self.stop_event.is_set():
-            batch = self.batches.get(timeout=0.25)
-            if self.status.connects != connects_seen:
-                if connects_seen:
-                    with self.lock:
-                        self.state.open_gap(time.monotonic())
-                connects_seen = self.status.connects
-            if batch is not None:
-                self.apply_batch(batch.kind, batch.items, batch.received_at)
-            now = time.monotonic()
-            if now >= next_housekeeping:
-                next_housekeeping = now + HOUSEKEEPING_EVERY
-                with self.lock:
-                    self.state.housekeeping(now)
-
-    def overflow_events(self) -> int:
-        """Events in the messages the hand-over had to drop. The reader drops whole messages
-        without decoding them (that is the point of dropping), and a prefork worker's
-        task.multi message carries several events: estimate with the mean events per message
-        applied so far (within 0.5% of the exact loss in bench/exporter_throughput.py)."""
-        dropped = self.batches.dropped_messages
-        if not dropped:
-            return 0
-        per_message = self.events_applied / self.messages_applied if self.messages_applied else 1
-        return round(dropped * max(1.0, per_message))
-
-    def apply_batch(self, kind: str, items: list, received_at: float) -> None:
-        errors: list[DecodeError] = []
-        if kind == RAW:
-            events: list = []
-            extend = events.extend
-            for payload in items:
-                try:
-                    extend(decode(payload))
-                except DecodeError as exc:
-                    errors.append(exc)
-        else:
-            events = items
-        self.messages_applied += len(items)
-        self.events_applied += len(events)
+    def apply(self, events: list[dict], received_at: float) -> None:
         with self.lock:
             self.state.apply_all(events, received_at)
-            for error in errors:
-                self.state.count_decode_error(error.kind, error.detail)
+
+    def tick(self, now: float) -> None:
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + HOUSEKEEPING_EVERY
+            with self.lock:
+                self.state.housekeeping(now)
+
+    def reconnected(self, now: float) -> None:
+        with self.lock:
+            self.state.open_gap(now)
+
+    def apply_batch(self, kind: str, items: list, received_at: float) -> None:
+        """Decode, check and apply one batch as the applier thread does (tests, benchmarks)."""
+        events = self.stream.checked(kind, items)
+        self.stream.messages += len(items)
+        self.stream.accepted += len(events)
+        self.apply(events, received_at)
+
+    def overflow_events(self) -> int:
+        return self.stream.overflow_events()
+
+    def parts(self) -> list[Part]:
+        poll_stall = max(
+            self.settings.exporter_stall_after, 3 * self.settings.exporter_poll_interval
+        )
+        return [
+            *self.stream.parts(),
+            # The poller sleeps a poll interval between polls: it is late after three of them.
+            Part("poller", self.poller_beat, self._poller_thread, stall_after=poll_stall),
+        ]
 
     # ---- poller ------------------------------------------------------------------------------
 
@@ -169,32 +164,55 @@ class Exporter:
         interval = self.settings.exporter_poll_interval
         failing = False
         while not self.stop_event.is_set():
-            with self.lock:
-                queues = self.state.known_queues() | set(self.settings.exporter_queues)
-                now = time.monotonic()
-                up_nodes = {
-                    w.node for w in self.state.workers.values() if self.state.worker_up(w, now)
-                }
+            self.poller_beat.now()
             try:
-                snapshot = self.poller.poll(queues, self._sent_at)
-                self.snapshot = snapshot
-                if failing:
-                    log.info("the broker answers again")
-                failing = False
-                self.consumers = consumers_per_queue(self.worker_queues.update(up_nodes), up_nodes)
-            except Exception as exc:  # any transport error: keep the last values, retry
-                if not failing:
-                    log.warning("cannot poll the broker's queues: %s; keeping the last values", exc)
+                failing = self._poll_once(failing)
+            except Exception as exc:  # a bug must not end polling: say it, keep the last values
+                log.exception("queue poll failed unexpectedly: %s", exc)
                 failing = True
-                self.snapshot = dataclasses.replace(
-                    self.snapshot, ok=False, error=f"broker poll failed: {exc}"
-                )
             self.stop_event.wait(interval)
+
+    def _queues_to_poll(self) -> set[str]:
+        with self.lock:
+            seen = self.state.known_queues()
+        return queues_to_poll(
+            seen, self.settings.exporter_queues, self.settings.exporter_max_queues
+        )
+
+    def _poll_once(self, failing: bool) -> bool:
+        """One poll; True while the broker does not answer."""
+        queues = self._queues_to_poll()
+        with self.lock:
+            now = time.monotonic()
+            up_nodes = {w.node for w in self.state.workers.values() if self.state.worker_up(w, now)}
+        try:
+            snapshot = self.poller.poll(queues, self._sent_at)
+            self.snapshot = snapshot
+            if failing:
+                log.info("the broker answers again")
+            failing = False
+            self.consumers = consumers_per_queue(self.worker_queues.update(up_nodes), up_nodes)
+        except Exception as exc:  # any transport error: keep the last values, retry
+            if not failing:
+                log.warning("cannot poll the broker's queues: %s; keeping the last values", exc)
+            failing = True
+            self.snapshot = dataclasses.replace(
+                self.snapshot, ok=False, error=f"broker poll failed: {exc}"
+            )
+        return failing
 
     # ---- serving -----------------------------------------------------------------------------
 
     def render(self, names: frozenset[str] | None = None) -> bytes:
         started = time.perf_counter()
+        now = time.monotonic()
+        parts = self.parts()
+        stalled = health.problems(parts, now)
+        rejected = self.rejections.counts()
+        if self.state.internal_errors:
+            rejected["internal_error"] = rejected.get("internal_error", 0) + (
+                self.state.internal_errors
+            )
         extras = Extras(
             status=self.status,
             snapshot=self.snapshot,
@@ -202,16 +220,27 @@ class Exporter:
             overflow_dropped=self.overflow_events(),
             last_scrape_seconds=self.last_scrape_seconds,
             thresholds=self.thresholds,
+            rejected=rejected,
+            corrected=self.rejections.corrections(),
+            stalled={p.name: int(p.name in stalled) for p in parts},
+            heartbeat_age={p.name: round(p.age(now), 3) for p in parts},
+            skipped_queues=getattr(self.poller, "skipped_queues", 0),
         )
-        with self.lock:
+        # A frozen applier may hold the lock: answer with the health families rather than
+        # hang, so Prometheus sees fleetops_exporter_stalled instead of a scrape timeout.
+        if not self.lock.acquire(timeout=RENDER_LOCK_TIMEOUT):
+            return self.renderer.render_health(extras).encode()
+        try:
             lines = self.renderer.render(self.state, extras, time.monotonic(), time.time(), names)
+        finally:
+            self.lock.release()
         body = "".join(lines).encode()
         if names is None:  # the gauge tells what Prometheus's full scrape costs
             self.last_scrape_seconds = time.perf_counter() - started
         return body
 
     def health(self) -> tuple[bool, str]:
-        problems = []
+        problems = list(health.problems(self.parts()).values())
         if not self.status.connected:
             problems.append(f"event stream down: {self.status.last_error or 'not connected yet'}")
         if not self.snapshot.ok:

@@ -82,8 +82,9 @@ def register(app: typer.Typer) -> None:
         import threading
 
         from exporters.metrics.app import Exporter
-        from exporters.metrics.server import MetricsServer
         from exporters.metrics.settings import load
+        from exporters.serving import MetricsServer
+        from fleetops.urls import redact_url
 
         logging.basicConfig(
             level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -125,7 +126,7 @@ def register(app: typer.Typer) -> None:
             "serving http://%s:%d/metrics for %s",
             settings.exporter_host,
             server.port,
-            settings.broker_url,
+            redact_url(settings.broker_url),  # logs travel further than secrets
         )
         done.wait()
         server.stop()

@@ -42,3 +42,11 @@ class FirstSeen:
     def keep_only(self, ids: set[str]) -> None:
         for gone in set(self._seen) - ids:
             del self._seen[gone]
+
+
+def queues_to_poll(seen: set[str], configured: list[str], cap: int) -> set[str]:
+    """Configured queues first, then those events named, never more than ``cap`` in all:
+    a stream naming random queues must not make every poll longer."""
+    chosen = sorted(set(configured))[:cap]
+    rest = sorted(seen - set(chosen))
+    return set(chosen) | set(rest[: max(0, cap - len(chosen))])

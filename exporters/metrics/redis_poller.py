@@ -66,12 +66,16 @@ class RedisPoller:
         dead_letter_queue: str = "dead_letter",
         max_scan: int = 50_000,
         timeout: float = 5.0,
+        max_queues: int = 1_000,
     ) -> None:
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
         )
         self.dead_letter_queue = dead_letter_queue
         self.max_scan = max_scan
+        self.max_queues = max_queues
+        # Declared queues left unpolled because of max_queues (exported as a gauge).
+        self.skipped_queues = 0
         self._declared: set[str] = set()
         self._routing: dict[str, str] = {}
         self._discovered_at = 0.0
@@ -102,7 +106,13 @@ class RedisPoller:
 
     def poll(self, queues: set[str], sent_at: Callable[[str], float | None]) -> QueueSnapshot:
         now_wall = time.time()
-        names = sorted(queues | self.discover() | {self.dead_letter_queue})
+        asked = queues | {self.dead_letter_queue}
+        # Queues named by events or settings first (already capped by the caller), then the
+        # declared ones up to the cap: a broker with 100,000 bindings costs a bounded poll.
+        discovered = sorted(self.discover() - asked)
+        room = max(0, self.max_queues - len(asked))
+        self.skipped_queues = max(0, len(discovered) - room)
+        names = sorted(asked | set(discovered[:room]))
         pipe = self.client.pipeline(transaction=False)
         for queue in names:
             for step in PRIORITY_STEPS:
@@ -191,8 +201,4 @@ class RedisPoller:
         return counts
 
 
-def is_redis_url(url: str) -> bool:
-    return url.split("://", 1)[0] in ("redis", "rediss", "unix", "redis+socket")
-
-
-__all__ = ["RedisPoller", "is_redis_url"]
+__all__ = ["RedisPoller"]

@@ -17,8 +17,6 @@ from exporters.metrics.queues import QueueSnapshot
 from exporters.metrics.state import TASK_EVENTS, FleetState
 from exporters.stream.status import StreamStatus
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
 
 def escape(value: str) -> str:
     if "\\" in value or '"' in value or "\n" in value:
@@ -54,6 +52,11 @@ class Extras:
     overflow_dropped: int
     last_scrape_seconds: float
     thresholds: Thresholds
+    rejected: dict[str, int] = field(default_factory=dict)
+    corrected: dict[str, int] = field(default_factory=dict)
+    stalled: dict[str, int] = field(default_factory=dict)
+    heartbeat_age: dict[str, float] = field(default_factory=dict)
+    skipped_queues: int = 0
 
 
 SELF_PREFIX = "fleetops_exporter_"
@@ -76,6 +79,7 @@ class Renderer:
         self.prefix = prefix
         self.static = "".join(f',{k}="{escape(v)}"' for k, v in (static_labels or {}).items())
         self._labels: dict[tuple, str] = {}
+        self._failed_parts: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._bounds_text: dict[tuple[float, ...], list[str]] = {}
 
     def _cached(self, key: tuple, build: Callable[[], str]) -> str:
@@ -111,6 +115,24 @@ class Renderer:
         self._self_monitoring(out, state, extras, wall)
         return out if names is None else only(out, names)
 
+    def render_health(self, extras: Extras) -> str:
+        """Only the parts' health: what can be said while the state is locked by a stuck
+        applier (every stalled part is reported, nothing else is)."""
+        out: list[str] = []
+        self._gauge_family(
+            out,
+            "fleetops_exporter_stalled",
+            "1 while a part of the exporter has died or makes no progress (see /healthz).",
+            [(self.labels(part=k), v) for k, v in sorted(extras.stalled.items())],
+        )
+        self._gauge_family(
+            out,
+            "fleetops_exporter_part_heartbeat_age_seconds",
+            "Seconds since each part of the exporter last went round its loop.",
+            [(self.labels(part=k), v) for k, v in sorted(extras.heartbeat_age.items())],
+        )
+        return "".join(out)
+
     # ---- families ----------------------------------------------------------------------------
 
     def _header(self, out: list[str], name: str, kind: str, help_text: str) -> None:
@@ -125,6 +147,23 @@ class Renderer:
                 f'queue_name="{escape(queue)}"{self.static}'
             ),
         )
+
+    def _failed_label_parts(self, key: tuple[str, str, str]) -> tuple[str, str]:
+        """The series' labels split where ``exception`` goes (after hostname, as the peer has
+        it), built from the key's parts: a name or hostname may contain any text, including
+        ``queue_name``, so the rendered labels cannot be searched for the place."""
+        # A cache of its own, keyed by the series key as it is: going through _cached (a new
+        # key tuple and closure per series) cost ~5% of _tasks at 10,000 series.
+        parts = self._failed_parts.get(key)
+        if parts is None:
+            if len(self._failed_parts) > 1_000_000:
+                self._failed_parts.clear()
+            name, host, queue = key
+            parts = self._failed_parts[key] = (
+                f'name="{escape(name)}",hostname="{escape(host)}",',
+                f'queue_name="{escape(queue)}"{self.static}',
+            )
+        return parts
 
     def _tasks(self, out: list[str], state: FleetState) -> None:
         p = self.prefix
@@ -141,11 +180,11 @@ class Renderer:
         }
         # Labels once per series, then plain reads: the 8 counters and the histogram reuse them
         # (looking them up per family was a third of a render; measured with pyinstrument).
-        labelled = [(self._task_labels(k), s) for k, s in state.task_series.items()]
+        labelled = [(k, self._task_labels(k), s) for k, s in state.task_series.items()]
         # Like the peer: producers' series (only sends) appear only in the sent counter.
         workers = [
-            (labels, s)
-            for labels, s in labelled
+            (k, labels, s)
+            for k, labels, s in labelled
             if s.received or s.started or s.succeeded or s.failed or not s.sent
         ]
         for event in TASK_EVENTS:
@@ -153,9 +192,8 @@ class Renderer:
             metric = f"{p}task_{attr}_total"
             self._header(out, metric, "counter", helps[event])
             if attr == "failed":
-                for labels, series in workers:
-                    cut = labels.index("queue_name")
-                    head, tail = labels[:cut], labels[cut:]
+                for key, _labels, series in workers:
+                    head, tail = self._failed_label_parts(key)
                     failed = series.failed
                     if not failed:
                         out.append(f'{metric}{{{head}exception="",{tail}}} 0\n')
@@ -165,12 +203,16 @@ class Renderer:
                             f'{metric}{{{head}exception="{escape(exception)}",{tail}}} {count}\n'
                         )
             elif attr == "sent":
-                out.extend(f"{metric}{{{labels}}} {s.sent}\n" for labels, s in labelled if s.sent)
+                out.extend(
+                    f"{metric}{{{labels}}} {s.sent}\n" for _k, labels, s in labelled if s.sent
+                )
             else:
-                out.extend(f"{metric}{{{labels}}} {getattr(s, attr)}\n" for labels, s in workers)
+                out.extend(
+                    f"{metric}{{{labels}}} {getattr(s, attr)}\n" for _k, labels, s in workers
+                )
         metric = f"{p}task_runtime"
         self._header(out, metric, "histogram", "Histogram of task runtime measurements.")
-        for labels, series in labelled:
+        for _key, labels, series in labelled:
             if any(series.runtime.counts):
                 self._histogram(out, metric, labels, series.runtime)
 
@@ -420,10 +462,47 @@ class Renderer:
                 "counter",
             ),
             (
-                "fleetops_exporter_decode_errors_total",
-                "Events that could not be decoded, by what was wrong.",
-                by("kind", state.decode_errors),
+                "fleetops_exporter_events_rejected_total",
+                "Events dropped because they could not be used, by reason.",
+                by("reason", extras.rejected),
                 "counter",
+            ),
+            (
+                "fleetops_exporter_events_corrected_total",
+                "Fields repaired in events that were kept (timestamps clamped, numbers out of"
+                " range left out, texts cut), by reason.",
+                by("reason", extras.corrected),
+                "counter",
+            ),
+            (
+                "fleetops_exporter_stalled",
+                "1 while a part of the exporter has died or makes no progress (see /healthz).",
+                by("part", extras.stalled),
+                "gauge",
+            ),
+            (
+                "fleetops_exporter_part_heartbeat_age_seconds",
+                "Seconds since each part of the exporter last went round its loop.",
+                by("part", extras.heartbeat_age),  # type: ignore[arg-type]
+                "gauge",
+            ),
+            (
+                "fleetops_exporter_label_values",
+                "Distinct values held per label; capped by FLEETOPS_EXPORTER_MAX_<LABEL>S.",
+                by("label", {k: len(v) for k, v in state.labels.items()}),
+                "gauge",
+            ),
+            (
+                "fleetops_exporter_label_overflow_total",
+                "Events whose label value was reported as __overflow__ because the cap was full.",
+                by("label", {k: v.overflowed for k, v in state.labels.items()}),
+                "counter",
+            ),
+            (
+                "fleetops_exporter_queues_not_polled",
+                "Declared queues the poller skipped because of FLEETOPS_EXPORTER_MAX_QUEUES.",
+                [(plain, extras.skipped_queues)],
+                "gauge",
             ),
             (
                 "fleetops_exporter_event_anomalies_total",

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from exporters.metrics.histogram import DEFAULT_BUCKETS
+from exporters.stream.health import STALL_AFTER
 from fleetops.settings import FleetSettings, load_settings
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -28,6 +29,19 @@ class ExporterSettings(FleetSettings):
     exporter_purge_offline_after: float = Field(600.0, ge=0)
     exporter_max_series: int = Field(200_000, ge=100)
     exporter_max_tasks: int = Field(200_000, ge=100)
+    # Distinct values each label may take; past the cap new ones are reported as
+    # "__overflow__" and counted, so random names from a faulty producer cannot grow the series.
+    # The broker poller polls at most exporter_max_queues queues.
+    exporter_max_queues: int = Field(1_000, ge=1)
+    exporter_max_task_names: int = Field(5_000, ge=1)
+    exporter_max_hostnames: int = Field(5_000, ge=1)
+    exporter_max_exceptions: int = Field(1_000, ge=1)
+    # An event dated further ahead of this exporter's clock is dated now (and counted): a
+    # far-future timestamp would otherwise keep the event lag at 0 and hide a stopped stream.
+    exporter_max_clock_skew: float = Field(300.0, gt=0)
+    # A part (reader, applier, poller) that has not gone round its loop for this long, or has
+    # left work waiting this long, is stalled: /healthz answers 503, fleetops_exporter_stalled.
+    exporter_stall_after: float = Field(STALL_AFTER, gt=0)
     # How long a task's first events wait for its late task-sent (which alone names the queue).
     exporter_reorder_window: float = Field(2.0, ge=0, le=60)
     exporter_poll_interval: float = Field(5.0, gt=0)

@@ -6,6 +6,12 @@ the later events of that task) live in a bounded table, so memory stays flat wha
 stream does. Every oddity (duplicate, out of order, clock skew, unknown task) is counted in
 ``anomalies`` and logged once per kind; none of them can make a counter wrong.
 
+Events arrive checked (exporters/stream/events.py): every field used here has its type and
+bounds, so a handler never parses; an unexpected error in one is caught for that event and
+counted, never allowed to stop the applier. Each label (task name, queue, hostname, exception)
+is admitted through a cap of its own; past it, new values are counted and reported under
+``OVERFLOW``, so a stream of random names cannot grow the series without bound.
+
 A worker can report ``task-received`` before the producer's ``task-sent`` arrives (the producer
 publishes the task first and the event second, and may be descheduled in between). Only
 ``task-sent`` names the queue, so such a task's first events wait, parked, for up to
@@ -15,18 +21,19 @@ publishes the task first and the event second, and may be descheduled in between
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 
 from exporters.metrics.histogram import Histogram
-from exporters.metrics.names import exception_label, hostname_label
 from exporters.metrics.rates import MinuteRate
+from exporters.stream.events import UNKNOWN_EXCEPTION
 
 log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
+# The label value new names are reported under once a label's cap is reached.
+OVERFLOW = "__overflow__"
 # A fleet whose producers send no task-sent events would park every task for nothing: park only
 # while task-sent events have been seen this recently.
 SENT_EVENTS_FRESH_FOR = 300.0
@@ -134,6 +141,37 @@ class Limits:
     purge_offline_after: float = 600.0
     reorder_window: float = 2.0
     max_parked: int = 50_000
+    max_queues: int = 1_000
+    max_task_names: int = 5_000
+    max_hostnames: int = 5_000
+    max_exceptions: int = 1_000
+
+
+class LabelValues:
+    """The distinct values one label may take: the first ``cap`` seen, then ``OVERFLOW``."""
+
+    __slots__ = ("cap", "overflowed", "seen")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.seen: set[str] = {UNKNOWN, OVERFLOW}
+        self.overflowed = 0
+
+    def admit(self, value: str) -> str:
+        if value in self.seen:
+            return value
+        if len(self.seen) - 2 < self.cap:
+            self.seen.add(value)
+            return value
+        self.overflowed += 1
+        return OVERFLOW
+
+    def forget(self, value: str) -> None:
+        if value != UNKNOWN and value != OVERFLOW:
+            self.seen.discard(value)
+
+    def __len__(self) -> int:
+        return len(self.seen) - 2
 
 
 @dataclass
@@ -151,7 +189,18 @@ class FleetState:
         self.arrivals: dict[str, MinuteRate] = {}
         self.completions: dict[str, MinuteRate] = {}
         self.events_by_type: dict[str, int] = {}
-        self.decode_errors: dict[str, int] = {}
+        # Events a handler failed on (a bug, not bad input: the checks come first).
+        self.internal_errors = 0
+        self.labels: dict[str, LabelValues] = {
+            "queue_name": LabelValues(self.limits.max_queues),
+            "name": LabelValues(self.limits.max_task_names),
+            "hostname": LabelValues(self.limits.max_hostnames),
+            "exception": LabelValues(self.limits.max_exceptions),
+        }
+        self._queues = self.labels["queue_name"].admit
+        self._names = self.labels["name"].admit
+        self._hosts = self.labels["hostname"].admit
+        self._exceptions = self.labels["exception"].admit
         self.anomalies: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
         self.series_count = 0
@@ -194,60 +243,52 @@ class FleetState:
         park_new = reorders and sent_at is not None and now - sent_at < SENT_EVENTS_FRESH_FOR
         newest = self.last_event_ts or 0.0
         for event in events:
-            if type(event) is not dict:
-                self.count_decode_error("event", "an event must be a JSON object")
-                continue
-            kind = event.get("type")
-            handler = handlers.get(kind)
-            if handler is None:
-                self._unknown_type(kind)
-                continue
-            by_type[kind] = by_type.get(kind, 0) + 1
-            ts = event.get("timestamp")
-            if type(ts) is not float:
-                ts = _as_float(ts)
-                event["timestamp"] = ts
-            if ts is not None and ts > newest:
-                newest = ts
-            sender = event.get("hostname")
-            clock = event.get("clock")
-            if type(sender) is str and type(clock) is int:
-                if self._gap_until is not None:
-                    self._gap_observe(sender, clock, now)
-                last_clock[sender] = clock
-            if kind == "task-received" or kind == "task-started":
-                uuid = event.get("uuid")
-                waiting = parked.get(uuid) if parked else None
-                if waiting is not None:
-                    waiting.append(event)
-                    continue
-                if park_new and uuid not in self.tasks and uuid not in self.finished:
-                    self._park(uuid, event, now)
-                    continue
-            elif parked and kind != "task-sent" and kind in _TASK_KINDS:
-                waiting = parked.get(event.get("uuid"))
-                if waiting is not None:
-                    waiting.append(event)
-                    continue
+            # Checked events (exporters/stream/events.py): type, hostname, timestamp and, for
+            # task events, uuid are always there and of the right type.
             try:
-                handler(event, now)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                self.count_decode_error("field", f"{kind} event with a bad field: {exc!r}")
-            if kind == "task-sent":
-                self.last_sent_at = now
-                park_new = reorders
-                if parked:
-                    waiting = parked.pop(event.get("uuid"), None)
+                kind = event["type"]
+                handler = handlers.get(kind)
+                if handler is None:
+                    continue
+                by_type[kind] = by_type.get(kind, 0) + 1
+                ts = event["timestamp"]
+                if ts > newest:
+                    newest = ts
+                clock = event["clock"]
+                if clock is not None:
+                    sender = event["hostname"]
+                    if self._gap_until is not None:
+                        self._gap_observe(sender, clock, now)
+                    last_clock[sender] = clock
+                if kind == "task-received" or kind == "task-started":
+                    uuid = event["uuid"]
+                    waiting = parked.get(uuid) if parked else None
                     if waiting is not None:
-                        self._replay(waiting, now)
+                        waiting.append(event)
+                        continue
+                    if park_new and uuid not in self.tasks and uuid not in self.finished:
+                        self._park(uuid, event, now)
+                        continue
+                elif parked and kind != "task-sent" and kind in _TASK_KINDS:
+                    waiting = parked.get(event["uuid"])
+                    if waiting is not None:
+                        waiting.append(event)
+                        continue
+                handler(event, now)
+                if kind == "task-sent":
+                    self.last_sent_at = now
+                    park_new = reorders
+                    if parked:
+                        waiting = parked.pop(event["uuid"], None)
+                        if waiting is not None:
+                            self._replay(waiting, now)
+            except Exception as exc:  # a bug met by one event: count it, keep applying
+                self.internal_error(event, exc)
         self.last_event_ts = newest or None
         if len(last_clock) > 50_000:
             last_clock.clear()
 
-    def _park(self, uuid: object, event: dict, now: float) -> None:
-        if type(uuid) is not str:  # let the handler count the bad field
-            self._dispatch(event, now)
-            return
+    def _park(self, uuid: str, event: dict, now: float) -> None:
         self.parked[uuid] = [now, event]
         if len(self.parked) > self.limits.max_parked:
             oldest = next(iter(self.parked))
@@ -258,11 +299,15 @@ class FleetState:
             self._dispatch(event, now)
 
     def _dispatch(self, event: dict, now: float) -> None:
-        kind = event["type"]
         try:
-            self._handlers[kind](event, now)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            self.count_decode_error("field", f"{kind} event with a bad field: {exc!r}")
+            self._handlers[event["type"]](event, now)
+        except Exception as exc:
+            self.internal_error(event, exc)
+
+    def internal_error(self, event: object, exc: Exception) -> None:
+        self.internal_errors += 1
+        kind = event.get("type") if type(event) is dict else type(event).__name__
+        self._log_once(f"internal:{type(exc).__name__}", f"{kind} event not applied: {exc!r}")
 
     def release_parked(self, now: float) -> None:
         """Apply, as they are, the events of tasks whose task-sent did not come in time."""
@@ -305,7 +350,7 @@ class FleetState:
             name = event.get("name")
             if kind != "task-sent" and kind != "task-received":
                 self.anomaly("unknown_task", f"{kind} for a task never seen sent or received")
-            record = TaskRecord(name if type(name) is str else UNKNOWN, UNKNOWN)
+            record = TaskRecord(UNKNOWN if name is None else self._names(name), UNKNOWN)
             self.tasks[uuid] = record
             if len(self.tasks) > self.limits.max_tasks:
                 self._evict_tasks()
@@ -320,18 +365,19 @@ class FleetState:
             self.anomaly("duplicate", "the same task-sent event twice")
             return
         name = event.get("name")
-        if type(name) is str:
-            record.name = name
-        queue = event.get("queue") or event.get("routing_key")
-        if type(queue) is str and queue:
+        if name is not None and name != record.name:
+            record.name = self._names(name)
+        queue = event.get("queue")
+        if queue is not None:
             if record.received_ts is not None and record.queue == UNKNOWN:
                 self.anomaly("out_of_order", "task-sent arrived after the task was received")
-            record.queue = queue
+            if queue != record.queue:
+                record.queue = self._queues(queue)
         # A retry sends the task again: keep the first send, latency is end to end.
         if record.sent_ts is None:
             record.sent_ts = ts
         record.started_ts = None
-        series = self._task_key(record.name, hostname_label(event["hostname"]), record.queue)
+        series = self._task_key(record.name, self._hosts(event["host"]), record.queue)
         if series is not None:
             series.sent += 1
         rate = self.arrivals.get(record.queue)
@@ -349,9 +395,9 @@ class FleetState:
             return
         record.received_ts = ts
         name = event.get("name")
-        if type(name) is str and record.name == UNKNOWN:
-            record.name = name
-        series = self._task_key(record.name, hostname_label(event["hostname"]), record.queue)
+        if name is not None and record.name == UNKNOWN:
+            record.name = self._names(name)
+        series = self._task_key(record.name, self._hosts(event["host"]), record.queue)
         if series is not None:
             series.received += 1
 
@@ -364,10 +410,10 @@ class FleetState:
             self.anomaly("duplicate", "the same task-started event twice")
             return
         record.started_ts = ts
-        series = self._task_key(record.name, hostname_label(event["hostname"]), record.queue)
+        series = self._task_key(record.name, self._hosts(event["host"]), record.queue)
         if series is not None:
             series.started += 1
-        if record.sent_ts is not None and ts is not None:
+        if record.sent_ts is not None:
             per_queue = self._task_queue_key(record.name, record.queue)
             if per_queue is not None:
                 per_queue.wait.observe(self._span(record.sent_ts, ts))
@@ -384,12 +430,12 @@ class FleetState:
         if record is None:
             self.anomaly("unknown_task", f"{kind} for a task never seen sent or received")
             name = event.get("name")
-            record = TaskRecord(name if type(name) is str else UNKNOWN, UNKNOWN)
+            record = TaskRecord(UNKNOWN if name is None else self._names(name), UNKNOWN)
         finished = self.finished
         finished[uuid] = (kind, ts, record)
         if len(finished) > self.limits.finished_memory:
             self.finished = dict(islice(finished.items(), len(finished) // 2, None))
-        series = self._task_key(record.name, hostname_label(event["hostname"]), record.queue)
+        series = self._task_key(record.name, self._hosts(event["host"]), record.queue)
         return record, series
 
     def _completed(self, record: TaskRecord, now: float) -> None:
@@ -403,7 +449,7 @@ class FleetState:
         if finished is None:
             return
         record, series = finished
-        runtime = _as_float(event.get("runtime"))
+        runtime = event.get("runtime")
         if series is not None:
             series.succeeded += 1
             if runtime is not None:
@@ -412,7 +458,7 @@ class FleetState:
         if per_queue is not None:
             if runtime is not None:
                 per_queue.runtime_succeeded.observe(max(0.0, runtime))
-            if record.sent_ts is not None and event["timestamp"] is not None:
+            if record.sent_ts is not None:
                 per_queue.latency.observe(self._span(record.sent_ts, event["timestamp"]))
         self._completed(record, now)
 
@@ -422,11 +468,11 @@ class FleetState:
             return
         record, series = finished
         if series is not None:
-            exception = exception_label(event.get("exception"))
+            exception = self._exceptions(event.get("exception_type", UNKNOWN_EXCEPTION))
             series.failed[exception] = series.failed.get(exception, 0) + 1
         ts = event["timestamp"]
         per_queue = self._task_queue_key(record.name, record.queue)
-        if per_queue is not None and ts is not None:
+        if per_queue is not None:
             # Failed events carry no runtime: started and failed come from the same worker
             # clock, so their difference is the runtime without any clock offset.
             if record.started_ts is not None:
@@ -446,7 +492,7 @@ class FleetState:
         record.retried_ts = ts
         # The retry is received and started again: those are new events, not duplicates.
         record.received_ts = record.started_ts = None
-        series = self._task_key(record.name, hostname_label(event["hostname"]), record.queue)
+        series = self._task_key(record.name, self._hosts(event["host"]), record.queue)
         if series is not None:
             series.retried += 1
 
@@ -465,10 +511,10 @@ class FleetState:
 
     def _worker(self, event: dict, now: float) -> WorkerSeries | None:
         node = event["hostname"]
-        host = hostname_label(node)
+        host = self._hosts(event["host"])
         worker = self.workers.get(host)
         if worker is None:
-            if not self._admit(WORKER_SERIES_WEIGHT):
+            if host == OVERFLOW or not self._admit(WORKER_SERIES_WEIGHT):
                 return None
             worker = self.workers[host] = WorkerSeries(node=node, last_seen=now)
         worker.last_seen = now
@@ -480,10 +526,10 @@ class FleetState:
         if worker is None:
             return
         active = event.get("active")
-        if type(active) is int:
+        if active is not None:
             worker.active = active
         processed = event.get("processed")
-        if type(processed) is int:
+        if processed is not None:
             worker.processed = processed
 
     def _worker_offline(self, event: dict, now: float) -> None:
@@ -496,22 +542,20 @@ class FleetState:
         worker = self._worker(event, now)
         if worker is None:
             return
-        worker.pool_size = _as_int(event.get("pool_size"))
-        worker.rss_bytes = _as_int(event.get("rss_bytes"))
-        worker.memory_limit_bytes = _as_int(event.get("memory_limit_bytes"))
-        worker.memory_percent = _as_float(event.get("memory_percent"))
+        worker.pool_size = event.get("pool_size")
+        worker.rss_bytes = event.get("rss_bytes")
+        worker.memory_limit_bytes = event.get("memory_limit_bytes")
+        worker.memory_percent = event.get("memory_percent")
 
     def _beat_sent(self, event: dict, now: float) -> None:
-        name = event.get("name")
-        if type(name) is not str:
-            raise ValueError("beat-sent without a name")
+        name = self._names(event["name"])
         entry = self.beat.get(name)
         if entry is None:
             if not self._admit(BEAT_SERIES_WEIGHT):
                 return
             entry = self.beat[name] = BeatSeries(0.0, None)
-        entry.last_run = event["timestamp"] or time.time()
-        entry.interval = _as_float(event.get("interval_seconds"))
+        entry.last_run = event["timestamp"]
+        entry.interval = event.get("interval_seconds")
 
     # ---- bookkeeping -------------------------------------------------------------------------
 
@@ -538,17 +582,9 @@ class FleetState:
         self.tasks = dict(islice(self.tasks.items(), drop, None))
         self.anomaly("task_evicted", "in-flight task table full, oldest tasks forgotten", drop)
 
-    def _unknown_type(self, kind: object) -> None:
-        self.events_by_type["other"] = self.events_by_type.get("other", 0) + 1
-        self.anomaly("unknown_type", f"event of unknown type {kind!r}")
-
     def anomaly(self, kind: str, detail: str, amount: int = 1) -> None:
         self.anomalies[kind] = self.anomalies.get(kind, 0) + amount
         self._log_once(f"anomaly:{kind}", detail)
-
-    def count_decode_error(self, kind: str, detail: str, amount: int = 1) -> None:
-        self.decode_errors[kind] = self.decode_errors.get(kind, 0) + amount
-        self._log_once(f"decode:{kind}", f"undecodable event ({kind}): {detail}")
 
     def count_dropped(self, reason: str, amount: int) -> None:
         if amount > 0:
@@ -604,13 +640,17 @@ class FleetState:
         for key in [k for k in self.task_series if k[1] == host]:
             del self.task_series[key]
             self.series_count -= TASK_SERIES_WEIGHT
+        # Autoscaled workers come and go with new names: a purged one frees its place.
+        self.labels["hostname"].forget(host)
         log.info("purged the series of worker %s, silent for too long", host)
 
     def worker_up(self, worker: WorkerSeries, now: float) -> bool:
         return not worker.offline and now - worker.last_seen <= self.limits.worker_timeout
 
     def known_queues(self) -> set[str]:
-        return {q for q in self.arrivals if q != UNKNOWN}
+        """Queues seen in events: admitted through the queue cap, so the broker poller polls at
+        most ``max_queues`` of them."""
+        return {q for q in self.arrivals if q != UNKNOWN and q != OVERFLOW}
 
 
 def _stamps(record: TaskRecord, kind: str) -> tuple[float | None, ...]:
@@ -621,21 +661,3 @@ def _stamps(record: TaskRecord, kind: str) -> tuple[float | None, ...]:
     if kind == "task-started":
         return (record.started_ts,) if record.started_ts is not None else ()
     return (record.retried_ts,) if record.retried_ts is not None else ()
-
-
-def _as_float(value: object) -> float | None:
-    if type(value) is float:
-        return value
-    if isinstance(value, int | str) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _as_int(value: object) -> int | None:
-    if type(value) is int:
-        return value
-    as_float = _as_float(value)
-    return None if as_float is None else int(as_float)

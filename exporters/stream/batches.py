@@ -12,8 +12,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-RAW = "raw"  # payloads as read from Redis, decoded by the consumer
-DECODED = "decoded"  # event dicts already decoded by kombu
+RAW = "raw"  # kombu envelopes as read from Redis pub/sub, decoded by the consumer
+BODIES = "bodies"  # (content type, body) pairs as a kombu transport delivered them
 
 
 @dataclass(slots=True)

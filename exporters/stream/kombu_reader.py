@@ -1,7 +1,16 @@
-"""Read Celery events through kombu: works for every transport (RabbitMQ, SQS, sentinel...).
+"""Read Celery events through kombu: every transport Celery can publish events on (RabbitMQ,
+Redis Sentinel, SQS...), for the brokers the direct Redis reader does not speak.
 
-Slower than the direct Redis reader (kombu decodes each message in this thread) but it is
-Celery's own receiver, so whatever transport Celery can publish events on, this can read.
+Like the Redis reader it only moves messages: it takes each message's body as the transport
+delivered it and hands it on in batches; decoding and checking happen in the consumer thread,
+in the same code as for Redis (envelope.decode_body, events.Checker). Celery's own
+``EventReceiver`` is not used on purpose: it parses and adjusts every event in this thread with
+its own rules, and a malformed one raises inside its drain loop.
+
+The queue is bound to the ``celeryev`` topic exchange with ``#``. By default it is private and
+goes away with the connection, as Celery's receiver makes it; with ``durable_queue`` it is a
+named, durable queue with a length bound (``x-max-length``, the oldest dropped first), so on
+RabbitMQ events wait for a consumer that restarts.
 """
 
 from __future__ import annotations
@@ -9,17 +18,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 
-from celery import Celery
+from kombu import Connection, Consumer, Exchange, Queue
 
 from exporters.stream.backoff import Backoff
-from exporters.stream.batches import DECODED, Batch, BatchQueue
+from exporters.stream.batches import BODIES, Batch, BatchQueue
 from exporters.stream.status import StreamStatus
 
 log = logging.getLogger(__name__)
 
+EXCHANGE = "celeryev"
 FLUSH_EVERY = 0.05
 FLUSH_AT = 500
+# Celery's own defaults for an event receiver's private queue (event_queue_ttl/_expires).
+PRIVATE_QUEUE_TTL = 5.0
+PRIVATE_QUEUE_EXPIRES = 60.0
 
 
 class KombuEventReader:
@@ -29,47 +43,83 @@ class KombuEventReader:
         queue: BatchQueue,
         status: StreamStatus,
         backoff: Backoff | None = None,
+        *,
+        durable_queue: str | None = None,
+        queue_max_length: int = 1_000_000,
+        queue_prefix: str = "fleetops.events",
     ) -> None:
-        self.app = Celery("fleetops-exporter", broker=url, set_as_current=False)
-        self.app.conf.broker_connection_retry_on_startup = False
+        self.url = url
         self.queue = queue
         self.status = status
         self.backoff = backoff or Backoff()
-        self._pending: list[dict] = []
+        self.durable_queue = durable_queue
+        self.queue_max_length = queue_max_length
+        self.private_name = f"{queue_prefix}.{uuid.uuid4()}"
+        self._pending: list[tuple[str | None, object]] = []
+        self._pending_bytes = 0
         self._last_flush = time.monotonic()
 
-    def _on_event(self, event: dict) -> None:
-        self._pending.append(event)
+    def events_queue(self, conn: Connection) -> Queue:
+        # Celery publishes events on a topic exchange, but on a fanout one over kombu's Redis
+        # transport (pub/sub): declare the same, or the broker refuses or routes nothing.
+        kind = "fanout" if conn.transport.driver_type == "redis" else "topic"
+        exchange = Exchange(EXCHANGE, type=kind, durable=True, auto_delete=False)
+        if self.durable_queue:
+            return Queue(
+                self.durable_queue, exchange, routing_key="#", durable=True, auto_delete=False,
+                queue_arguments={"x-max-length": self.queue_max_length},
+            )  # fmt: skip
+        return Queue(
+            self.private_name, exchange, routing_key="#", durable=False, auto_delete=True,
+            message_ttl=PRIVATE_QUEUE_TTL, expires=PRIVATE_QUEUE_EXPIRES,
+        )  # fmt: skip
+
+    def _on_message(self, message) -> None:  # type: ignore[no-untyped-def]
+        body = message.body
+        self._pending.append((message.content_type, body))
+        self._pending_bytes += len(body) if isinstance(body, bytes | str) else 64
         self.status.messages += 1
-        if len(self._pending) >= FLUSH_AT or time.monotonic() - self._last_flush > FLUSH_EVERY:
+        if len(self._pending) >= FLUSH_AT:
             self._flush()
 
     def _flush(self) -> None:
         self._last_flush = time.monotonic()
         if self._pending:
             pending, self._pending = self._pending, []
-            self.queue.put(Batch(DECODED, pending, len(pending), self._last_flush))
+            size, self._pending_bytes = self._pending_bytes, 0
+            self.status.bytes += size
+            self.queue.put(Batch(BODIES, pending, size, self._last_flush))
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                with self.app.connection_for_read() as conn:
+                with Connection(self.url, connect_timeout=5) as conn:
                     conn.ensure_connection(max_retries=1)
-                    receiver = self.app.events.Receiver(conn, handlers={"*": self._on_event})
-                    self.status.on_connected()
-                    self.backoff.reset()
-                    log.info("reading events through kombu from %s", conn.as_uri())
-
-                    def on_iteration(receiver=receiver) -> None:
-                        # Called after every drain and every idle second: flush, honour stop.
-                        self._flush()
-                        receiver.should_stop = stop.is_set()
-
-                    receiver.on_iteration = on_iteration
-                    receiver.capture(limit=None, timeout=None, wakeup=False)
-                    self._flush()
+                    with Consumer(
+                        conn.default_channel,
+                        queues=[self.events_queue(conn)],
+                        on_message=self._on_message,
+                        no_ack=True,
+                        accept=["json"],
+                    ):
+                        self.status.on_connected()
+                        self.backoff.reset()
+                        log.info("reading events through kombu from %s", conn.as_uri())
+                        self._drain(conn, stop)
             except Exception as exc:  # kombu raises transport-specific errors
                 self._flush()
                 self.status.on_disconnected(f"lost the event stream: {exc}")
                 log.warning("event stream through kombu failed: %s; retrying with backoff", exc)
                 stop.wait(self.backoff.next_delay())
+        self._flush()
+
+    def _drain(self, conn: Connection, stop: threading.Event) -> None:
+        status = self.status
+        while not stop.is_set():
+            status.last_beat = time.monotonic()
+            try:
+                conn.drain_events(timeout=FLUSH_EVERY)
+            except TimeoutError:
+                conn.heartbeat_check()
+            if time.monotonic() - self._last_flush >= FLUSH_EVERY:
+                self._flush()

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from exporters.stream.backoff import Backoff
 from exporters.stream.batches import RAW, Batch, BatchQueue
-from exporters.stream.resp import ProtocolError, PubSubParser, command
+from exporters.stream.resp import PubSubParser, command
 from exporters.stream.status import StreamStatus
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,8 @@ class RedisEventReader:
         """Read until ``stop`` is set, reconnecting with backoff whenever the link breaks."""
         while not stop.is_set():
             try:
-                sock = self._connect()
-            except (OSError, ProtocolError) as exc:
+                sock, parser, early = self._connect()
+            except Exception as exc:  # OSError, ProtocolError, a garbled reply: never fatal
                 self._down(f"cannot subscribe to {self.address}: {exc}")
                 stop.wait(self.backoff.next_delay())
                 continue
@@ -82,8 +82,14 @@ class RedisEventReader:
                 self.status.on_connected()
                 self.backoff.reset()
                 log.info("reading events from %s", self.address)
-                self._read(sock, stop)
-            except (OSError, ProtocolError) as exc:
+                # After on_connected: the consumer opens the reconnect gap when it sees the new
+                # connect count, and these are the first messages of the new connection.
+                for batch in early:
+                    self.status.messages += len(batch.items)
+                    self.status.bytes += batch.size
+                    self.queue.put(batch)
+                self._read(sock, parser, stop)
+            except Exception as exc:  # OSError, ProtocolError, a garbled reply: reconnect
                 self._down(f"lost the event stream from {self.address}: {exc}")
                 stop.wait(self.backoff.next_delay())
             finally:
@@ -96,7 +102,13 @@ class RedisEventReader:
         )
         self.status.on_disconnected(reason)
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> tuple[socket.socket, PubSubParser, list[Batch]]:
+        """Connect, authenticate and subscribe; return the socket, its parser and the batches of
+        messages that arrived before or among the subscription confirmations.
+
+        The parser goes on to ``_read``: the recv() that brings the confirmations may also bring
+        messages and the start of a reply, and a fresh parser would start mid-reply.
+        """
         a = self.address
         if a.unix_path:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -117,13 +129,29 @@ class RedisEventReader:
                 self._expect_reply(sock, parser)
             exact, pattern = a.channels()
             sock.sendall(command("SUBSCRIBE", exact) + command("PSUBSCRIBE", pattern))
+            early: list[Batch] = []
             confirmations = 0
+            # SUBSCRIBE is live before PSUBSCRIBE is confirmed, and messages published meanwhile
+            # share a recv() with the confirmations: keep them, batched per recv() as in _read.
             while confirmations < 2:
-                confirmations += len(self._expect_reply(sock, parser))
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    raise ConnectionError("connection closed by the server")
+                payloads: list[bytes] = []
+                for reply in parser.feed(data):
+                    kind = reply[0] if type(reply) is list and reply else None
+                    if kind == b"pmessage":
+                        payloads.append(reply[3])
+                    elif kind == b"message":
+                        payloads.append(reply[2])
+                    elif kind == b"subscribe" or kind == b"psubscribe":
+                        confirmations += 1
+                if payloads:
+                    early.append(Batch(RAW, payloads, len(data), time.monotonic()))
         except BaseException:
             sock.close()
             raise
-        return sock
+        return sock, parser, early
 
     @staticmethod
     def _expect_reply(sock: socket.socket, parser: PubSubParser) -> list:
@@ -135,15 +163,15 @@ class RedisEventReader:
             if replies:
                 return replies
 
-    def _read(self, sock: socket.socket, stop: threading.Event) -> None:
+    def _read(self, sock: socket.socket, parser: PubSubParser, stop: threading.Event) -> None:
         sock.settimeout(1.0)
-        parser = PubSubParser()
         put = self.queue.put
         status = self.status
         recv = sock.recv
         last_data = time.monotonic()
         pinged = False
         while not stop.is_set():
+            status.last_beat = time.monotonic()
             try:
                 data = recv(RECV_BYTES)
             except TimeoutError:

@@ -22,7 +22,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from prometheus_client import generate_latest
 
 from alerts.config import load_alerts_config
 from alerts.stack import (
@@ -33,7 +32,6 @@ from alerts.stack import (
     prometheus_argv,
     render_stack,
 )
-from exporters.history.metrics import RecorderMetrics
 from fleetops import breaking_points
 from fleetops.fleet.spec import free_port
 from tests.alerts.conftest import ALERTS_DIR, REPO, RUNBOOKS_DIR
@@ -176,10 +174,15 @@ def _exported_families(exporter: str) -> set[str]:
     return _families(httpx.get(f"{exporter}/metrics", timeout=5).text)
 
 
-def _recorder_families() -> set[str]:
-    # The history alerts read the recorder's /metrics; its registry is what that page serves,
-    # so it is read in process rather than starting a recorder (and its database) here.
-    return _families(generate_latest(RecorderMetrics().registry).decode())
+def _recorder_families(data_dir: Path) -> set[str]:
+    # The history alerts read the recorder's /metrics. A Recorder that is built but never run
+    # serves the same families (its registry, plus the stream's rejections and health) without
+    # a database or broker connection.
+    from exporters.history.recorder import Recorder
+    from exporters.history.settings import HistorySettings
+
+    settings = HistorySettings(broker_url="redis://127.0.0.1:1/0", data_dir=data_dir)
+    return _families(Recorder(settings).metrics.render().decode())
 
 
 def _families(text: str) -> set[str]:
@@ -237,7 +240,11 @@ def test_a_backlog_pages_with_its_runbook_and_resolves_when_drained(
     time_to_resolve = time.monotonic() - draining_at
     wait_for(lambda: _flower_saw_tasks(urls["prometheus"]), timeout=60,
              message="Flower's task metrics in Prometheus")  # fmt: skip
-    missing = _metrics_in_rules() - _exported_families(urls["exporter"]) - _recorder_families()
+    missing = (
+        _metrics_in_rules()
+        - _exported_families(urls["exporter"])
+        - _recorder_families(stack["dir"] / "recorder")
+    )
     assert not missing, (
         f"the rules read metrics neither the exporter nor the recorder serve: {sorted(missing)}"
     )

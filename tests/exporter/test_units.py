@@ -14,14 +14,15 @@ import pytest
 from exporters.metrics.amqp_poller import KombuPoller
 from exporters.metrics.app import latency_breaking_points, load_thresholds
 from exporters.metrics.histogram import DEFAULT_BUCKETS, with_required
-from exporters.metrics.names import exception_label, hostname_label
 from exporters.metrics.queues import QueueSnapshot
 from exporters.metrics.render import Extras, Renderer, Thresholds
 from exporters.metrics.settings import load
-from exporters.metrics.state import FleetState, Limits
+from exporters.metrics.state import Limits
 from exporters.stream.backoff import Backoff
 from exporters.stream.batches import RAW, Batch, BatchQueue
 from exporters.stream.envelope import DecodeError, decode
+from exporters.stream.events import exception_type as exception_label
+from exporters.stream.events import hostname_label
 from exporters.stream.resp import PubSubParser, command
 from exporters.stream.status import StreamStatus
 from fleetops import breaking_points
@@ -29,6 +30,7 @@ from fleetops.errors import ConfigError
 from fleetops.fleet.spec import FleetContext
 from tests.exporter.process import parse, total, value
 from tests.servers import RedisServer
+from tests.stream.checked import CheckedFleetState as FleetState
 
 BOUNDS = with_required(DEFAULT_BUCKETS, latency_breaking_points())
 
@@ -79,7 +81,7 @@ def test_decode_single_and_multi_events() -> None:
     assert decode(orjson.dumps({"body": orjson.dumps(one).decode()})) == [one]
     with pytest.raises(DecodeError) as caught:
         decode(b'{"body": "x", "content-type": "application/x-python-serialize"}')
-    assert caught.value.kind == "content_type"
+    assert caught.value.reason == "bad_envelope"
 
 
 def _event(kind: str, uuid: str, ts: float, host: str = "celery@w1", **fields: object) -> dict:
@@ -358,12 +360,12 @@ def test_beat_runs_and_intervals_become_metrics() -> None:
     beat = {"type": "beat-sent", "hostname": "beat@h", "task": "reminders.send_due_soon"}
     state.apply_all([{**beat, "name": "due-soon", "timestamp": 1000.0, "interval_seconds": 60}], 0)
     state.apply_all([{**beat, "name": "due-soon", "timestamp": 1060.5, "interval_seconds": 60}], 1)
-    state.apply_all([{**beat, "timestamp": 1061.0}], 1)  # no entry name: counted, not applied
+    # No entry name: the checker rejects it before the state (tests/stream/test_events.py).
+    state.apply_all([{**beat, "timestamp": 1061.0}], 1)
     samples = parse(_render(state))
     assert value(samples, "fleetops_beat_last_run_timestamp_seconds", name="due-soon") == 1060.5
     assert value(samples, "fleetops_beat_interval_seconds", name="due-soon") == 60
-    assert value(samples, "fleetops_exporter_events_total", type="beat-sent") == 3
-    assert value(samples, "fleetops_exporter_decode_errors_total", kind="field") == 1
+    assert value(samples, "fleetops_exporter_events_total", type="beat-sent") == 2
 
 
 def test_breaking_points_are_served_from_the_one_file() -> None:
@@ -430,9 +432,9 @@ def test_events_dropped_on_overflow_are_counted_in_events_not_messages() -> None
     exporter.apply_batch(RAW, [wire_envelope(multi), wire_envelope(multi)], received_at=0.0)
     assert exporter.overflow_events() == 0
     # The reader drops whole messages, undecoded: 3 of them, at 4 events per message.
-    exporter.batches = BatchQueue(max_bytes=10)
-    exporter.batches.put(Batch(RAW, [b"x"], 8))
-    assert not exporter.batches.put(Batch(RAW, [b"y"] * 3, 8))
+    exporter.stream.batches = BatchQueue(max_bytes=10)
+    exporter.stream.batches.put(Batch(RAW, [b"x"], 8))
+    assert not exporter.stream.batches.put(Batch(RAW, [b"y"] * 3, 8))
     samples = parse(exporter.render().decode())
     assert value(samples, "fleetops_exporter_events_dropped_total", reason="overflow") == 12
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from exporters.metrics.histogram import DEFAULT_BUCKETS
 from exporters.metrics.queues import QueueSnapshot
 from exporters.metrics.render import Extras, Renderer, Thresholds
-from exporters.metrics.state import FleetState, Limits
+from exporters.metrics.state import Limits
 from exporters.stream.status import StreamStatus
 from tests.exporter.process import parse, value
+from tests.stream.checked import CheckedFleetState as FleetState
 
 LIMITS = Limits(worker_timeout=10, purge_offline_after=600)
 

@@ -45,7 +45,7 @@ def test_a_segment_stays_until_its_last_batch_is_committed(tmp_path: Path) -> No
 
 def test_the_bound_drops_and_counts(tmp_path: Path) -> None:
     dropped: list[int] = []
-    buffer = SpillingBuffer(2, tmp_path, 100, on_drop=dropped.append)
+    buffer = SpillingBuffer(2, tmp_path, 100, on_drop=lambda count, _reason: dropped.append(count))
     results = [buffer.put({"n": n, "pad": "x" * 20}) for n in range(10)]
     assert results[:2] == [True, True] and results[-1] is False
     assert sum(dropped) == buffer.stats().dropped == results.count(False)

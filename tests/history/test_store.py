@@ -33,8 +33,8 @@ from exporters.history.queries import (
 )
 from exporters.history.retention import DAY, RetentionPolicy, prune, row_counts
 from exporters.history.schema import TRIGRAM_INDEXES, VERSION_TABLE, metadata, tasks, workers
-from exporters.history.writer import HistoryWriter
 from tests.history.events import task_lifecycle, worker_event
+from tests.stream.checked import CheckedHistoryWriter as HistoryWriter
 
 
 def stored(engine: Engine, task_id: str) -> dict:

@@ -1,0 +1,361 @@
+"""Turn one decoded Celery event body into a checked, normalised event, or reject it.
+
+This is the only place that reads an event's fields. What comes out is a plain dict whose
+every value has been type-checked and bounded, so the metrics state and the history recorder
+(and anything later) can use it without a try around each field:
+
+* always: ``type`` (a known event type), ``hostname`` (the sender, a bounded string), ``host``
+  (its label form: ``gen123@web-1`` -> ``web-1``), ``timestamp`` (a finite float, clamped into a
+  window around the receiver's clock) and ``clock`` (an int or None);
+* task events: ``uuid`` (a bounded string), and where the sender gave a usable value ``name``,
+  ``queue`` (``queue`` or else ``routing_key``), ``exchange``, ``routing_key``, ``root_id``,
+  ``parent_id``, ``retries``, ``runtime``, ``exception`` with ``exception_type``, ``traceback``,
+  ``args``, ``kwargs``, ``result``, ``eta``, ``expires``;
+* worker events: the numbers of :data:`WORKER_NUMBERS`, ``sw_*`` and ``loadavg`` as text;
+* ``beat-sent``: ``name`` (required) and ``interval_seconds``.
+
+A field of the wrong type or out of range is left out and counted as a correction; an event
+that cannot be used at all (no id, unknown type, not an object) raises :class:`Rejected`.
+Texts are cut, never refused. Nothing here raises anything but :class:`Rejected`.
+
+The checks are written out for speed: this runs for every event, and the exporter's budget is
+a few microseconds per event (bench/exporter_throughput.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import orjson
+
+TASK_TYPES = frozenset(
+    (
+        "task-sent",
+        "task-received",
+        "task-started",
+        "task-succeeded",
+        "task-failed",
+        "task-retried",
+        "task-rejected",
+        "task-revoked",
+    )
+)
+WORKER_TYPES = frozenset(
+    ("worker-online", "worker-heartbeat", "worker-offline", "worker-telemetry")
+)
+KNOWN_TYPES = TASK_TYPES | WORKER_TYPES | {"beat-sent"}
+
+UNKNOWN_EXCEPTION = "UnknownException"
+
+# Why an event was refused: a closed set, so the metric's label stays bounded.
+REJECT_REASONS = (
+    "not_json",
+    "bad_envelope",
+    "bad_body",
+    "not_an_object",
+    "unknown_type",
+    "missing_field",
+    "bad_field",
+    "internal_error",
+)
+# What was repaired in an event that was kept.
+CORRECTION_REASONS = (
+    "timestamp_missing",
+    "timestamp_future",
+    "timestamp_past",
+    "bad_number",
+    "bad_text",
+    "text_cut",
+)
+
+
+class Rejected(ValueError):
+    """An event that cannot be used; ``reason`` is one of :data:`REJECT_REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    """Bounds every consumer relies on. Texts longer than a bound are cut with an ellipsis."""
+
+    # The history's columns are as wide (exporters/history/schema.py).
+    max_id_chars: int = 255  # uuid, root_id, parent_id
+    max_name_chars: int = 255  # task names, queues, exchanges, routing keys
+    max_hostname_chars: int = 255
+    max_exception_chars: int = 16_384
+    max_traceback_chars: int = 65_536
+    max_payload_chars: int = 65_536  # args, kwargs, result
+    # A sender's clock may run this far ahead of ours before its timestamps are not believed;
+    # an event older than the past window (a broker queue kept for days) is dated now instead.
+    max_future_seconds: float = 300.0
+    max_past_seconds: float = 30 * 86_400.0
+
+
+DEFAULT_LIMITS = EventLimits()
+
+_MAX_INT = 2**53  # exact in a float and in every database's BIGINT
+_MAX_INT32 = 2**31 - 1  # the history's INTEGER columns
+# field -> (is a float, upper bound); lower bound 0 for all of them.
+WORKER_NUMBERS: dict[str, tuple[bool, float]] = {
+    "pid": (False, _MAX_INT32),
+    "freq": (True, 86_400.0),
+    "active": (False, _MAX_INT32),
+    "processed": (False, _MAX_INT),
+    "pool_size": (False, 1_000_000),
+    "rss_bytes": (False, _MAX_INT),
+    "memory_limit_bytes": (False, _MAX_INT),
+    "memory_percent": (True, 1_000_000.0),
+}
+_TASK_IDS = ("root_id", "parent_id")
+_TASK_NAMES = ("name", "exchange", "routing_key")
+_TASK_PAYLOADS = ("args", "kwargs", "result")
+_SOFTWARE = ("sw_ident", "sw_ver", "sw_sys")
+
+_GENERATED = re.compile(r"^gen\d+@(.+)$")
+# Lone surrogates (possible through a stdlib-JSON transport) cannot be written as UTF-8
+# anywhere downstream; NUL is refused by PostgreSQL's text type.
+_UNWRITABLE = re.compile("[\ud800-\udfff\x00]")
+_EXCEPTION = re.compile(r"^\s*([\w.]+)\s*(?:\(|:|$)")
+_CACHE_LIMIT = 20_000
+_hostnames: dict[str, str] = {}
+
+
+def hostname_label(node: str) -> str:
+    """``celery@host`` stays as it is; ``gen123@host`` (a producer's process) becomes ``host``,
+    so every short-lived producer process does not make a series of its own."""
+    label = _hostnames.get(node)
+    if label is None:
+        match = _GENERATED.match(node)
+        label = match.group(1) if match else node
+        if len(_hostnames) >= _CACHE_LIMIT:
+            _hostnames.clear()
+        _hostnames[node] = label
+    return label
+
+
+def exception_type(text: object) -> str:
+    """The class name out of ``ValueError('...')``, ``pkg.mod.Error: ...`` or ``KeyError``;
+    ``UnknownException`` for text that does not start with one (``"Task timed out"``)."""
+    if type(text) is not str:
+        return UNKNOWN_EXCEPTION
+    match = _EXCEPTION.match(text)
+    if match is None:
+        return UNKNOWN_EXCEPTION
+    return match.group(1).rsplit(".", 1)[-1][:255] or UNKNOWN_EXCEPTION
+
+
+class Checker:
+    """``check(body, now)``: a checked event; corrections counted in ``corrections``."""
+
+    def __init__(self, limits: EventLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self.corrections: dict[str, int] = {}
+
+    def _corrected(self, reason: str) -> None:
+        self.corrections[reason] = self.corrections.get(reason, 0) + 1
+
+    def text(self, value: object, limit: int) -> str | None:
+        """A bounded, valid UTF-8 string without NUL, or None; cuts and repairs are counted."""
+        if type(value) is not str:
+            if value is None:
+                return None
+            self._corrected("bad_text")
+            return None
+        if not value.isascii() or "\x00" in value:
+            value = _clean(value)
+            self._corrected("bad_text")
+        if len(value) > limit:
+            self._corrected("text_cut")
+            return value[: limit - 1] + "…"
+        return value
+
+    def payload(self, value: object, limit: int) -> str | None:
+        """args/kwargs/result: Celery sends them as repr strings; anything else as JSON text."""
+        if type(value) is str or value is None:
+            return self.text(value, limit)
+        try:
+            rendered = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        except (TypeError, ValueError):  # too deep, or not JSON-representable
+            self._corrected("bad_text")
+            return None
+        return self.text(rendered, limit)
+
+    def number(self, value: object, is_float: bool, upper: float) -> float | int | None:
+        kind = type(value)
+        if kind is int:
+            if 0 <= value <= upper:  # type: ignore[operator]
+                return float(value) if is_float else value  # type: ignore[arg-type]
+        elif kind is float:
+            # value - value is 0.0 for every finite float, NaN for inf and NaN.
+            if value - value == 0.0 and 0.0 <= value <= upper:  # type: ignore[operator]
+                return value if is_float else int(value)  # type: ignore[arg-type]
+        elif value is None:
+            return None
+        self._corrected("bad_number")
+        return None
+
+    def check(self, body: object, now: float) -> dict:
+        """The checked form of one event body received at wall-clock time ``now``."""
+        if type(body) is not dict:
+            raise Rejected("not_an_object", f"an event must be a JSON object, not {_kind(body)}")
+        kind = body.get("type")
+        if type(kind) is not str or kind not in KNOWN_TYPES:
+            raise Rejected("unknown_type", f"event type {_short(kind)}")
+        limits = self.limits
+        hostname = body.get("hostname")
+        if type(hostname) is not str or not hostname:
+            if hostname is None or hostname == "":
+                raise Rejected("missing_field", f"{kind} without a hostname")
+            raise Rejected("bad_field", f"{kind} whose hostname is {_kind(hostname)}")
+        if (
+            len(hostname) > limits.max_hostname_chars
+            or not hostname.isascii()
+            or "\x00" in hostname
+        ):
+            hostname = self.text(hostname, limits.max_hostname_chars)
+            if not hostname:
+                raise Rejected("bad_field", f"{kind} with an unusable hostname")
+        event: dict = {
+            "type": kind,
+            "hostname": hostname,
+            "host": hostname_label(hostname),
+            "timestamp": self.timestamp(body.get("timestamp"), now),
+        }
+        clock = body.get("clock")
+        event["clock"] = clock if type(clock) is int and 0 <= clock < 2**63 else None
+        if kind in TASK_TYPES:
+            self._task(body, event, kind)
+        elif kind == "beat-sent":
+            name = self.text(body.get("name"), limits.max_name_chars)
+            if not name:
+                raise Rejected("missing_field", "beat-sent without a name")
+            event["name"] = name
+            event["interval_seconds"] = self.number(body.get("interval_seconds"), True, 1e9)
+        else:
+            self._worker(body, event)
+        return event
+
+    def timestamp(self, value: object, now: float) -> float:
+        kind = type(value)
+        if kind is float or (kind is int and -(2**62) < value < 2**62):  # type: ignore[operator]
+            ts = float(value)  # type: ignore[arg-type]
+            if ts - ts != 0.0:
+                self._corrected("bad_number")
+                return now
+        elif value is None:
+            self._corrected("timestamp_missing")
+            return now
+        else:
+            self._corrected("bad_number")
+            return now
+        if ts > now + self.limits.max_future_seconds:
+            self._corrected("timestamp_future")
+            return now
+        if ts < now - self.limits.max_past_seconds:
+            self._corrected("timestamp_past")
+            return now
+        return ts
+
+    def _task(self, body: dict, event: dict, kind: str) -> None:
+        limits = self.limits
+        uuid = body.get("uuid")
+        if type(uuid) is not str or not uuid:
+            if uuid is None or uuid == "":
+                raise Rejected("missing_field", f"{kind} without a task id")
+            raise Rejected("bad_field", f"{kind} whose task id is {_kind(uuid)}")
+        if len(uuid) > limits.max_id_chars or not uuid.isascii() or "\x00" in uuid:
+            raise Rejected("bad_field", f"{kind} with an unusable task id {_short(uuid)}")
+        event["uuid"] = uuid
+        # The hot loop: most events carry few fields, so look up what is there.
+        text = self.text
+        for field in _TASK_NAMES:
+            value = body.get(field)
+            if value is not None:
+                value = text(value, limits.max_name_chars)
+                if value:
+                    event[field] = value
+        queue = body.get("queue")
+        if queue is not None:
+            queue = text(queue, limits.max_name_chars)
+        queue = queue or event.get("routing_key")
+        if queue:
+            event["queue"] = queue
+        for field in _TASK_IDS:
+            value = body.get(field)
+            if value is not None:
+                value = text(value, limits.max_id_chars)
+                if value:
+                    event[field] = value
+        for field in _TASK_PAYLOADS:
+            if field in body:
+                value = self.payload(body[field], limits.max_payload_chars)
+                if value is not None:
+                    event[field] = value
+        retries = body.get("retries")
+        if retries is not None:
+            retries = self.number(retries, False, _MAX_INT32)
+            if retries is not None:
+                event["retries"] = retries
+        runtime = body.get("runtime")
+        if runtime is not None:
+            runtime = self.number(runtime, True, 1e9)
+            if runtime is not None:
+                event["runtime"] = runtime
+        exception = body.get("exception")
+        if exception is not None:
+            exception = self.payload(exception, limits.max_exception_chars)
+            if exception:
+                event["exception"] = exception
+                event["exception_type"] = exception_type(exception)
+        traceback = body.get("traceback")
+        if traceback is not None:
+            traceback = text(traceback, limits.max_traceback_chars)
+            if traceback:
+                event["traceback"] = traceback
+        for field in ("eta", "expires"):
+            value = body.get(field)
+            if value is not None:
+                value = text(value, 64)
+                if value:
+                    event[field] = value
+
+    def _worker(self, body: dict, event: dict) -> None:
+        number = self.number
+        for field, (is_float, upper) in WORKER_NUMBERS.items():
+            value = body.get(field)
+            if value is not None:
+                value = number(value, is_float, upper)
+                if value is not None:
+                    event[field] = value
+        for field in _SOFTWARE:
+            value = body.get(field)
+            if value is not None:
+                value = self.text(value, 64)
+                if value:
+                    event[field] = value
+        loadavg = body.get("loadavg")
+        if loadavg is not None:
+            if type(loadavg) is list and len(loadavg) <= 3:
+                values = [number(v, True, 1e9) for v in loadavg]
+                if None not in values:
+                    event["loadavg"] = ",".join(f"{v:g}" for v in values)[:64]
+            else:
+                self._corrected("bad_number")
+
+
+def _clean(value: str) -> str:
+    return _UNWRITABLE.sub("\ufffd", value)
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
