@@ -25,6 +25,12 @@ BROKER_SYMPTOMS = [
     "FleetopsTaskEventsMissing",
 ]
 
+# An exporter whose event reader or applier is stalled freezes every event-fed series: events
+# stop and every worker's heartbeat ages past its timeout. FleetopsExporterStalled names the
+# cause (and pages minutes earlier); these are its symptoms. A stalled poller stops neither.
+STALLED_EXPORTER_PARTS = ["reader", "applier"]
+STALLED_EXPORTER_SYMPTOMS = ["CeleryWorkerDown", "FleetopsEventsStopped"]
+
 
 def inhibit_rules() -> list[dict]:
     lower = 'severity=~"warning|info"'
@@ -57,6 +63,14 @@ def inhibit_rules() -> list[dict]:
             "source_matchers": ['alertname="FleetopsBrokerDown"'],
             "target_matchers": [f'alertname=~"{"|".join(BROKER_SYMPTOMS)}"'],
             "equal": ["job"],
+        },
+        {
+            "source_matchers": [
+                'alertname="FleetopsExporterStalled"',
+                f'part=~"{"|".join(STALLED_EXPORTER_PARTS)}"',
+            ],
+            "target_matchers": [f'alertname=~"{"|".join(STALLED_EXPORTER_SYMPTOMS)}"'],
+            "equal": ["job", "instance"],
         },
     ]
 

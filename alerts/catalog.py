@@ -43,6 +43,11 @@ EXPORTER_DASHBOARD = Dashboard("fleetops-exporter")
 RECORDER_DASHBOARD = Dashboard("fleetops-exporter", {"recorder_job": "job"})
 FLOWER_DASHBOARD = Dashboard("fleetops-flower")
 
+# The exporter and the recorder set ``..._stalled{part}`` to 1 once a part's thread has died or
+# made no progress for this long (``exporters/stream/health.py``, STALL_AFTER): the first term
+# of their time to page, before scrape, evaluation and ``for``.
+STALL_AFTER_SECONDS = 45
+
 
 @dataclass(frozen=True)
 class AlertRule:
@@ -127,19 +132,23 @@ class CatalogBuilder:
             self.beat_missed_run(),
             self.dead_letter_growing(),
             self.events_stopped(),
+            self.events_rejected(),
             self.task_events_missing(),
             self.history_events_dropped(),
             self.history_database_down(),
+            self.history_events_quarantined(),
             *self.target_down(
                 "FleetopsRecorderDown", "fleetops-recorder", self.config.selectors.recorder,
                 "warning", "5m", RECORDER_DASHBOARD,
                 "Task events go unrecorded: the console's task history has a gap from then on.",
             ),
+            self.recorder_stalled(),
             *self.target_down(
                 "FleetopsExporterDown", "fleetops-exporter", self.config.selectors.exporter,
                 "critical", "3m", EXPORTER_DASHBOARD,
                 "Without the exporter every queue, worker and task alert is blind.",
             ),
+            self.exporter_stalled(),
             self.broker_down(),
             *self.target_down(
                 "FleetopsFlowerDown", "Flower", self.config.selectors.flower,
@@ -452,6 +461,28 @@ class CatalogBuilder:
             dashboard=EXPORTER_DASHBOARD,
         )
 
+    def events_rejected(self) -> AlertRule:
+        name = "FleetopsEventsRejected"
+        hold = self.hold(name, "15m")
+        return AlertRule(
+            name=name,
+            group="fleetops-pipeline",
+            expr=(
+                "sum by (job, instance, reason) ("
+                f"rate(fleetops_exporter_events_rejected_total{self.exporter}[5m])) > 0"
+            ),
+            hold=hold,
+            severity="warning",
+            summary="The exporter keeps rejecting Celery events it cannot use.",
+            description=(
+                "Exporter {{ $labels.instance }} has been dropping events as unusable"
+                " ({{ $labels.reason }}) for " + hold + ", {{ $value | humanize }} per second"
+                " now: a producer sends broken events, and the tasks they describe are missing"
+                " from the metrics."
+            ),
+            dashboard=EXPORTER_DASHBOARD,
+        )
+
     def history_events_dropped(self) -> AlertRule:
         name = "FleetopsHistoryEventsDropped"
         window = self.config.history.dropped_window
@@ -483,6 +514,25 @@ class CatalogBuilder:
                 "Recorder {{ $labels.instance }} failed its last write (database_up ="
                 " {{ $value | humanize }}): events wait in its buffer and disk spool, and are"
                 " lost once that bound is full."
+            ),
+            dashboard=RECORDER_DASHBOARD,
+        )
+
+    def history_events_quarantined(self) -> AlertRule:
+        name = "FleetopsHistoryEventsQuarantined"
+        return AlertRule(
+            name=name,
+            group="fleetops-pipeline",
+            expr=f"increase(fleetops_history_events_quarantined_total{self.recorder}[15m]) > 0",
+            # Each quarantined event is a fact, not a condition that may clear by itself.
+            hold=self.hold(name, "0s"),
+            severity="warning",
+            summary="The task-history recorder quarantined events its database refuses.",
+            description=(
+                "Recorder {{ $labels.instance }} moved about {{ $value | humanize }} events to"
+                " its quarantine file in the last 15 minutes: the database refused each of them"
+                " even alone. They are missing from the task history and are never replayed by"
+                " themselves."
             ),
             dashboard=RECORDER_DASHBOARD,
         )
@@ -531,6 +581,49 @@ class CatalogBuilder:
                 dashboard=dashboard,
             )
         ]
+
+    def stalled(
+        self,
+        name: str,
+        metric: str,
+        matchers: str,
+        what: str,
+        summary: str,
+        dashboard: Dashboard,
+        impact: str,
+    ) -> AlertRule:
+        """A part of a process that still answers scrapes but no longer makes progress: the
+        same page as the process being down, sooner."""
+        return AlertRule(
+            name=name,
+            group="fleetops-meta",
+            expr=f"max by (job, instance, part) ({metric}{matchers}) > 0",
+            hold=self.hold(name, "1m"),
+            severity="critical",
+            summary=summary,
+            description=(
+                "The {{ $labels.part }} of " + what + " {{ $labels.instance }} has died or made"
+                f" no progress for {STALL_AFTER_SECONDS} s (stalled = {{{{ $value | humanize }}}})"
+                f" while the process still answers: /healthz answers 503. {impact}"
+            ),
+            dashboard=dashboard,
+        )
+
+    def exporter_stalled(self) -> AlertRule:
+        return self.stalled(
+            "FleetopsExporterStalled", "fleetops_exporter_stalled", self.exporter,
+            "exporter", "A part of the fleetops exporter has stopped making progress.",
+            EXPORTER_DASHBOARD,
+            "The metrics that part feeds are frozen, so the alerts reading them are blind.",
+        )  # fmt: skip
+
+    def recorder_stalled(self) -> AlertRule:
+        return self.stalled(
+            "FleetopsHistoryRecorderStalled", "fleetops_history_stalled", self.recorder,
+            "recorder", "A part of the task-history recorder has stopped making progress.",
+            RECORDER_DASHBOARD,
+            "Task events are not being recorded: the task history has a gap from then on.",
+        )  # fmt: skip
 
     def watchdog(self) -> AlertRule:
         return AlertRule(

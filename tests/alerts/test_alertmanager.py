@@ -147,6 +147,37 @@ def test_broker_down_inhibits_its_symptoms(alertmanager: str) -> None:
              timeout=30, message="no-consumer inhibited by broker down")  # fmt: skip
 
 
+def test_a_stalled_exporter_inhibits_the_symptoms_of_its_frozen_events(alertmanager: str) -> None:
+    # A job of its own: the broker-down test's alert, still active, silences job-wide.
+    job = "fleetops-exporter-stall"
+    exporter = {"job": job, "instance": "stalled:9808"}
+    other = {"job": job, "instance": "healthy:9808"}
+    polling = {"job": job, "instance": "polling:9808"}
+    _post(
+        alertmanager,
+        {"alertname": "FleetopsExporterStalled", "severity": "critical", "part": "applier",
+         **exporter},
+        {"alertname": "FleetopsEventsStopped", "severity": "critical", **exporter},
+        {"alertname": "CeleryWorkerDown", "severity": "warning", "hostname": "celery@frozen",
+         **exporter},
+        # Another replica's symptoms are real.
+        {"alertname": "CeleryWorkerDown", "severity": "warning", "hostname": "celery@gone",
+         **other},
+        # A stalled poller freezes queue metrics, not events.
+        {"alertname": "FleetopsExporterStalled", "severity": "critical", "part": "poller",
+         **polling},
+        {"alertname": "FleetopsEventsStopped", "severity": "critical", **polling},
+    )  # fmt: skip
+    wait_for(
+        lambda: _inhibited(alertmanager, "FleetopsEventsStopped", instance="stalled:9808"),
+        timeout=30, message="events stopped inhibited by the stalled applier",
+    )  # fmt: skip
+    assert _inhibited(alertmanager, "CeleryWorkerDown", hostname="celery@frozen") is True
+    assert _inhibited(alertmanager, "CeleryWorkerDown", hostname="celery@gone") is False
+    assert _inhibited(alertmanager, "FleetopsEventsStopped", instance="polling:9808") is False
+    assert _inhibited(alertmanager, "FleetopsExporterStalled", instance="stalled:9808") is False
+
+
 def test_secrets_are_read_from_files_amtool_accepts(tmp_path: Path) -> None:
     routing_key, token = tmp_path / "pagerduty-routing-key", tmp_path / "pager-token"
     routing_key.write_text("R0UT1NGKEY")
