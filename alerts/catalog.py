@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from alerts import recording
 from alerts.config import AlertsConfig, duration_seconds
+from exporters.stream.health import STALL_AFTER
 from fleetops.breaking_points import BreakingPoints, Level
 
 LEVELS = ("warning", "critical", "breaking")
@@ -44,9 +45,9 @@ RECORDER_DASHBOARD = Dashboard("fleetops-exporter", {"recorder_job": "job"})
 FLOWER_DASHBOARD = Dashboard("fleetops-flower")
 
 # The exporter and the recorder set ``..._stalled{part}`` to 1 once a part's thread has died or
-# made no progress for this long (``exporters/stream/health.py``, STALL_AFTER): the first term
-# of their time to page, before scrape, evaluation and ``for``.
-STALL_AFTER_SECONDS = 45
+# made no progress for this long: the first term of their time to page, before scrape,
+# evaluation and ``for``.
+STALL_AFTER_SECONDS = round(STALL_AFTER)
 
 
 @dataclass(frozen=True)

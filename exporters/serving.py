@@ -73,3 +73,22 @@ class MetricsServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def listen_or_exit(
+    who: str,
+    host: str,
+    port: int,
+    render: Callable[[frozenset[str] | None], bytes],
+    health: Callable[[], tuple[bool, str]],
+) -> MetricsServer:
+    """The server of a ``fleetops`` command; a port that is taken ends it with status 2 and a
+    line that names the address, instead of a traceback."""
+    import typer
+
+    try:
+        return MetricsServer(host, port, render, health, title=who)
+    except OSError as exc:
+        typer.echo(f"fleetops {who}: cannot listen on {host}:{port}: {exc.strerror or exc}",
+                   err=True)  # fmt: skip
+        raise typer.Exit(2) from exc

@@ -68,24 +68,16 @@ def recorder(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    from exporters.serving import MetricsServer
+    from exporters.serving import listen_or_exit
 
     settings = _settings(database_url)
     instance = Recorder(settings)
     server = None
     if settings.history_metrics_port:
-        try:
-            server = MetricsServer(
-                settings.history_metrics_host, settings.history_metrics_port,
-                instance.metrics.render, instance.health, title="recorder",
-            )  # fmt: skip
-        except OSError as exc:
-            typer.echo(
-                f"fleetops recorder: cannot listen on {settings.history_metrics_host}:"
-                f"{settings.history_metrics_port}: {exc.strerror or exc}",
-                err=True,
-            )
-            raise typer.Exit(2) from exc
+        server = listen_or_exit(
+            "recorder", settings.history_metrics_host, settings.history_metrics_port,
+            instance.metrics.render, instance.health,
+        )  # fmt: skip
         server.start()
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
 
         from exporters.metrics.app import Exporter
         from exporters.metrics.settings import load
-        from exporters.serving import MetricsServer
+        from exporters.serving import listen_or_exit
         from fleetops.urls import redact_url
 
         logging.basicConfig(
@@ -106,17 +106,10 @@ def register(app: typer.Typer) -> None:
             exporter_event_reader=event_reader,
         )
         service = Exporter(settings)
-        try:
-            server = MetricsServer(
-                settings.exporter_host, settings.exporter_port, service.render, service.health
-            )
-        except OSError as exc:
-            typer.echo(
-                f"fleetops exporter: cannot listen on {settings.exporter_host}:"
-                f"{settings.exporter_port}: {exc.strerror or exc}",
-                err=True,
-            )
-            raise typer.Exit(2) from exc
+        server = listen_or_exit(
+            "exporter", settings.exporter_host, settings.exporter_port, service.render,
+            service.health,
+        )  # fmt: skip
         done = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: done.set())
         signal.signal(signal.SIGINT, lambda *_: done.set())

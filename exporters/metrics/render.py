@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from exporters.metrics.histogram import Histogram
 from exporters.metrics.queues import QueueSnapshot
-from exporters.metrics.state import TASK_EVENTS, FleetState
+from exporters.metrics.state import FleetState
+from exporters.stream.events import TASK_EVENTS
 from exporters.stream.status import StreamStatus
 
 
@@ -119,19 +120,28 @@ class Renderer:
         """Only the parts' health: what can be said while the state is locked by a stuck
         applier (every stalled part is reported, nothing else is)."""
         out: list[str] = []
-        self._gauge_family(
-            out,
-            "fleetops_exporter_stalled",
-            "1 while a part of the exporter has died or makes no progress (see /healthz).",
-            [(self.labels(part=k), v) for k, v in sorted(extras.stalled.items())],
-        )
-        self._gauge_family(
-            out,
-            "fleetops_exporter_part_heartbeat_age_seconds",
-            "Seconds since each part of the exporter last went round its loop.",
-            [(self.labels(part=k), v) for k, v in sorted(extras.heartbeat_age.items())],
-        )
+        for metric, help_text, samples, kind in self._health_families(extras):
+            self._gauge_family(out, metric, help_text, samples, kind=kind)
         return "".join(out)
+
+    def _health_families(self, extras: Extras) -> list[tuple[str, str, list, str]]:
+        def by_part(values: dict) -> list[tuple[str, float | int]]:
+            return [(self.labels(part=k), v) for k, v in sorted(values.items())]
+
+        return [
+            (
+                "fleetops_exporter_stalled",
+                "1 while a part of the exporter has died or makes no progress (see /healthz).",
+                by_part(extras.stalled),
+                "gauge",
+            ),
+            (
+                "fleetops_exporter_part_heartbeat_age_seconds",
+                "Seconds since each part of the exporter last went round its loop.",
+                by_part(extras.heartbeat_age),
+                "gauge",
+            ),
+        ]
 
     # ---- families ----------------------------------------------------------------------------
 
@@ -474,18 +484,7 @@ class Renderer:
                 by("reason", extras.corrected),
                 "counter",
             ),
-            (
-                "fleetops_exporter_stalled",
-                "1 while a part of the exporter has died or makes no progress (see /healthz).",
-                by("part", extras.stalled),
-                "gauge",
-            ),
-            (
-                "fleetops_exporter_part_heartbeat_age_seconds",
-                "Seconds since each part of the exporter last went round its loop.",
-                by("part", extras.heartbeat_age),  # type: ignore[arg-type]
-                "gauge",
-            ),
+            *self._health_families(extras),
             (
                 "fleetops_exporter_label_values",
                 "Distinct values held per label; capped by FLEETOPS_EXPORTER_MAX_<LABEL>S.",

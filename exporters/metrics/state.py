@@ -27,6 +27,7 @@ from itertools import islice
 
 from exporters.metrics.histogram import Histogram
 from exporters.metrics.rates import MinuteRate
+from exporters.stream.events import TASK_TYPES as _TASK_KINDS
 from exporters.stream.events import UNKNOWN_EXCEPTION
 
 log = logging.getLogger(__name__)
@@ -37,27 +38,6 @@ OVERFLOW = "__overflow__"
 # A fleet whose producers send no task-sent events would park every task for nothing: park only
 # while task-sent events have been seen this recently.
 SENT_EVENTS_FRESH_FOR = 300.0
-TASK_EVENTS = (
-    "task-sent",
-    "task-received",
-    "task-started",
-    "task-succeeded",
-    "task-failed",
-    "task-retried",
-    "task-rejected",
-    "task-revoked",
-)
-_TASK_KINDS = frozenset(TASK_EVENTS)
-KNOWN_EVENTS = frozenset(
-    (
-        *TASK_EVENTS,
-        "worker-online",
-        "worker-heartbeat",
-        "worker-offline",
-        "worker-telemetry",
-        "beat-sent",
-    )
-)
 # Series each tracked object renders (a histogram counts once): used by the series cap.
 TASK_SERIES_WEIGHT = 9  # 8 counters + celery_task_runtime
 TASK_QUEUE_SERIES_WEIGHT = 4  # runtime succeeded/failed, queue wait, latency

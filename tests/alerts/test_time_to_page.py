@@ -9,7 +9,6 @@ fails here.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -89,10 +88,6 @@ def test_the_budget_fails_when_the_for_or_an_interval_grows(
 
 
 def test_the_stall_threshold_is_the_one_the_processes_use() -> None:
-    # The processes' health module is written alongside these alerts; until it lands there is
-    # nothing to compare with.
-    if importlib.util.find_spec("exporters.stream.health") is None:
-        pytest.skip("exporters/stream/health.py is not there yet")
     from exporters.stream import health
 
     assert health.STALL_AFTER == STALL_AFTER_SECONDS, (

@@ -13,8 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.metrics.histogram import DEFAULT_BUCKETS
-from exporters.metrics.queues import QueueSnapshot
-from exporters.metrics.render import Extras, Renderer, Thresholds
+from exporters.metrics.render import Renderer
 from exporters.metrics.state import FleetState, TaskSeries
 from exporters.stream.backoff import Backoff
 from exporters.stream.batches import BatchQueue
@@ -23,6 +22,7 @@ from exporters.stream.resp import command
 from exporters.stream.status import StreamStatus
 from fleetops.fleet.spec import free_port
 from tests.exporter.process import ExporterProcess, value
+from tests.exporter.test_units import _render as render_text
 from tests.helpers import wait_for
 from tests.servers import RedisServer
 
@@ -216,15 +216,7 @@ def test_every_message_published_after_subscribing_arrives_from_a_real_redis(
 
 
 def _render(state: FleetState, renderer: Renderer) -> str:
-    extras = Extras(
-        status=StreamStatus(connected=True),
-        snapshot=QueueSnapshot(ok=True),
-        consumers={},
-        overflow_dropped=0,
-        last_scrape_seconds=0.0,
-        thresholds=Thresholds(),
-    )
-    return "".join(renderer.render(state, extras, now=1.0, wall=1003.0))
+    return render_text(state, renderer)
 
 
 def _state_with(series: dict[tuple[str, str, str], dict[str, int]]) -> FleetState:

@@ -1,4 +1,5 @@
-"""History fixtures: a migrated history database on SQLite and on PostgreSQL."""
+"""History fixtures: a migrated history database on SQLite and on PostgreSQL, and a publisher
+of events through a real broker."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from sqlalchemy import Engine
 
 from exporters.history import migrate
 from exporters.history.database import create_history_engine
+from tests.history.recording import Publisher
+from tests.servers import RedisServer
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -25,3 +28,11 @@ def engine(database_url: str) -> Iterator[Engine]:
     migrate.upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def publisher(redis_server: RedisServer) -> Iterator[Publisher]:
+    """Sends events the way workers do, through Celery's event dispatcher."""
+    publisher = Publisher(redis_server.url)
+    yield publisher
+    publisher.close()

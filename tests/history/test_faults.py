@@ -28,13 +28,6 @@ from tests.history.recording import (
 from tests.servers import RedisServer
 
 
-@pytest.fixture
-def publisher(redis_server: RedisServer) -> Iterator[Publisher]:
-    publisher = Publisher(redis_server.url)
-    yield publisher
-    publisher.close()
-
-
 def refuse_task(database_url: str, task_id: str) -> None:
     """A real refusal by the database: a trigger that aborts the insert of one task."""
     engine = create_history_engine(database_url)

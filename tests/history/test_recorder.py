@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,6 @@ from tests.history.recording import (
     task_states,
 )
 from tests.servers import RedisServer
-
-
-@pytest.fixture
-def publisher(redis_server: RedisServer) -> Iterator[Publisher]:
-    publisher = Publisher(redis_server.url)
-    yield publisher
-    publisher.close()
 
 
 def lifecycles(prefix: str, count: int, start: float | None = None) -> list[list[dict]]:
