@@ -79,6 +79,21 @@ def list_alerts() -> None:
         typer.echo(f"{rule.name:<30} {rule.severity:<9} for {rule.hold:<4} {expr}")
 
 
+@alerts_app.command("config")
+def show_config(
+    breaking_points_file: Path = typer.Option(
+        None,
+        "--breaking-points",
+        help="Breaking points file (default: FLEETOPS_BREAKING_POINTS_FILE, else the built-in).",
+    ),
+) -> None:
+    """Every [alerts] setting in force, defaults included, as JSON (the file sets only changes)."""
+    from alerts.generate import load_inputs
+
+    _, config = load_inputs(breaking_points_file)
+    typer.echo(config.model_dump_json(by_alias=True, indent=2))
+
+
 def pager(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(9095, help="Port to listen on."),

@@ -1,14 +1,18 @@
-"""The ``[alerts]`` section of the breaking points file, validated before anything is generated."""
+"""The ``[alerts]`` section of the breaking points file: its schema and every default.
+
+The shipped ``fleetops/breaking_points.toml`` sets only what differs from these defaults; the
+``for`` of each alert defaults to its spec in ``alerts/rules.py``. Every model forbids unknown
+keys, so a misspelt key fails with its name instead of being ignored.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
-from fleetops.breaking_points import BreakingPoints
-from fleetops.errors import ConfigError
+from alerts.rules import ALERT_NAMES, DEFAULT_HOLDS
 
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -28,8 +32,23 @@ def _label_matchers(value: str) -> str:
     return value
 
 
+def _known_alerts(names: list[str]) -> list[str]:
+    unknown = sorted(set(names) - set(ALERT_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown alert name(s) {', '.join(unknown)}; known: {', '.join(sorted(ALERT_NAMES))}"
+        )
+    return names
+
+
 Duration = Annotated[str, AfterValidator(_prometheus_duration)]
 Matchers = Annotated[str, AfterValidator(_label_matchers)]
+AlertNames = Annotated[list[str], AfterValidator(_known_alerts)]
+
+# Job names of the reference alerts/prometheus.yml, which the default selectors pick.
+EXPORTER_JOB = "fleetops-exporter"
+FLOWER_JOB = "flower"
+RECORDER_JOB = "fleetops-recorder"
 
 
 def duration_seconds(value: str) -> float:
@@ -44,9 +63,9 @@ class _Section(BaseModel):
 
 
 class Selectors(_Section):
-    exporter: Matchers = 'job="fleetops-exporter"'
-    flower: Matchers = 'job="flower"'
-    recorder: Matchers = 'job="fleetops-recorder"'
+    exporter: Matchers = f'job="{EXPORTER_JOB}"'
+    flower: Matchers = f'job="{FLOWER_JOB}"'
+    recorder: Matchers = f'job="{RECORDER_JOB}"'
     work_queues: Matchers = 'queue_name!="dead_letter"'
 
 
@@ -87,17 +106,31 @@ class AlertmanagerSection(_Section):
     pager_webhook_url: str = "http://127.0.0.1:9095/page"
     ticket_webhook_url: str = "http://127.0.0.1:9095/ticket"
     watchdog_webhook_url: str = "http://127.0.0.1:9095/watchdog"
-    pagerduty_routing_key_file: str = ""
+    # Empty: page through the webhook only.
+    pagerduty_routing_key_file: str = "/etc/alertmanager/secrets/pagerduty-routing-key"
     # Bearer token for the pager webhook, read by Alertmanager at send time; empty: none.
     pager_webhook_token_file: str = ""
+
+
+# One field per [alerts.for] key (an alert's name, or name:long_window for the burn-rate pairs),
+# defaulting to its spec: an alert name that does not exist is an unknown key, rejected by name.
+_HOLD_FIELDS: dict = {key: (Duration, default) for key, default in DEFAULT_HOLDS.items()}
+_HoldFields: type[_Section] = create_model("_HoldFields", __base__=_Section, **_HOLD_FIELDS)
+
+
+class Holds(_HoldFields):
+    """``[alerts.for]``: how long each alert's condition must hold before it fires."""
+
+    def of(self, key: str) -> str:
+        return getattr(self, key)
 
 
 class AlertsConfig(_Section):
     runbook_url_base: str = "http://127.0.0.1:9095/runbooks"
     dashboard_url_base: str = "http://127.0.0.1:3000"
-    disabled: list[str] = Field(default_factory=list)
+    disabled: AlertNames = Field(default_factory=list)
     selectors: Selectors = Selectors()
-    for_: dict[str, Duration] = Field(default_factory=dict, alias="for")
+    for_: Holds = Field(default_factory=Holds, alias="for")
     backlog: Backlog = Backlog()
     drain: Drain = Drain()
     events: Events = Events()
@@ -105,16 +138,10 @@ class AlertsConfig(_Section):
     prometheus: PrometheusSection = PrometheusSection()
     alertmanager: AlertmanagerSection = AlertmanagerSection()
 
-    def hold_for(self, alert: str, default: str) -> str:
-        return self.for_.get(alert, default)
+    def hold(self, key: str) -> str:
+        """The `for` of an alert (its ``AlertSpec.for_key``): overridden, or its default."""
+        return self.for_.of(key)
 
     def with_overrides(self, **changes: object) -> AlertsConfig:
         """A copy with top-level fields replaced (e.g. the fleet's own runbook URL base)."""
         return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
-
-
-def load_alerts_config(points: BreakingPoints, source: str = "breaking points") -> AlertsConfig:
-    try:
-        return AlertsConfig.model_validate(points.extra_section("alerts"))
-    except ValidationError as exc:
-        raise ConfigError.from_validation(exc, source=f"{source} [alerts]") from exc

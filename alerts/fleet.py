@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from alerts.config import Duration, load_alerts_config
+from alerts.config import Duration
 from alerts.stack import (
     StackPorts,
     alertmanager_argv,
@@ -52,7 +52,7 @@ def fleet_settings(env: dict[str, str]) -> AlertsFleetSettings:
 def processes(ctx: FleetContext) -> list[ProcessSpec]:
     settings = fleet_settings(ctx.env)
     points = breaking_points.load(ctx.env.get(breaking_points.FILE_ENV))
-    config = load_alerts_config(points)
+    config = points.alerts
     ports = StackPorts(prometheus=ctx.port(9090), alertmanager=ctx.port(9093), pager=ctx.port(9095))
     files = render_stack(
         ctx.run_dir / "alerting",

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alerts import alertmanager, prometheus, recording
-from alerts.catalog import BURN_RATE_WINDOWS, AlertRule, alert_names, build_catalog
-from alerts.config import AlertsConfig, load_alerts_config
+from alerts.catalog import AlertRule, build_catalog
+from alerts.config import AlertsConfig
 from alerts.yamlout import dump
 from fleetops import breaking_points
 from fleetops.breaking_points import BreakingPoints
-from fleetops.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RULES_FILE = "prometheus_rules.yaml"
@@ -39,7 +38,7 @@ class Generated:
 
 def load_inputs(path: Path | str | None = None) -> tuple[BreakingPoints, AlertsConfig]:
     points = breaking_points.load(path)
-    return points, load_alerts_config(points)
+    return points, points.alerts
 
 
 def alert_groups(rules: list[AlertRule], config: AlertsConfig) -> list[dict]:
@@ -50,21 +49,8 @@ def alert_groups(rules: list[AlertRule], config: AlertsConfig) -> list[dict]:
 
 
 def enabled_alerts(points: BreakingPoints, config: AlertsConfig) -> list[AlertRule]:
-    catalog = build_catalog(points, config)
-    known = set(alert_names(catalog))
-    _reject_unknown("disabled", config.disabled, known)
-    burn_keys = {f"CeleryTaskErrorBudgetBurn:{long}" for long, *_ in BURN_RATE_WINDOWS}
-    _reject_unknown("for", config.for_, known | burn_keys)
-    return [rule for rule in catalog if rule.name not in config.disabled]
-
-
-def _reject_unknown(key: str, names: object, known: set[str]) -> None:
-    unknown = sorted(set(names) - known)  # type: ignore[arg-type]
-    if unknown:
-        raise ConfigError(
-            f"[alerts] {key}: unknown alert name(s) {', '.join(unknown)};"
-            f" known: {', '.join(sorted(known))}"
-        )
+    # Names in `disabled` and [alerts.for] were checked against the specs when the file loaded.
+    return [rule for rule in build_catalog(points, config) if rule.name not in config.disabled]
 
 
 def generate(points: BreakingPoints, config: AlertsConfig) -> Generated:

@@ -3,12 +3,11 @@ and Alertmanager, load the generated rules and send alerts to Alertmanager."""
 
 from __future__ import annotations
 
-from alerts.config import AlertsConfig
+# The job names the default selectors of [alerts.selectors] expect.
+from alerts.config import EXPORTER_JOB, FLOWER_JOB, RECORDER_JOB, AlertsConfig
 
-# Job names the default selectors of [alerts.selectors] expect.
-EXPORTER_JOB = "fleetops-exporter"
-FLOWER_JOB = "flower"
-RECORDER_JOB = "fleetops-recorder"
+__all__ = ["EXPORTER_JOB", "FLOWER_JOB", "RECORDER_JOB", "reference_config", "render"]
+
 PROMETHEUS_JOB = "prometheus"
 ALERTMANAGER_JOB = "alertmanager"
 

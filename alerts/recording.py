@@ -1,4 +1,6 @@
-"""Recording rules: the failure ratios and latency quantiles the alerts and dashboards share.
+"""Recording rules: the failure ratios and latency quantiles the alerts, dashboards and console
+share. The names below are the one place each recorded series is named; import them rather than
+writing a name again.
 
 Names follow ``level:metric:operations``. Ratios are recorded as numerator and denominator
 separately, so a dashboard can aggregate them correctly across queues.
@@ -6,7 +8,15 @@ separately, so a dashboard can aggregate them correctly across queues.
 
 from __future__ import annotations
 
-from alerts.config import AlertsConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the configuration imports the alert specs, which import these names
+    from alerts.config import AlertsConfig
+
+# The counters a task's outcome increments (docs/metrics.md); completed = succeeded + failed.
+SUCCEEDED_COUNTER = "celery_task_succeeded_total"
+FAILED_COUNTER = "celery_task_failed_total"
+LATENCY_HISTOGRAM = "fleetops_task_latency_seconds"
 
 # Windows of the multi-window, multi-burn-rate alerts (Google SRE workbook, chapter 5).
 FAILURE_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
@@ -16,12 +26,33 @@ LATENCY_WINDOW = "5m"
 FAILED = "queue_name:celery_task_failed:rate{window}"
 COMPLETED = "queue_name:celery_task_completed:rate{window}"
 FAILURE_RATIO = "queue_name:celery_task_failed_per_completed:ratio_rate{window}"
-LATENCY_BUCKETS = f"queue_name_le:fleetops_task_latency_seconds_bucket:rate{LATENCY_WINDOW}"
-LATENCY_P95 = f"queue_name:fleetops_task_latency_seconds:p95_rate{LATENCY_WINDOW}"
+LATENCY_BUCKETS = f"queue_name_le:{LATENCY_HISTOGRAM}_bucket:rate{LATENCY_WINDOW}"
+LATENCY_P95 = f"queue_name:{LATENCY_HISTOGRAM}:p95_rate{LATENCY_WINDOW}"
+
+
+def failed(window: str) -> str:
+    return FAILED.format(window=window)
+
+
+def completed(window: str) -> str:
+    return COMPLETED.format(window=window)
 
 
 def failure_ratio(window: str) -> str:
     return FAILURE_RATIO.format(window=window)
+
+
+def completed_selector(*matchers: str) -> str:
+    """Both outcome counters in one selector, so that a queue without any failure yet still
+    has a denominator."""
+    both = f'__name__=~"{SUCCEEDED_COUNTER}|{FAILED_COUNTER}"'
+    return "{" + ", ".join(m for m in (both, *matchers) if m) + "}"
+
+
+def recorded_names() -> list[str]:
+    """Every series the recording rules write, in the order of prometheus_rules.yaml."""
+    names = [f(w) for w in FAILURE_WINDOWS for f in (failed, completed, failure_ratio)]
+    return [*names, LATENCY_BUCKETS, LATENCY_P95]
 
 
 def recording_groups(config: AlertsConfig) -> list[dict]:
@@ -30,27 +61,22 @@ def recording_groups(config: AlertsConfig) -> list[dict]:
     for window in FAILURE_WINDOWS:
         failure_rules += [
             {
-                "record": FAILED.format(window=window),
-                "expr": f"sum by (queue_name) (rate(celery_task_failed_total{{{exporter}}}"
-                f"[{window}]))",
+                "record": failed(window),
+                "expr": f"sum by (queue_name) (rate({FAILED_COUNTER}{{{exporter}}}[{window}]))",
             },
             {
-                # Completed = succeeded + failed, selected together so that a queue without
-                # any failure yet still has a denominator.
-                "record": COMPLETED.format(window=window),
-                "expr": "sum by (queue_name) (rate({__name__=~"
-                '"celery_task_succeeded_total|celery_task_failed_total"'
-                f"{', ' + exporter if exporter else ''}}}[{window}]))",
+                "record": completed(window),
+                "expr": f"sum by (queue_name) (rate({completed_selector(exporter)}[{window}]))",
             },
             {
-                "record": FAILURE_RATIO.format(window=window),
-                "expr": f"{FAILED.format(window=window)}\n/\n{COMPLETED.format(window=window)}",
+                "record": failure_ratio(window),
+                "expr": f"{failed(window)}\n/\n{completed(window)}",
             },
         ]
     latency_rules = [
         {
             "record": LATENCY_BUCKETS,
-            "expr": "sum by (queue_name, le) (rate(fleetops_task_latency_seconds_bucket"
+            "expr": f"sum by (queue_name, le) (rate({LATENCY_HISTOGRAM}_bucket"
             f"{{{exporter}}}[{LATENCY_WINDOW}]))",
         },
         {

@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from alerts import recording
 from console.sources.prometheus import Prometheus
 from fleetops.breaking_points import BreakingPoints, Level
 
 
 def exporter_selector(points: BreakingPoints) -> str:
-    selectors = points.extra_section("alerts").get("selectors", {})
-    return selectors.get("exporter", 'job="fleetops-exporter"')
+    """The exporter's series, picked as the alerts pick them ([alerts.selectors] exporter)."""
+    return points.alerts.selectors.exporter
 
 
 def per_queue(prom: Prometheus, aggregation: str, metric: str, selector: str) -> dict[str, float]:
@@ -52,9 +53,8 @@ def minutes_text(seconds: float | None) -> str:
 
 def work_queue_selector(points: BreakingPoints) -> str:
     """The exporter's series of queues that workers consume (not the dead-letter queue)."""
-    selectors = points.extra_section("alerts").get("selectors", {})
-    work = selectors.get("work_queues", "")
-    return ", ".join(part for part in (exporter_selector(points), work) if part)
+    selectors = points.alerts.selectors
+    return ", ".join(part for part in (selectors.exporter, selectors.work_queues) if part)
 
 
 def queue_states(prom: Prometheus, points: BreakingPoints) -> list[QueueState]:
@@ -66,7 +66,8 @@ def queue_states(prom: Prometheus, points: BreakingPoints) -> list[QueueState]:
             "completion": f"sum by (queue_name) (fleetops_queue_completion_rate{{{sel}}})",
             "drain": f"max by (queue_name) (fleetops_queue_drain_seconds{{{sel}}})",
             "consumers": f"sum by (queue_name) (celery_active_consumer_count{{{sel}}})",
-            "p95": "queue_name:fleetops_task_latency_seconds:p95_rate5m",
+            # Recorded per queue by alerts/recording.py, as the latency alerts read it.
+            "p95": recording.LATENCY_P95,
         },
         "queue_name",
     )

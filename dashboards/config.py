@@ -18,17 +18,14 @@ DATASOURCE_UID = "fleetops-prometheus"
 DATASOURCE_NAME = "Fleetops Prometheus"
 DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
 
-# Where panel runbook links point: <base>/<AlertName>.md, the same base as the alerts'
-# runbook_url (the `runbook_url_base` of the [alerts] section of breaking_points.toml, which
-# alerts/ defaults to the local pager's runbook pages). `fleetops dashboards build
-# --runbook-base-url` overrides it.
-FALLBACK_RUNBOOK_BASE_URL = "http://127.0.0.1:9095/runbooks"
-
 
 def default_runbook_base_url() -> str:
+    """Where panel runbook links point: <base>/<AlertName>.md, the same base as the alerts'
+    runbook_url (`runbook_url_base` of [alerts], defaulted by alerts/config.py). `fleetops
+    dashboards build --runbook-base-url` overrides it."""
     from fleetops.breaking_points import current
 
-    return str(current().extra_section("alerts").get("runbook_url_base", FALLBACK_RUNBOOK_BASE_URL))
+    return current().alerts.runbook_url_base
 
 
 class Uid(StrEnum):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from alerts.recording import FAILED_COUNTER, SUCCEEDED_COUNTER
 from dashboards.panels import Query
 from dashboards.promql import JOB, or_zero, quantile, rate, sel
 
 
 def failure_ratio(*matchers: str) -> str:
-    """Failed over finished tasks; no failures is a ratio of 0, not a missing series."""
-    failed = or_zero(f"sum({rate(sel('celery_task_failed_total', *matchers))})")
-    succeeded = or_zero(f"sum({rate(sel('celery_task_succeeded_total', *matchers))})")
+    """Failed over finished tasks; no failures is a ratio of 0, not a missing series.
+
+    The ratio of the recording rules (alerts/recording.py), from the same counters, but not
+    their recorded series: those keep only ``queue_name`` over a fixed 5m window, while a panel
+    follows the ``$job`` and ``$task`` variables and Grafana's ``$__rate_interval``."""
+    failed = or_zero(f"sum({rate(sel(FAILED_COUNTER, *matchers))})")
+    succeeded = or_zero(f"sum({rate(sel(SUCCEEDED_COUNTER, *matchers))})")
     return f"{failed} / ({succeeded} + {failed})"
 
 

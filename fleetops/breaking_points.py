@@ -1,4 +1,9 @@
-"""Load the breaking points: the single source of every threshold in the product."""
+"""Load the breaking points file: the single source of every threshold in the product.
+
+One validated model for the whole file, read by the exporter, alerts, dashboards and console
+alike: ``[signals]`` and ``[objectives]`` here, ``[alerts]`` as ``alerts/config.py`` defines it.
+Every level forbids unknown keys, so a misspelt section or key fails with its name.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from alerts.config import AlertsConfig
 from fleetops.errors import ConfigError
 
 DEFAULT_FILE = Path(__file__).with_name("breaking_points.toml")
@@ -71,10 +77,12 @@ class Objectives(BaseModel):
 
 
 class BreakingPoints(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     signals: dict[str, Signal]
     objectives: Objectives
+    # Alerting settings, also the selectors and link bases the dashboards and console use.
+    alerts: AlertsConfig = AlertsConfig()
 
     @model_validator(mode="after")
     def _required_signals(self) -> BreakingPoints:
@@ -94,10 +102,6 @@ class BreakingPoints(BaseModel):
     @property
     def task_latency(self) -> Signal:
         return self.signals["task_latency"]
-
-    def extra_section(self, name: str) -> dict:
-        """A further section of the file (e.g. ``[alerts]``) owned by one generator."""
-        return dict((self.model_extra or {}).get(name, {}))
 
 
 def load(path: Path | str | None = None) -> BreakingPoints:

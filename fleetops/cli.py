@@ -1,7 +1,8 @@
 """The one CLI: ``fleetops <subcommand>``, one subcommand per process of the fleet.
 
-Each component registers its own commands (``<package>.cli:register``); heavy imports stay
-inside the command bodies so ``fleetops --help`` answers at once.
+Each component registers its own commands (``<package>.cli:register``); heavy imports (Celery,
+SQLAlchemy, pandas) stay inside the command bodies so ``fleetops --help`` answers at once. The
+settings models are the exception: their defaults are what the options' help shows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 import typer
 
 from fleetops.errors import ConfigError
-from fleetops.plugins import hooks
+from fleetops.plugins import hooks, optional_hook
+from fleetops.settings import ENV_PREFIX
 
 app = typer.Typer(
     name="fleetops",
@@ -21,6 +23,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+# A run's logs and state go to RUNS_DIR/<timestamp> unless --run-dir says otherwise.
+RUNS_DIR = Path("runs")
+# The workers own their load scenarios and which one runs by default; without the workers
+# installed there is nothing to load.
+DEFAULT_LOAD = optional_hook("workers.fleet:DEFAULT_SCENARIO") or "none"
 
 REGISTRARS = [
     "workers.cli:register",
@@ -34,9 +42,9 @@ REGISTRARS = [
 @app.command()
 def up(
     run_dir: Path = typer.Option(
-        None, help="Where logs and state of this run go (default: runs/<timestamp>)."
+        None, help=f"Where logs and state of this run go (default: {RUNS_DIR}/<timestamp>)."
     ),
-    load: str = typer.Option("steady", help="Load scenario to run, or 'none'."),
+    load: str = typer.Option(DEFAULT_LOAD, help="Load scenario to run, or 'none'."),
     stop_after: float = typer.Option(None, help="Stop by itself after this many seconds."),
 ) -> None:
     """Run the whole fleet locally, every process of the data flow, until Ctrl-C."""
@@ -46,10 +54,11 @@ def up(
     from fleetops.fleet.runner import FleetError, FleetRunner
     from fleetops.fleet.spec import FleetContext
 
-    run_dir = (run_dir or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
-    env = {k: v for k, v in os.environ.items() if k.startswith("FLEETOPS_")}
-    env.setdefault("FLEETOPS_DATA_DIR", str(run_dir / "data"))
-    env["FLEETOPS_LOAD_SCENARIO"] = load
+    run_dir = (run_dir or RUNS_DIR / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
+    env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    env.setdefault(f"{ENV_PREFIX}DATA_DIR", str(run_dir / "data"))
+    # Not a setting: how `up` tells workers/fleet.py which load process to add.
+    env[f"{ENV_PREFIX}LOAD_SCENARIO"] = load
     ctx = FleetContext(run_dir=run_dir, env=env)
     runner = FleetRunner(run_dir, say=typer.echo)  # echo flushes: restart lines show at once
     try:

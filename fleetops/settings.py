@@ -9,9 +9,9 @@ the environment variable at fault.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import ValidationError, field_validator
+from pydantic import BaseModel, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetops.errors import ConfigError
@@ -55,6 +55,40 @@ class FleetSettings(BaseSettings):
 
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+def field_default(model: type[BaseModel], name: str) -> Any:
+    """The default of ``model``'s field ``name``, its factory called: the one place it is."""
+    return model.model_fields[name].get_default(call_default_factory=True)
+
+
+def env_name(model: type[BaseSettings], name: str) -> str:
+    """The environment variable of a settings field, e.g. FLEETOPS_EXPORTER_PORT."""
+    return f"{model.model_config.get('env_prefix', '')}{name}".upper()
+
+
+def format_default(value: object) -> str:
+    """A default as an operator would type it: 30 rather than 30.0, lists comma separated
+    (with a space, so a help text can wrap a long one)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, list | tuple):
+        return ", ".join(map(format_default, value)) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+def option_help(model: type[BaseSettings], name: str, text: str, *, unset: str = "") -> str:
+    """``text`` followed by where an option's value comes from when it is not given: the
+    setting's variable, else the model's default. Generated, so a CLI help cannot drift from
+    the setting; ``unset`` says what a default of None means (e.g. a path under data_dir)."""
+    default = field_default(model, name)
+    fallback = unset if default is None else format_default(default)
+    otherwise = f" or {fallback}" if fallback else ""
+    return f"{text} (default: ${env_name(model, name)}{otherwise})."
 
 
 def load_settings(cls: type[S], **overrides: object) -> S:

@@ -88,7 +88,7 @@ def start_beat(fleet_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[.
             "beat", "beat", argv, _child_env(fleet_env, env), tmp_path / "beat.log"
         )
         started.append(beat.start())
-        wait_for(lambda: "beat: Starting" in beat.log(), timeout=60, message="beat started")
+        wait_for(lambda: beat.logged("beat: Starting"), timeout=60, message="beat started")
         return beat
 
     yield start

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from tests.helpers import wait_for
+from tests.helpers import exited, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,21 +34,45 @@ class RedisServer:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
+    @property
+    def log_path(self) -> Path:
+        return self.directory / f"redis-{self.port}.log"
+
     def client(self, db: int = 0) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, password=self.password)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed; scripts/test installs it")
-        self.process = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory),
-             *(["--requirepass", self.password] if self.password else [])],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for(lambda: self.client().ping(), timeout=20, message=f"redis on {self.port}")
+        # Redis logs to stdout: kept in a file, so a server that dies (a port taken, a bad
+        # option) fails the test with its reason instead of a timeout.
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                 "--appendonly", "no", "--dir", str(self.directory),
+                 *(["--requirepass", self.password] if self.password else [])],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_for(self._answers, timeout=20, message=f"redis on {self.port}")
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise exited(f"redis-server on {self.port}", self.process.returncode, self.log())
+        # Short, and no retries (redis-py's own take half a minute): a ping to a port that
+        # something else holds must not outlast the server we started.
+        probe = redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+                            socket_timeout=2, socket_connect_timeout=2,
+                            retry=Retry(NoBackoff(), 0))  # fmt: skip
+        try:
+            return bool(probe.ping())
+        finally:
+            probe.close()
 
     def stop(self) -> None:
         if self.process is not None:
@@ -83,6 +109,14 @@ class CeleryProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def logged(self, text: str) -> bool:
+        """Whether the log says ``text`` yet: a readiness predicate for wait_for that raises
+        ProcessExited, with the log's end, once the process has died."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise exited(f"{self.kind} {self.hostname}", self.process.returncode, self.log())
+        return text in self.log()
+
     def kill(self, signum: int = signal.SIGKILL) -> None:
         assert self.process is not None
         with contextlib.suppress(ProcessLookupError):
@@ -113,10 +147,7 @@ def celery_argv(*args: str) -> list[str]:
 
 
 def worker_ready(worker: CeleryProcess) -> bool:
-    assert worker.process is not None
-    if worker.process.poll() is not None:
-        raise RuntimeError(f"worker {worker.hostname} exited:\n{worker.log()[-3000:]}")
-    return " ready." in worker.log()
+    return worker.logged(" ready.")
 
 
 def unique_name(prefix: str) -> str:

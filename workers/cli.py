@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from workers.fleet import DEFAULT_SCENARIO
+
 dlq = typer.Typer(help="The dead-letter queue: tasks that failed for good.", no_args_is_help=True)
 
 
@@ -19,7 +21,9 @@ def register(app: typer.Typer) -> None:
 
 
 def load(
-    scenario: str = typer.Option("steady", help="steady | burst | failure-storm | reminders"),
+    scenario: str = typer.Option(
+        DEFAULT_SCENARIO, help="steady | burst | failure-storm | reminders"
+    ),
     rate: float = typer.Option(2.0, help="steady: uploads per second."),
     duration: float = typer.Option(None, help="steady: stop after this many seconds."),
     count: int = typer.Option(None, help="burst / failure-storm / reminders: how many."),
@@ -34,15 +38,17 @@ def load(
     runner = scenarios.Load(config.load(), seed=seed)
     stopping = {"flag": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(flag=True))
+    # Without --count each scenario runs its own default size (workers/load.py).
+    sized = {"count": count} if count else {}
     try:
         if scenario == "steady":
             scenarios.steady(runner, rate, duration, stop=lambda: stopping["flag"])
         elif scenario == "burst":
-            scenarios.burst(runner, count or 1000)
+            scenarios.burst(runner, **sized)
         elif scenario == "failure-storm":
-            scenarios.failure_storm(runner, count or 200)
+            scenarios.failure_storm(runner, **sized)
         else:
-            scenarios.reminders(runner, count or 100)
+            scenarios.reminders(runner, **sized)
     except KeyboardInterrupt:
         pass
     typer.echo(f"load {scenario}: {runner.report}")

@@ -6,6 +6,10 @@ import sys
 
 from fleetops.fleet.spec import FleetContext, ProcessSpec
 
+# The load scenario `fleetops up` and `fleetops load` run when none is named (one of
+# workers.load.SCENARIOS); here, in a light module, because both CLIs show it in their help.
+DEFAULT_SCENARIO = "steady"
+
 
 def _celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "workers.app", *args]
@@ -17,7 +21,7 @@ def _worker_ready(ctx: FleetContext, name: str):  # type: ignore[no-untyped-def]
 
 
 def processes(ctx: FleetContext) -> list[ProcessSpec]:
-    scenario = ctx.env.get("FLEETOPS_LOAD_SCENARIO", "steady")
+    scenario = ctx.env.get("FLEETOPS_LOAD_SCENARIO", DEFAULT_SCENARIO)
     specs = [
         ProcessSpec(
             "worker-images",

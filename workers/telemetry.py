@@ -20,11 +20,15 @@ from pathlib import Path
 import psutil
 from celery import Celery, bootsteps
 
+from fleetops.settings import field_default
+from workers.config import WorkerSettings
+
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "worker-telemetry"
 INTERVAL_SETTING = "fleetops_telemetry_interval"
-DEFAULT_INTERVAL = 5.0
+# An app that never calls enable_telemetry(app, interval) gets the setting's own default.
+DEFAULT_INTERVAL: float = field_default(WorkerSettings, "telemetry_interval")
 # cgroup v1 reports "no limit" as a number close to 2**63.
 _UNLIMITED = 1 << 60
 

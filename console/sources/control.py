@@ -1,5 +1,5 @@
 """Live control of the workers through Celery's control API, and the dead-letter queue
-through workers.deadletter (the same functions as ``fleetops deadletter``)."""
+through workers.deadletter (the same functions as ``fleetops dlq``)."""
 
 from __future__ import annotations
 

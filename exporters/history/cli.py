@@ -1,5 +1,6 @@
 """``fleetops recorder`` (run the task-history recorder) and ``fleetops history ...`` (search,
-show, failures, prune, migrate). Heavy imports stay inside the commands."""
+show, failures, prune, migrate, reindex). Heavy imports stay inside the commands; the settings
+model is imported here because the options' help shows its defaults."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from exporters.history.settings import HistorySettings
+from fleetops.settings import option_help
+
 if TYPE_CHECKING:
     import pandas as pd
-
-    from exporters.history.settings import HistorySettings
 
 history_app = typer.Typer(
     name="history", help="Search and maintain the task history.", no_args_is_help=True
@@ -24,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings(database_url: str | None) -> HistorySettings:
-    from exporters.history.settings import HistorySettings, load_settings
+    from exporters.history.settings import load_settings
 
     overrides = {"history_database_url": database_url} if database_url else {}
     return load_settings(HistorySettings, **overrides)
@@ -50,7 +52,15 @@ def _engine(database_url: str | None, *, migrate_first: bool = True) -> Any:
 
 
 DATABASE_OPTION = typer.Option(
-    None, "--database-url", help="History database (default: FLEETOPS_HISTORY_DATABASE_URL)."
+    None,
+    "--database-url",
+    help=option_help(
+        HistorySettings,
+        "history_database_url",
+        "History database",
+        # What HistorySettings.effective_history_database_url falls back to.
+        unset="sqlite:///<data_dir>/history.db",
+    ),
 )
 
 

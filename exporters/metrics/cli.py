@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from exporters.metrics.settings import ExporterSettings
+from fleetops.settings import option_help
+
 
 def _static_labels(values: list[str] | None) -> dict[str, str] | None:
     if not values:
@@ -29,50 +32,84 @@ def _buckets(text: str | None) -> list[float] | None:
         ) from exc
 
 
+def _help(field: str, text: str) -> str:
+    # The default shown is ExporterSettings' own: written once, in the settings model.
+    return option_help(ExporterSettings, field, text)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def exporter(
         broker_url: str = typer.Option(
-            None, help="Broker to read events from and poll (default: $FLEETOPS_BROKER_URL)."
+            None, help=_help("broker_url", "Broker to read events from and poll")
         ),
         host: str = typer.Option(
             None,
-            help="Address to listen on; 0.0.0.0 lets Prometheus on other hosts scrape"
-            " (default: $FLEETOPS_EXPORTER_HOST or 127.0.0.1).",
+            help=_help(
+                "exporter_host",
+                "Address to listen on; 0.0.0.0 lets Prometheus on other hosts scrape",
+            ),
         ),
-        port: int = typer.Option(None, help="Port to listen on (default: 9808)."),
+        port: int = typer.Option(None, help=_help("exporter_port", "Port to listen on")),
         metric_prefix: str = typer.Option(
-            None, help="Prefix of the peer-compatible metrics (default: celery_)."
+            None, help=_help("exporter_metric_prefix", "Prefix of the peer-compatible metrics")
         ),
         static_label: list[str] = typer.Option(
-            None, help="key=value added to every series; repeat for several."
+            None,
+            help=_help(
+                "exporter_static_labels", "key=value added to every series; repeat for several"
+            ),
         ),
         buckets: str = typer.Option(
             None,
-            help="Histogram bucket bounds in seconds, comma separated; the task-latency breaking"
-            " points are always added.",
+            help=_help(
+                "exporter_buckets",
+                "Histogram bucket bounds in seconds, comma separated; the task-latency breaking"
+                " points are always added",
+            ),
         ),
         worker_timeout: float = typer.Option(
-            None, help="Seconds without a heartbeat before a worker is down (default: 30)."
+            None,
+            help=_help(
+                "exporter_worker_timeout", "Seconds without a heartbeat before a worker is down"
+            ),
         ),
         purge_offline_after: float = typer.Option(
-            None, help="Seconds after which a silent worker's series are dropped (default: 600)."
+            None,
+            help=_help(
+                "exporter_purge_offline_after",
+                "Seconds after which a silent worker's series are dropped; 0 keeps them",
+            ),
         ),
-        max_series: int = typer.Option(None, help="Cap on series held (default: 200000)."),
+        max_series: int = typer.Option(
+            None, help=_help("exporter_max_series", "Cap on series held")
+        ),
         max_tasks: int = typer.Option(
-            None, help="Cap on tasks in flight remembered for latencies (default: 200000)."
+            None,
+            help=_help("exporter_max_tasks", "Cap on tasks in flight remembered for latencies"),
         ),
         poll_interval: float = typer.Option(
-            None, help="Seconds between broker queue polls (default: 5)."
+            None, help=_help("exporter_poll_interval", "Seconds between broker queue polls")
         ),
         reorder_window: float = typer.Option(
-            None, help="Seconds a task's events wait for its late task-sent (default: 2; 0: off)."
+            None,
+            help=_help(
+                "exporter_reorder_window",
+                "Seconds a task's events wait for its late task-sent; 0 turns the wait off",
+            ),
         ),
         queue: list[str] = typer.Option(
-            None, help="Queue to report even before it is seen; repeat for several."
+            None,
+            help=_help(
+                "exporter_queues", "Queue to report even before it is seen; repeat for several"
+            ),
         ),
         event_reader: str = typer.Option(
-            None, help="auto (direct Redis when the broker is Redis), redis or kombu."
+            None,
+            help=_help(
+                "exporter_event_reader",
+                "auto (direct Redis when the broker is Redis), redis or kombu",
+            ),
         ),
         log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
     ) -> None:

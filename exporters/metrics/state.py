@@ -27,8 +27,10 @@ from itertools import islice
 
 from exporters.metrics.histogram import Histogram
 from exporters.metrics.rates import MinuteRate
+from exporters.metrics.settings import ExporterSettings
 from exporters.stream.events import TASK_TYPES as _TASK_KINDS
 from exporters.stream.events import UNKNOWN_EXCEPTION
+from fleetops.settings import field_default
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +116,20 @@ class BeatSeries:
 
 @dataclass
 class Limits:
-    max_series: int = 200_000
-    max_tasks: int = 200_000
+    # A limit that is also a setting (FLEETOPS_EXPORTER_*) takes ExporterSettings' default, so
+    # Limits() as the tests build it is what ships; finished_memory and max_parked are no
+    # settings and are written here only.
+    max_series: int = field_default(ExporterSettings, "exporter_max_series")
+    max_tasks: int = field_default(ExporterSettings, "exporter_max_tasks")
     finished_memory: int = 50_000
-    worker_timeout: float = 30.0
-    purge_offline_after: float = 600.0
-    reorder_window: float = 2.0
+    worker_timeout: float = field_default(ExporterSettings, "exporter_worker_timeout")
+    purge_offline_after: float = field_default(ExporterSettings, "exporter_purge_offline_after")
+    reorder_window: float = field_default(ExporterSettings, "exporter_reorder_window")
     max_parked: int = 50_000
-    max_queues: int = 1_000
-    max_task_names: int = 5_000
-    max_hostnames: int = 5_000
-    max_exceptions: int = 1_000
+    max_queues: int = field_default(ExporterSettings, "exporter_max_queues")
+    max_task_names: int = field_default(ExporterSettings, "exporter_max_task_names")
+    max_hostnames: int = field_default(ExporterSettings, "exporter_max_hostnames")
+    max_exceptions: int = field_default(ExporterSettings, "exporter_max_exceptions")
 
 
 class LabelValues:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -11,9 +12,20 @@ from alerts.catalog import AlertRule
 from alerts.generate import enabled_alerts, load_inputs
 
 REPO = Path(__file__).resolve().parents[2]
+BREAKING_POINTS = REPO / "fleetops" / "breaking_points.toml"
 ALERTS_DIR = REPO / "alerts"
 RUNBOOKS_DIR = REPO / "runbooks"
 PROMTOOL_DIR = Path(__file__).resolve().parent / "promtool"
+
+
+def breaking_points_with(path: Path, overrides: str) -> Path:
+    """The committed breaking points plus ``overrides`` (TOML tables it does not set yet)."""
+    text = BREAKING_POINTS.read_text()
+    for table in re.findall(r"^\[[\w.]+\]", overrides, flags=re.MULTILINE):
+        # A table set twice is a TOML error: the shipped file sets no [alerts] tables.
+        assert f"\n{table}\n" not in text, f"{BREAKING_POINTS} already sets {table}"
+    path.write_text(f"{text}\n{overrides.strip()}\n")
+    return path
 
 
 def tool(name: str) -> str:
@@ -28,7 +40,7 @@ def tool(name: str) -> str:
 @pytest.fixture(scope="session")
 def committed_alerts() -> list[AlertRule]:
     """The alerts of the committed breaking points, ignoring any file set in the environment."""
-    points, config = load_inputs(REPO / "fleetops" / "breaking_points.toml")
+    points, config = load_inputs(BREAKING_POINTS)
     return enabled_alerts(points, config)
 
 

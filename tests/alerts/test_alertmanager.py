@@ -136,15 +136,24 @@ def test_breaking_inhibits_critical_of_the_same_signal_and_worker(alertmanager: 
     assert _inhibited(alertmanager, "CeleryWorkerMemoryCritical", hostname="celery@b") is False
 
 
-def test_broker_down_inhibits_its_symptoms(alertmanager: str) -> None:
+def test_broker_down_inhibits_its_symptoms_on_the_same_job_only(alertmanager: str) -> None:
     _post(
         alertmanager,
         {"alertname": "FleetopsBrokerDown", "severity": "critical", "job": "fleetops-exporter"},
         {"alertname": "CeleryQueueNoConsumer", "severity": "critical",
          "job": "fleetops-exporter", "queue_name": "maintenance"},
+        # The same symptom behind another exporter, whose broker answers, is real.
+        {"alertname": "CeleryQueueNoConsumer", "severity": "critical",
+         "job": "fleetops-exporter-eu", "queue_name": "exports"},
+        # Not a symptom of the broker: a page of its own, even on the same job.
+        {"alertname": "CeleryBeatMissedRun", "severity": "critical",
+         "job": "fleetops-exporter", "name": "reminders.send_due_soon"},
     )  # fmt: skip
     wait_for(lambda: _inhibited(alertmanager, "CeleryQueueNoConsumer", queue_name="maintenance"),
              timeout=30, message="no-consumer inhibited by broker down")  # fmt: skip
+    assert _inhibited(alertmanager, "CeleryQueueNoConsumer", queue_name="exports") is False
+    assert _inhibited(alertmanager, "CeleryBeatMissedRun", job="fleetops-exporter") is False
+    assert _inhibited(alertmanager, "FleetopsBrokerDown") is False
 
 
 def test_a_stalled_exporter_inhibits_the_symptoms_of_its_frozen_events(alertmanager: str) -> None:

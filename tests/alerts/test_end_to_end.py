@@ -23,7 +23,6 @@ import httpx
 import pytest
 import yaml
 
-from alerts.config import load_alerts_config
 from alerts.stack import (
     StackPorts,
     alertmanager_argv,
@@ -63,9 +62,8 @@ def lowered_breaking_points(path: Path) -> Path:
         rf"\1warning = 5\ncritical = {CRITICAL_DEPTH}\nbreaking = 1000",
         text,
     )
-    text = text.replace(f'{ALERT} = "5m"', f'{ALERT} = "{HOLD}"')
-    assert f"critical = {CRITICAL_DEPTH}" in text and HOLD in text
-    path.write_text(text)
+    assert f"critical = {CRITICAL_DEPTH}" in text and "\n[alerts.for]\n" not in text
+    path.write_text(f'{text}\n[alerts.for]\n{ALERT} = "{HOLD}"\n')
     return path
 
 
@@ -100,7 +98,7 @@ def stack(
     ports = StackPorts(prometheus=free_port(), alertmanager=free_port(), pager=free_port())
     exporter_port, flower_port = free_port(), free_port()
     files = render_stack(
-        tmp_path / "alerting", points=points, config=load_alerts_config(points), ports=ports,
+        tmp_path / "alerting", points=points, config=points.alerts, ports=ports,
         exporter_targets=[f"127.0.0.1:{exporter_port}"],
         flower_targets=[f"127.0.0.1:{flower_port}"],
         scrape_interval="1s", evaluation_interval="1s", group_wait="1s", group_interval="2s",

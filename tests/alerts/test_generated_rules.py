@@ -19,9 +19,7 @@ from alerts.config import AlertsConfig
 from alerts.generate import differences, enabled_alerts, generate, load_inputs
 from alerts.stack import fleetops_command
 from fleetops.errors import ConfigError
-from tests.alerts.conftest import ALERTS_DIR, REPO, tool
-
-BREAKING_POINTS = REPO / "fleetops" / "breaking_points.toml"
+from tests.alerts.conftest import ALERTS_DIR, BREAKING_POINTS, REPO, breaking_points_with, tool
 
 
 def _env_without_overrides() -> dict[str, str]:
@@ -130,26 +128,37 @@ def test_recording_rules_are_named_level_metric_operations() -> None:
 
 
 def test_disabled_alerts_are_left_out_and_unknown_names_refused(tmp_path: Path) -> None:
-    text = BREAKING_POINTS.read_text()
-    path = tmp_path / "bp.toml"
-    path.write_text(text.replace("disabled = []", 'disabled = ["FleetopsFlowerDown"]'))
+    path = breaking_points_with(tmp_path / "bp.toml", '[alerts]\ndisabled = ["FleetopsFlowerDown"]')
     names = {a.name for a in enabled_alerts(*load_inputs(path))}
     assert "FleetopsFlowerDown" not in names and "FleetopsExporterDown" in names
 
-    path.write_text(text.replace("disabled = []", 'disabled = ["CeleryQueueDeep"]'))
-    with pytest.raises(ConfigError, match=r"disabled: unknown alert name.*CeleryQueueDeep"):
-        enabled_alerts(*load_inputs(path))
+    path = breaking_points_with(tmp_path / "bp.toml", '[alerts]\ndisabled = ["CeleryQueueDeep"]')
+    with pytest.raises(
+        ConfigError, match=r"alerts\.disabled: .*unknown alert name.*CeleryQueueDeep"
+    ):
+        load_inputs(path)
 
 
 def test_a_bad_duration_names_the_key(tmp_path: Path) -> None:
-    path = tmp_path / "bp.toml"
-    path.write_text(
-        BREAKING_POINTS.read_text().replace(
-            'CeleryQueueDepthWarning = "15m"', 'CeleryQueueDepthWarning = "15 minutes"'
-        )
+    path = breaking_points_with(
+        tmp_path / "bp.toml", '[alerts.for]\nCeleryQueueDepthWarning = "15 minutes"'
     )
     with pytest.raises(ConfigError, match=r"for\.CeleryQueueDepthWarning.*Prometheus duration"):
         load_inputs(path)
+
+
+def test_a_for_set_in_the_file_overrides_the_default_of_its_alert_only(tmp_path: Path) -> None:
+    default = {a.name: a.hold for a in enabled_alerts(*load_inputs(BREAKING_POINTS))}
+    path = breaking_points_with(
+        tmp_path / "bp.toml",
+        '[alerts.for]\nCeleryQueueDepthWarning = "42m"\n"CeleryTaskErrorBudgetBurn:1h" = "7m"',
+    )
+    rules = enabled_alerts(*load_inputs(path))
+    changed = {a.name: a.hold for a in rules}
+    assert changed.pop("CeleryQueueDepthWarning") == "42m" != default.pop("CeleryQueueDepthWarning")
+    burn = {a.labels["long_window"]: a.hold for a in rules if a.name == "CeleryTaskErrorBudgetBurn"}
+    assert burn == {"1h": "7m", "6h": "15m", "1d": "1h", "3d": "3h"}
+    assert changed == default
 
 
 def test_check_fails_when_the_alert_tables_of_the_docs_are_stale(

@@ -16,9 +16,8 @@ import pytest
 from alerts.catalog import STALL_AFTER_SECONDS, AlertRule
 from alerts.config import AlertsConfig, duration_seconds
 from alerts.generate import enabled_alerts, load_inputs
-from tests.alerts.conftest import REPO
+from tests.alerts.conftest import BREAKING_POINTS, breaking_points_with
 
-BREAKING_POINTS = REPO / "fleetops" / "breaking_points.toml"
 # About 2.5 minutes from the freeze to the page at the default 15 s intervals.
 STALL_PAGE_BUDGET_SECONDS = 150
 STALL_ALERTS = ("FleetopsExporterStalled", "FleetopsHistoryRecorderStalled")
@@ -71,19 +70,11 @@ def test_a_stalled_exporter_pages_no_later_than_a_dead_one() -> None:
 
 
 @pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        ('FleetopsExporterStalled = "1m"', 'FleetopsExporterStalled = "2m"'),
-        ('scrape_interval = "15s"', 'scrape_interval = "1m"'),
-    ],
+    "override",
+    ['[alerts.for]\nFleetopsExporterStalled = "2m"', '[alerts.prometheus]\nscrape_interval = "1m"'],
 )
-def test_the_budget_fails_when_the_for_or_an_interval_grows(
-    tmp_path: Path, old: str, new: str
-) -> None:
-    text = BREAKING_POINTS.read_text()
-    assert old in text
-    slower = tmp_path / "breaking_points.toml"
-    slower.write_text(text.replace(old, new))
+def test_the_budget_fails_when_the_for_or_an_interval_grows(tmp_path: Path, override: str) -> None:
+    slower = breaking_points_with(tmp_path / "breaking_points.toml", override)
     assert _stalled_worst_cases(slower)["FleetopsExporterStalled"] > STALL_PAGE_BUDGET_SECONDS
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import yaml
+
 from console import audit
-from console.metrics import minutes_text, wait_for_new_task, work_queue_selector
+from console.metrics import minutes_text, queue_states, wait_for_new_task, work_queue_selector
 from console.sources import runbooks
 from console.timeline import phases
 from fleetops.breaking_points import current
@@ -24,8 +27,32 @@ def test_the_wait_of_a_new_task_is_the_work_ahead_of_it() -> None:
 
 
 def test_queues_are_selected_like_the_alerts_select_them() -> None:
-    selectors = current().extra_section("alerts")["selectors"]
-    assert work_queue_selector(current()) == f"{selectors['exporter']}, {selectors['work_queues']}"
+    # The committed rules, not the configuration the function reads: what Prometheus evaluates.
+    rules = yaml.safe_load((REPO / "alerts" / "prometheus_alerts.yaml").read_text())
+    [depth] = [
+        rule["expr"]
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if rule["alert"] == "CeleryQueueDepthWarning"
+    ]
+    selected = re.fullmatch(r"celery_queue_length\{(.+)\} >= \d+", depth)
+    assert selected, depth
+    assert work_queue_selector(current()) == selected.group(1)
+    assert 'queue_name!="dead_letter"' in selected.group(1)
+
+
+def test_the_console_reads_latency_from_a_recorded_series() -> None:
+    recorded = yaml.safe_load((REPO / "alerts" / "prometheus_rules.yaml").read_text())
+    names = {rule["record"] for group in recorded["groups"] for rule in group["rules"]}
+    queries: dict[str, str] = {}
+
+    class Recording:
+        def many(self, wanted: dict[str, str], label: str) -> dict[str, dict[str, float]]:
+            queries.update(wanted)
+            return {key: {} for key in wanted}
+
+    assert queue_states(Recording(), current()) == []  # type: ignore[arg-type]
+    assert queries["p95"] in names
 
 
 def test_phases_are_the_gaps_between_events() -> None:

@@ -188,9 +188,23 @@ def test_runbook_links_name_alerts_that_exist() -> None:
                 assert link["url"].removeprefix(base).strip("/").removesuffix(".md") in defined
 
 
-def test_runbook_base_is_the_alerts_one() -> None:
+def test_runbook_links_follow_the_runbook_base_of_the_breaking_points_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The value written in the file, not the default both packages share: a dashboard that kept
+    # its own copy of the base would still pass a comparison of defaults.
+    base = "https://runbooks.example/fleetops"
+    changed = tmp_path / "breaking_points.toml"
+    changed.write_text(
+        f'{breaking_points.DEFAULT_FILE.read_text()}\n[alerts]\nrunbook_url_base = "{base}"\n'
+    )
+    monkeypatch.setenv(breaking_points.FILE_ENV, str(changed))
+    breaking_points.current.cache_clear()
     try:
-        from alerts.config import AlertsConfig
-    except ImportError:
-        pytest.skip("alerts.config is not available")
-    assert AlertsConfig().runbook_url_base.rstrip("/") == default_runbook_base_url().rstrip("/")
+        overview = json.loads(render(BUILDERS["overview"](BuildOptions())))
+    finally:
+        monkeypatch.delenv(breaking_points.FILE_ENV)
+        breaking_points.current.cache_clear()
+    links = [link["url"] for panel in panels(overview) for link in panel.get("links", [])]
+    assert f"{base}/CeleryQueueDepthCritical.md" in links
+    assert all(url.startswith(f"{base}/") for url in links), links

@@ -13,7 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetops.fleet.spec import free_port
-from tests.helpers import wait_for
+from tests.helpers import exited, wait_for
 from tests.servers import REPO
 
 Samples = dict[tuple[str, frozenset], float]
@@ -69,7 +69,7 @@ class ExporterProcess:
     def _serving(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise RuntimeError(f"exporter exited:\n{self.log()[-3000:]}")
+            raise exited("exporter", self.process.returncode, self.log())
         return httpx.get(f"{self.url}/metrics", timeout=5).status_code == 200
 
     def log(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from exporters.metrics.queues import QueueSnapshot
 from exporters.metrics.render import Extras, Renderer, Thresholds
 from exporters.metrics.settings import load
 from exporters.metrics.state import Limits
+from exporters.stream import backoff as backoff_module
 from exporters.stream.backoff import Backoff
 from exporters.stream.batches import RAW, Batch, BatchQueue
 from exporters.stream.envelope import DecodeError, decode
@@ -360,7 +362,8 @@ def test_beat_runs_and_intervals_become_metrics() -> None:
     beat = {"type": "beat-sent", "hostname": "beat@h", "task": "reminders.send_due_soon"}
     state.apply_all([{**beat, "name": "due-soon", "timestamp": 1000.0, "interval_seconds": 60}], 0)
     state.apply_all([{**beat, "name": "due-soon", "timestamp": 1060.5, "interval_seconds": 60}], 1)
-    # No entry name: the checker rejects it before the state (tests/stream/test_events.py).
+    # No entry name: the checker rejects it before the state ("beat without a name" in
+    # tests/stream/corpus.py).
     state.apply_all([{**beat, "timestamp": 1061.0}], 1)
     samples = parse(_render(state))
     assert value(samples, "fleetops_beat_last_run_timestamp_seconds", name="due-soon") == 1060.5
@@ -379,15 +382,24 @@ def test_breaking_points_are_served_from_the_one_file() -> None:
     assert value(samples, "fleetops_objective", objective="task_success_ratio") == ratio
 
 
-def test_reconnect_backoff_grows_with_jitter_up_to_its_cap_and_resets() -> None:
-    backoff = Backoff(initial=0.5, maximum=4.0)
-    delays = [backoff.next_delay() for _ in range(10)]
-    assert all(0.25 <= d <= 4.0 for d in delays)
-    # Full jitter: every delay is random below a ceiling that doubles until the cap.
-    ceilings = [min(4.0, 0.5 * 2**i) for i in range(10)]
-    assert all(d <= max(0.5, c) for d, c in zip(delays, ceilings, strict=True))
-    backoff.reset()
-    assert backoff.next_delay() <= 0.5
+def test_reconnect_backoff_grows_with_jitter_up_to_its_cap_and_resets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Many backoffs side by side, with a seeded generator of their own: the n-th delays of all
+    # of them show the n-th ceiling. One run of one backoff could not tell a backoff that
+    # grows from one that stays put, since every delay may fall low.
+    monkeypatch.setattr(backoff_module, "random", random.Random(7))
+    backoffs = [Backoff(initial=0.5, maximum=4.0) for _ in range(300)]
+    ceilings = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]  # doubling from the initial delay, then capped
+    for attempt, ceiling in enumerate(ceilings):
+        delays = [backoff.next_delay() for backoff in backoffs]
+        # Full jitter: spread from initial/2 up to the ceiling, never past it.
+        assert 0.25 <= min(delays) < 0.25 + 0.1 * ceiling, (attempt, min(delays))
+        assert 0.95 * ceiling < max(delays) <= ceiling, (attempt, max(delays))
+    for backoff in backoffs:
+        backoff.reset()
+    delays = [backoff.next_delay() for backoff in backoffs]
+    assert 0.95 * 0.5 < max(delays) <= 0.5  # back to the first ceiling
 
 
 def test_metrics_can_be_restricted_to_named_families() -> None:

@@ -14,7 +14,7 @@ import httpx
 import psutil
 from sqlalchemy import create_engine, text
 
-from tests.helpers import wait_for
+from tests.helpers import ProcessExited, wait_for
 from tests.servers import REPO
 
 # workers -> broker -> exporter/Flower -> Prometheus -> console/Alertmanager -> pager
@@ -65,18 +65,24 @@ def test_fleet_runs_load_through_workers_and_stops_every_process(tmp_path: Path)
 
         database = create_engine(f"sqlite:///{run_dir / 'data' / 'fleetops.db'}")
 
+        def running() -> None:
+            # `fleetops up` exits only on a failure here: waiting on would just time out.
+            if fleet.poll() is not None:
+                raise ProcessExited(f"fleetops up exited with code {fleet.returncode}: {run_dir}")
+
         def processed_images() -> int:
+            running()
             with database.connect() as conn:
                 return conn.execute(
                     text("select count(*) from images where status='done'")
                 ).scalar()
 
+        def scraped() -> bool:
+            running()
+            return {"fleetops-exporter", "flower"} <= _scraped_jobs(urls["prometheus"])
+
         wait_for(lambda: processed_images() >= 3, timeout=120, message="uploads processed")
-        wait_for(
-            lambda: {"fleetops-exporter", "flower"} <= _scraped_jobs(urls["prometheus"]),
-            timeout=90,
-            message="Prometheus scraping the exporter and Flower",
-        )
+        wait_for(scraped, timeout=90, message="Prometheus scraping the exporter and Flower")
         console = httpx.get(f"{urls['console']}/_stcore/health", timeout=5)
         assert console.status_code == 200
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, inspect, select
 
 from exporters.history.database import create_history_engine
 from exporters.history.recorder import Recorder
@@ -101,6 +101,10 @@ def task_states(database_url: str) -> dict[str, str]:
     engine = create_history_engine(database_url)
     try:
         with engine.connect() as connection:
+            # The recorder creates its tables as it starts: no table yet is no task yet (and
+            # not an error for wait_for to retry, which PostgreSQL would raise).
+            if not inspect(connection).has_table(tasks.name):
+                return {}
             return dict(connection.execute(select(tasks.c.task_id, tasks.c.state)).all())
     finally:
         engine.dispose()
@@ -110,13 +114,23 @@ def worker_count(database_url: str) -> int:
     engine = create_history_engine(database_url)
     try:
         with engine.connect() as connection:
+            if not inspect(connection).has_table(workers.name):
+                return 0
             return connection.execute(select(func.count()).select_from(workers)).scalar_one()
     finally:
         engine.dispose()
 
 
 def metric(recorder: Recorder, name: str, **labels: str) -> float:
-    return recorder.metrics.registry.get_sample_value(name, labels) or 0.0
+    """A sample of the recorder's metrics; 0 for a label value not counted yet, but an error
+    for a name the recorder does not have, so that ``metric(...) == 0`` can fail."""
+    registry = recorder.metrics.registry
+    value = registry.get_sample_value(name, labels)
+    if value is not None:
+        return value
+    families = {family.name for family in registry.collect()}
+    assert name in families or name.removesuffix("_total") in families, f"no metric {name}"
+    return 0.0
 
 
 __all__ = ["Publisher", "history_settings", "metric", "running_recorder", "task_states"]

@@ -38,11 +38,13 @@ class FleetClient:
 
 @pytest.fixture
 def fleet_client(fleet_env: dict[str, str]) -> Iterator[FleetClient]:
+    # The limit only when the test sets one: otherwise WorkerSettings' own default, not a copy.
+    limit = fleet_env.get("FLEETOPS_IMAGE_MAX_BYTES")
     settings = WorkerSettings(
         broker_url=fleet_env["FLEETOPS_BROKER_URL"],
         data_dir=Path(fleet_env["FLEETOPS_DATA_DIR"]),
         database_url=fleet_env["FLEETOPS_DATABASE_URL"],
-        image_max_bytes=int(fleet_env.get("FLEETOPS_IMAGE_MAX_BYTES", 25 * 1024 * 1024)),
+        **({"image_max_bytes": int(limit)} if limit else {}),
     )
     app = client_app(settings.broker_url, "fleetops-test-client")
     yield FleetClient(settings, app)
