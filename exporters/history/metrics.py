@@ -95,22 +95,16 @@ class _StreamCollector(Collector):
         self.parts = parts
 
     def collect(self):  # type: ignore[no-untyped-def]
-        rejected = CounterMetricFamily(
+        yield _by_reason(
             "fleetops_history_events_rejected",
             "Events dropped because they could not be used, by reason.",
-            labels=["reason"],
+            self.rejections.counts(),
         )
-        for reason, count in sorted(self.rejections.counts().items()):
-            rejected.add_metric([reason], count)
-        yield rejected
-        corrected = CounterMetricFamily(
+        yield _by_reason(
             "fleetops_history_events_corrected",
             "Fields repaired in events that were kept, by reason.",
-            labels=["reason"],
+            self.rejections.corrections(),
         )
-        for reason, count in sorted(self.rejections.corrections().items()):
-            corrected.add_metric([reason], count)
-        yield corrected
         now = time.monotonic()
         parts = self.parts()
         stalled = problems(parts, now)
@@ -129,3 +123,10 @@ class _StreamCollector(Collector):
             age.add_metric([part.name], round(part.age(now), 3))
         yield gauge
         yield age
+
+
+def _by_reason(name: str, help_text: str, counts: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, help_text, labels=["reason"])
+    for reason, count in sorted(counts.items()):
+        family.add_metric([reason], count)
+    return family

@@ -31,13 +31,12 @@ from exporters.history.quarantine import Quarantine
 from exporters.history.retention import RetentionPolicy, prune
 from exporters.history.settings import HistorySettings
 from exporters.history.writer import HistoryWriter
-from exporters.stream.consumer import EventStream
-from exporters.stream.events import KNOWN_TYPES, Rejected
+from exporters.stream.consumer import EventStream, is_amqp_url
+from exporters.stream.events import KNOWN_TYPES
 from exporters.stream.health import Beat, Part, problems
 
 log = logging.getLogger(__name__)
 
-AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 # Longest single wait of the writer between two beats while it retries a database.
 WRITER_WAIT_STEP = 1.0
 
@@ -63,7 +62,7 @@ class Recorder:
         self.settings = settings
         self.metrics = metrics or RecorderMetrics()
         self.engine = engine or create_history_engine(settings.effective_history_database_url)
-        durable = settings.broker_url.split("://", 1)[0] in AMQP_SCHEMES
+        durable = is_amqp_url(settings.broker_url)
         self.stream = EventStream(
             settings.broker_url,
             self,
@@ -232,7 +231,7 @@ class Recorder:
                 self._inflight = len(batch.events) if batch.segment is None else 0
                 if batch.segment is not None:
                     # A file is hostile input too: check what comes back from the spool.
-                    batch.events = self._recheck(batch.events)
+                    batch.events = self.stream.check_bodies(batch.events)
             try:
                 self._write(batch)
             except SQLAlchemyError as exc:
@@ -261,18 +260,6 @@ class Recorder:
             self.buffer.spill(batch.events)
             self._inflight = 0
         self.buffer.close()
-
-    def _recheck(self, events: list[Any]) -> list[dict[str, Any]]:
-        checker = self.stream.checker
-        now = time.time()
-        checked = []
-        for event in events:
-            try:
-                checked.append(checker.check(event, now))
-            except Rejected as exc:
-                self.stream.rejections.reject(exc.reason, f"from the spool: {exc.detail}")
-        self.stream.rejections.correct(checker.corrections)
-        return checked
 
     def _write(self, batch: Batch) -> None:
         if not self._schema_ready:

@@ -84,9 +84,6 @@ class Exporter:
             logger=log,
             stall_after=settings.exporter_stall_after,
         )
-        self.batches = self.stream.batches
-        self.status = self.stream.status
-        self.rejections = self.stream.rejections
         dlq = settings.exporter_dead_letter_queue
         self.poller: RedisPoller | KombuPoller = (
             RedisPoller(url, dead_letter_queue=dlq, max_queues=settings.exporter_max_queues)
@@ -136,10 +133,7 @@ class Exporter:
 
     def apply_batch(self, kind: str, items: list, received_at: float) -> None:
         """Decode, check and apply one batch as the applier thread does (tests, benchmarks)."""
-        events = self.stream.checked(kind, items)
-        self.stream.messages += len(items)
-        self.stream.accepted += len(events)
-        self.apply(events, received_at)
+        self.stream.consume(kind, items, received_at)
 
     def overflow_events(self) -> int:
         return self.stream.overflow_events()
@@ -208,20 +202,20 @@ class Exporter:
         now = time.monotonic()
         parts = self.parts()
         stalled = health.problems(parts, now)
-        rejected = self.rejections.counts()
+        rejected = self.stream.rejections.counts()
         if self.state.internal_errors:
             rejected["internal_error"] = rejected.get("internal_error", 0) + (
                 self.state.internal_errors
             )
         extras = Extras(
-            status=self.status,
+            status=self.stream.status,
             snapshot=self.snapshot,
             consumers=self.consumers,
             overflow_dropped=self.overflow_events(),
             last_scrape_seconds=self.last_scrape_seconds,
             thresholds=self.thresholds,
             rejected=rejected,
-            corrected=self.rejections.corrections(),
+            corrected=self.stream.rejections.corrections(),
             stalled={p.name: int(p.name in stalled) for p in parts},
             heartbeat_age={p.name: round(p.age(now), 3) for p in parts},
             skipped_queues=getattr(self.poller, "skipped_queues", 0),
@@ -241,8 +235,10 @@ class Exporter:
 
     def health(self) -> tuple[bool, str]:
         problems = list(health.problems(self.parts()).values())
-        if not self.status.connected:
-            problems.append(f"event stream down: {self.status.last_error or 'not connected yet'}")
+        if not self.stream.status.connected:
+            problems.append(
+                f"event stream down: {self.stream.status.last_error or 'not connected yet'}"
+            )
         if not self.snapshot.ok:
             problems.append(self.snapshot.error or "broker not answering")
         if problems:

@@ -55,6 +55,16 @@ def decode(payload: bytes) -> list:
     return decode_body(body)
 
 
+def decode_delivered(content_type: str | None, body: object) -> list:
+    """The event bodies of one message as a kombu transport delivered it (already out of its
+    envelope): the same bounds and content-type rule as :func:`decode`."""
+    if content_type is not None and content_type != "application/json":
+        raise DecodeError("bad_envelope", f"unsupported content type {str(content_type)[:60]!r}")
+    if isinstance(body, bytes | str) and len(body) > MAX_MESSAGE_BYTES:
+        raise DecodeError("bad_envelope", f"a message of {len(body)} bytes")
+    return decode_body(body)
+
+
 def decode_body(body: object) -> list:
     """A message body (JSON text, or what a transport already parsed) as a list of bodies."""
     if type(body) is str or type(body) is bytes:
