@@ -81,7 +81,8 @@ def test_a_frozen_applier_makes_healthz_fail_and_metrics_say_stalled(
     exporter: Exporter, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _publish_until_applied(redis_server, exporter)
-    assert exporter.health() == (True, "ok")
+    # Healthy first: the broker poller runs on its own thread and may not have polled yet.
+    wait_for(lambda: exporter.health() == (True, "ok"), timeout=30, message="healthy at first")
     release = threading.Event()
 
     def frozen(self: FleetState, events: list, now: float) -> None:
