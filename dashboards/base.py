@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from grafana_foundation_sdk.builders.dashboard import Dashboard, QueryVariable, Row
+from grafana_foundation_sdk.builders.dashboard import Dashboard, DashboardLink, QueryVariable, Row
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard as models
 
 from dashboards.config import TAGS, TITLE_PREFIX, Uid, default_runbook_base_url
 from dashboards.links import dashboard_links
+from dashboards.runbooks import Topic, runbook_links
 from dashboards.variables import datasource_variable
+
+Rows = list[tuple[str, list[Builder[models.Panel]]]]
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     runbook_base_url: str = field(default_factory=default_runbook_base_url)
+
+    def runbooks(self, topic: Topic) -> list[DashboardLink]:
+        """Panel links to the runbooks of the topic's alerts, under this build's base URL."""
+        return runbook_links(topic, self.runbook_base_url)
 
 
 def new_dashboard(
@@ -35,9 +42,7 @@ def new_dashboard(
     )
 
 
-def with_rows(
-    dashboard: Dashboard, rows: list[tuple[str, list[Builder[models.Panel]]]]
-) -> Dashboard:
+def with_rows(dashboard: Dashboard, rows: Rows) -> Dashboard:
     for title, panels in rows:
         dashboard = dashboard.with_row(Row(title))
         for panel in panels:
@@ -56,3 +61,10 @@ def finish(dashboard: Dashboard) -> models.Dashboard:
             child.id_val = next_id
             next_id += 1
     return model
+
+
+def assemble(
+    uid: Uid, title: str, description: str, variables: list[QueryVariable], rows: Rows
+) -> models.Dashboard:
+    """A whole dashboard: the shared frame, then each titled row and its panels."""
+    return finish(with_rows(new_dashboard(uid, title, description, variables), rows))

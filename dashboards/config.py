@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from fleetops import ports
+
 TITLE_PREFIX = "Fleetops / "
 TAGS = ["fleetops", "celery"]
 # Dashboard links with this tag list every fleetops dashboard in the header dropdown.
@@ -16,7 +18,7 @@ FOLDER_TITLE = "Fleetops"
 # create; dashboards select it through their `datasource` variable, never by a fixed uid.
 DATASOURCE_UID = "fleetops-prometheus"
 DATASOURCE_NAME = "Fleetops Prometheus"
-DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
+DEFAULT_PROMETHEUS_URL = ports.local_url(ports.PROMETHEUS)
 
 
 def default_runbook_base_url() -> str:

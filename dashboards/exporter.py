@@ -4,48 +4,69 @@ serving /metrics cost."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.builders.dashboard import DashboardLink
 from grafana_foundation_sdk.models import dashboard as models
 
 from dashboards import variables
-from dashboards.base import BuildOptions, finish, new_dashboard, with_rows
+from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
-from dashboards.panels import (
-    Query,
-    stat_panel,
-    timeseries_panel,
-    up_thresholds,
-    value_thresholds,
+from dashboards.panels import Query, stat_panel, timeseries_panel, value_thresholds
+from dashboards.promql import JOB, RECORDER_JOB, max_by, or_zero, rate, sel, sum_by
+from dashboards.runbooks import Topic
+
+
+@dataclass(frozen=True)
+class Process:
+    """A fleetops process Prometheus scrapes, as the stats opening its row name it."""
+
+    job: str  # the matcher of the job it is scraped under
+    name: str  # as the scrape description calls it
+    title_prefix: str  # before "scraped" and "stalled parts"; none for the exporter itself
+    topic: Topic  # the runbooks of it being down
+    parts: str  # what it is and its threads (the `part` label), as the stalled stat lists them
+    when_stalled: str  # what a stalled part means to the reader
+    stalled_alert: str
+
+    def metric(self, name: str) -> str:
+        return sel(name, self.job)
+
+    def title(self, text: str) -> str:
+        return f"{self.title_prefix} {text}".strip().capitalize()
+
+
+EXPORTER = Process(
+    JOB,
+    "the exporter",
+    "",
+    Topic.EXPORTER,
+    "exporter (reader, applier, poller)",
+    "its metrics are frozen",
+    "FleetopsExporterStalled",
 )
-from dashboards.promql import JOB, RECORDER_JOB, or_zero, rate, sel, sum_by
-from dashboards.runbooks import Topic, runbook_links
+RECORDER = Process(
+    RECORDER_JOB,
+    "the history recorder",
+    "Recorder",
+    Topic.HISTORY,
+    "recorder (reader, consumer, writer)",
+    "events are not being recorded",
+    "FleetopsHistoryRecorderStalled",
+)
 
 
 def build(options: BuildOptions) -> models.Dashboard:
-    runbooks = options.runbook_base_url
-
     ingest = [
-        _up_stat(
-            "Scraped",
-            "1 while Prometheus scrapes the exporter (the `up` series of its job).",
-            Query(f"min({sel('up', JOB)})", "up"),
-            runbook_links(Topic.EXPORTER, runbooks),
-        ),
-        _up_stat(
+        _scraped(options, EXPORTER),
+        _up(
             "Broker",
             "1 while the broker answers the exporter.",
             Query(f"min({sel('fleetops_exporter_broker_up', JOB)})", "broker up"),
-            runbook_links(Topic.BROKER, runbooks),
+            options.runbooks(Topic.BROKER),
         ),
-        _stalled_stat(
-            "Stalled parts",
-            "1 for a part of the exporter (reader, applier, poller) whose thread has died or"
-            " made no progress for 45 s, while the process still answers: its metrics are"
-            " frozen. FleetopsExporterStalled pages after 1 minute of it.",
-            sel("fleetops_exporter_stalled", JOB),
-        ),
+        _stalled(EXPORTER, "fleetops_exporter_stalled"),
         timeseries_panel(
             "Events",
             "Events consumed per second, by event type.",
@@ -53,7 +74,7 @@ def build(options: BuildOptions) -> models.Dashboard:
             [Query(sum_by(["type"], rate(sel("fleetops_exporter_events_total", JOB))), "{{type}}")],
             width=6,
             height=4,
-            links=runbook_links(Topic.EVENTS, runbooks),
+            links=options.runbooks(Topic.EVENTS),
         ),
         timeseries_panel(
             "Event lag",
@@ -67,22 +88,22 @@ def build(options: BuildOptions) -> models.Dashboard:
         _rare_events(
             "Events rejected",
             "Events per second dropped because they could not be used (not JSON, no task id,"
-            " unknown type...), by reason. Flat at 0 when none.",
+            " unknown type...), by reason.",
             sel("fleetops_exporter_events_rejected_total", JOB),
             by="reason",
         ),
         _rare_events(
             "Events dropped",
-            "Events lost per second (queue overflow, missed while re-subscribing), by reason."
-            " Flat at 0 when none.",
+            "Events lost per second (queue overflow, missed while re-subscribing), by reason.",
             sel("fleetops_exporter_events_dropped_total", JOB),
             by="reason",
         ),
         _rare_events(
             "Broker reconnects",
-            "Reconnects to the broker per second. Flat at 0 when the connection holds.",
+            "Reconnects to the broker per second.",
             sel("fleetops_exporter_broker_reconnects_total", JOB),
             legend="reconnects",
+            when_none=" Flat at 0 when the connection holds.",
         ),
     ]
     serving = [
@@ -108,20 +129,19 @@ def build(options: BuildOptions) -> models.Dashboard:
         ),
         _rare_events(
             "Series refused",
-            "Series per second refused because the series cap was reached. Flat at 0 when none.",
+            "Series per second refused because the series cap was reached.",
             sel("fleetops_exporter_series_limit_hits_total", JOB),
             legend="refused",
         ),
     ]
-    dashboard = new_dashboard(
+    return assemble(
         Uid.EXPORTER,
         "Exporter health",
         "The fleetops exporter and task-history recorder themselves: events in, errors, lag,"
         " scrape cost, series count, and whether the history is being written.",
         [variables.exporter_job(), variables.recorder_job()],
+        [("Ingest", ingest), ("Serving", serving), ("History recorder", _recorder(options))],
     )
-    rows = [("Ingest", ingest), ("Serving", serving), ("History recorder", _recorder(runbooks))]
-    return finish(with_rows(dashboard, rows))
 
 
 def _rare_events(
@@ -132,11 +152,13 @@ def _rare_events(
     by: str | None = None,
     legend: str | None = None,
     links: Sequence[DashboardLink] = (),
+    when_none: str = " Flat at 0 when none.",
 ) -> timeseries.Panel:
-    """Per-second rate of a counter of rare trouble, flat at 0 (not "No data") when none."""
+    """Per-second rate of a counter of rare trouble, flat at 0 (not "No data") when none, and
+    the description ends by saying so."""
     return timeseries_panel(
         title,
-        description,
+        description + when_none,
         "ops",
         [Query(or_zero(sum_by([by] if by else [], rate(counter))), legend or f"{{{{{by}}}}}")],
         width=8,
@@ -144,49 +166,46 @@ def _rare_events(
     )
 
 
-def _up_stat(title: str, description: str, query: Query, links: list[DashboardLink]) -> stat.Panel:
+def _up(title: str, description: str, query: Query, links: list[DashboardLink]) -> stat.Panel:
     """A 1-is-up stat of one pipeline part, linking the runbooks of its alerts."""
-    return stat_panel(
-        title, description, "short", [query], width=4, thresholds=up_thresholds(), links=links
+    return stat_panel(title, description, query, width=4, height=4, links=links)
+
+
+def _scraped(options: BuildOptions, process: Process) -> stat.Panel:
+    return _up(
+        process.title("scraped"),
+        f"1 while Prometheus scrapes {process.name} (the `up` series of its job).",
+        Query(f"min({process.metric('up')})", "up"),
+        options.runbooks(process.topic),
     )
 
 
-def _stalled_stat(title: str, description: str, gauge: str) -> stat.Panel:
+def _stalled(process: Process, gauge: str) -> stat.Panel:
     """Per part, 1 while it is stalled: green at 0, red from 1."""
     return stat_panel(
-        title,
-        description,
-        "short",
-        [Query(f"max by (part) ({gauge})", "{{part}}")],
+        process.title("stalled parts"),
+        f"1 for a part of the {process.parts} whose thread has died or made no progress for"
+        f" 45 s, while the process still answers: {process.when_stalled}."
+        f" {process.stalled_alert} pages after 1 minute of it.",
+        Query(max_by(["part"], process.metric(gauge)), "{{part}}"),
         width=4,
+        height=4,
         thresholds=value_thresholds((1, "red")),
     )
 
 
-def _recorder(runbooks: str) -> list:
-    def metric(name: str) -> str:
-        return sel(name, RECORDER_JOB)
-
+def _recorder(options: BuildOptions) -> list:
+    metric = RECORDER.metric
+    history = options.runbooks(Topic.HISTORY)
     return [
-        _up_stat(
-            "Recorder scraped",
-            "1 while Prometheus scrapes the history recorder (the `up` series of its job).",
-            Query(f"min({metric('up')})", "up"),
-            runbook_links(Topic.HISTORY, runbooks),
-        ),
-        _up_stat(
+        _scraped(options, RECORDER),
+        _up(
             "History database",
             "1 while the recorder's last write to the history database succeeded.",
             Query(f"min({metric('fleetops_history_database_up')})", "database up"),
-            runbook_links(Topic.HISTORY, runbooks),
+            history,
         ),
-        _stalled_stat(
-            "Recorder stalled parts",
-            "1 for a part of the recorder (reader, consumer, writer) whose thread has died or"
-            " made no progress for 45 s, while the process still answers: events are not being"
-            " recorded. FleetopsHistoryRecorderStalled pages after 1 minute of it.",
-            metric("fleetops_history_stalled"),
-        ),
+        _stalled(RECORDER, "fleetops_history_stalled"),
         timeseries_panel(
             "Events recorded",
             "Events per second the recorder consumed and wrote to the database. Written falls"
@@ -204,12 +223,7 @@ def _recorder(runbooks: str) -> list:
             "Events waiting to be written, by where they wait (memory, disk spool). Zero while"
             " the database keeps up.",
             "short",
-            [
-                Query(
-                    sum_by(["where"], metric("fleetops_history_buffered_events")),
-                    "{{where}}",
-                )
-            ],
+            [Query(sum_by(["where"], metric("fleetops_history_buffered_events")), "{{where}}")],
             width=6,
         ),
         timeseries_panel(
@@ -226,14 +240,14 @@ def _recorder(runbooks: str) -> list:
         _rare_events(
             "History events dropped",
             "Events per second the recorder lost because its buffer and spool were full, by"
-            " reason. Flat at 0 when none.",
+            " reason.",
             metric("fleetops_history_events_dropped_total"),
             by="reason",
-            links=runbook_links(Topic.HISTORY, runbooks),
+            links=history,
         ),
         _rare_events(
             "History write errors",
-            "Failed batch writes per second, by kind. Flat at 0 when none.",
+            "Failed batch writes per second, by kind.",
             metric("fleetops_history_write_errors_total"),
             by="kind",
         ),

@@ -9,69 +9,60 @@ from __future__ import annotations
 from grafana_foundation_sdk.models import dashboard as models
 
 from dashboards import variables
-from dashboards.base import BuildOptions, finish, new_dashboard, with_rows
+from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
-from dashboards.panels import Query, stat_panel, timeseries_panel, up_thresholds
-from dashboards.promql import FLOWER_TASK, FLOWER_WORKER, JOB, quantile, rate, sel, sum_by
-from dashboards.runbooks import Topic, runbook_links
+from dashboards.panels import Query, stat_panel, timeseries_panel
+from dashboards.promql import (
+    FLOWER_TASK,
+    FLOWER_WORKER,
+    JOB,
+    max_by,
+    quantile,
+    rate,
+    sel,
+    sum_by,
+)
+from dashboards.runbooks import Topic
 
-EXECUTING = "flower_worker_number_of_currently_executing_tasks"
 TASK_EVENTS = 'type=~"task-.*"'
 
 
-def build(options: BuildOptions) -> models.Dashboard:
-    runbooks = options.runbook_base_url
+def _flower(metric: str, *matchers: str) -> str:
+    """A Flower series under the dashboard's job and worker (and any further matchers)."""
+    return sel(metric, JOB, FLOWER_WORKER, *matchers)
 
+
+def _per_worker(metric: str, *matchers: str) -> Query:
+    return Query(sum_by(["worker"], _flower(metric, *matchers)), "{{worker}}")
+
+
+def build(options: BuildOptions) -> models.Dashboard:
     workers = [
         stat_panel(
             "Workers online",
             "Workers Flower sees online (flower_worker_online).",
-            "short",
-            [Query(f"sum({sel('flower_worker_online', JOB, FLOWER_WORKER)})", "online")],
+            Query(f"sum({_flower('flower_worker_online')})", "online"),
             width=6,
-            height=8,
-            thresholds=up_thresholds(),
-            links=runbook_links(Topic.FLOWER, runbooks),
+            links=options.runbooks(Topic.FLOWER),
         ),
         timeseries_panel(
             "Events by type",
             "Events Flower received per second, by event type (flower_events_total).",
             "ops",
-            [
-                Query(
-                    sum_by(["type"], rate(sel("flower_events_total", JOB, FLOWER_WORKER))),
-                    "{{type}}",
-                )
-            ],
+            [Query(sum_by(["type"], rate(_flower("flower_events_total"))), "{{type}}")],
             width=18,
         ),
         timeseries_panel(
             "Executing tasks",
             "Tasks each worker is executing now, as Flower counts them.",
             "short",
-            [
-                Query(
-                    sum_by(
-                        ["worker"],
-                        sel(EXECUTING, JOB, FLOWER_WORKER),
-                    ),
-                    "{{worker}}",
-                )
-            ],
+            [_per_worker("flower_worker_number_of_currently_executing_tasks")],
         ),
         timeseries_panel(
             "Prefetched tasks",
             "Tasks received by a worker and not started yet (flower_worker_prefetched_tasks).",
             "short",
-            [
-                Query(
-                    sum_by(
-                        ["worker"],
-                        sel("flower_worker_prefetched_tasks", JOB, FLOWER_WORKER, FLOWER_TASK),
-                    ),
-                    "{{worker}}",
-                )
-            ],
+            [_per_worker("flower_worker_prefetched_tasks", FLOWER_TASK)],
         ),
     ]
     tasks = [
@@ -83,9 +74,7 @@ def build(options: BuildOptions) -> models.Dashboard:
             [
                 Query(
                     quantile(
-                        0.95,
-                        sel("flower_task_runtime_seconds_bucket", JOB, FLOWER_WORKER, FLOWER_TASK),
-                        ("task",),
+                        0.95, _flower("flower_task_runtime_seconds_bucket", FLOWER_TASK), ("task",)
                     ),
                     "{{task}}",
                 )
@@ -98,9 +87,7 @@ def build(options: BuildOptions) -> models.Dashboard:
             "s",
             [
                 Query(
-                    "max by (task) ("
-                    + sel("flower_task_prefetch_time_seconds", JOB, FLOWER_WORKER, FLOWER_TASK)
-                    + ")",
+                    max_by(["task"], _flower("flower_task_prefetch_time_seconds", FLOWER_TASK)),
                     "{{task}}",
                 )
             ],
@@ -111,23 +98,20 @@ def build(options: BuildOptions) -> models.Dashboard:
             " feeds read the same stream; a gap means one of them falls behind or drops events.",
             "ops",
             [
-                Query(
-                    f"sum({rate(sel('flower_events_total', JOB, TASK_EVENTS))})",
-                    "Flower",
-                ),
+                Query(f"sum({rate(sel('flower_events_total', JOB, TASK_EVENTS))})", "Flower"),
                 Query(
                     f"sum({rate(sel('fleetops_exporter_events_total', TASK_EVENTS))})",
                     "fleetops exporter",
                 ),
             ],
             width=24,
-            links=runbook_links(Topic.EVENTS, runbooks),
+            links=options.runbooks(Topic.EVENTS),
         ),
     ]
-    dashboard = new_dashboard(
+    return assemble(
         Uid.FLOWER,
         "Flower",
         "Flower's own Prometheus metrics: workers, events, runtime and prefetching.",
         [variables.flower_job(), variables.flower_worker(), variables.flower_task()],
+        [("Workers", workers), ("Tasks", tasks)],
     )
-    return finish(with_rows(dashboard, [("Workers", workers), ("Tasks", tasks)]))

@@ -21,7 +21,7 @@ from grafana_foundation_sdk.models.dashboard import (
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from dashboards import promql
-from fleetops.breaking_points import Level, Signal
+from fleetops.breaking_points import Level, Signal, current
 
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 
@@ -31,6 +31,8 @@ LEVEL_COLORS: dict[Level, str] = {
     Level.CRITICAL: "orange",
     Level.BREAKING: "red",
 }
+# The levels above safe: each has its alert and its line on the graphs.
+LEVELS = (Level.WARNING, Level.CRITICAL, Level.BREAKING)
 BREAKING_POINT_LEGEND = "breaking point: {{level}}"
 
 
@@ -121,7 +123,7 @@ def breaking_point_query(signal_name: str) -> Query:
 
 def _breaking_point_overrides(panel: timeseries.Panel) -> timeseries.Panel:
     """Draw the breaking-point series as dashed lines in their level's colour, unfilled."""
-    for level in (Level.WARNING, Level.CRITICAL, Level.BREAKING):
+    for level in LEVELS:
         panel = panel.override_by_name(
             BREAKING_POINT_LEGEND.replace("{{level}}", level.value),
             [
@@ -150,10 +152,12 @@ def timeseries_panel(
     stacked: bool = False,
 ) -> timeseries.Panel:
     """A time series; ``with_breaking_points`` names a signal whose configured levels are drawn
-    both as threshold bands (from the file) and as series (from the exporter's metric)."""
+    both as threshold bands (from the file, in place of ``thresholds``) and as series (from the
+    exporter's metric)."""
     all_queries = list(queries)
     if with_breaking_points:
         all_queries.append(breaking_point_query(with_breaking_points))
+        thresholds = signal_thresholds(current().signals[with_breaking_points])
     panel = (
         _framed(timeseries.Panel(), title, description, unit, _targets(all_queries), width, height)
         .fill_opacity(10)
@@ -195,39 +199,39 @@ def timeseries_panel(
 def stat_panel(
     title: str,
     description: str,
-    unit: str,
-    queries: Sequence[Query],
+    query: Query,
     *,
-    width: int = 6,
-    height: int = 4,
+    width: int,
+    height: int = 8,
     thresholds: ThresholdsConfig | None = None,
     links: Sequence[DashboardLink] = (),
 ) -> stat.Panel:
-    panel = (
-        _framed(stat.Panel(), title, description, unit, _targets(queries), width, height)
+    """One number, as tall as the graphs beside it unless told. Every stat of the fleet counts
+    things, mostly things that must be running: red at 0 unless ``thresholds`` say otherwise."""
+    return _linked(
+        _framed(stat.Panel(), title, description, "short", _targets([query]), width, height)
         .graph_mode(common.BigValueGraphMode.AREA)
         .color_mode(common.BigValueColorMode.VALUE)
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .thresholds(thresholds or up_thresholds()),
+        links,
     )
-    if thresholds is not None:
-        panel = panel.thresholds(thresholds)
-    return _linked(panel, links)
 
 
 def table_panel(
     title: str,
     description: str,
     unit: str,
-    queries: Sequence[Query],
+    query: Query,
     *,
-    width: int = 12,
+    width: int = 24,
     height: int = 8,
     links: Sequence[DashboardLink] = (),
 ) -> table.Panel:
-    """An instant table, one row per series, its labels as columns."""
+    """An instant table across the dashboard, one row per series, its labels as columns."""
     targets = [
         target.format(PromQueryFormat.TABLE)
-        for target in _targets([Query(q.expr, q.legend, True) for q in queries])
+        for target in _targets([Query(query.expr, query.legend, True)])
     ]
     panel = _framed(
         table.Panel(), title, description, unit, targets, width, height

@@ -24,10 +24,19 @@ def rate(selector: str) -> str:
     return f"rate({selector}[{RATE_INTERVAL}])"
 
 
-def sum_by(labels: tuple[str, ...] | list[str], expr: str) -> str:
+def aggregate(operator: str, labels: tuple[str, ...] | list[str], expr: str) -> str:
+    """``operator by (labels) (expr)``; with no labels, one series over everything."""
     if not labels:
-        return f"sum({expr})"
-    return f"sum by ({', '.join(labels)}) ({expr})"
+        return f"{operator}({expr})"
+    return f"{operator} by ({', '.join(labels)}) ({expr})"
+
+
+def sum_by(labels: tuple[str, ...] | list[str], expr: str) -> str:
+    return aggregate("sum", labels, expr)
+
+
+def max_by(labels: tuple[str, ...] | list[str], expr: str) -> str:
+    return aggregate("max", labels, expr)
 
 
 def quantile(q: float, bucket_selector: str, by: tuple[str, ...] = ()) -> str:
@@ -44,4 +53,4 @@ def or_zero(expr: str) -> str:
 def breaking_point(signal: str) -> str:
     """The configured thresholds of a signal, as served by the exporter (one series per level)."""
     signal_matcher = f'signal="{signal}"'
-    return f"max by (level) ({sel('fleetops_breaking_point', JOB, signal_matcher)})"
+    return max_by(["level"], sel("fleetops_breaking_point", JOB, signal_matcher))

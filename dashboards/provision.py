@@ -27,6 +27,8 @@ from dashboards.build import render
 
 Credential = str | tuple[str, str]
 COMMIT_MESSAGE = "Provisioned by fleetops dashboards provision"
+# What is left once Grafana's own answers are handled: the request did not get through.
+TRANSPORT_ERRORS = (GrafanaException, niquests.exceptions.RequestException)
 # Keys Grafana owns on a stored dashboard; they differ from ours without any real change.
 SERVER_OWNED_KEYS = ("id", "version")
 
@@ -155,11 +157,14 @@ class Provisioner:
                     " the Editor role on the folder and Admin to manage data sources"
                 ) from exc
             raise ProvisionError(f"Grafana at {self.url} rejected {doing}: {exc.message}") from exc
-        except (GrafanaException, niquests.exceptions.RequestException) as exc:
-            raise ProvisionError(
-                f"cannot reach Grafana at {self.url} (is it running, is the URL right?):"
-                f" {_transport_reason(exc, self.url)}"
-            ) from exc
+        except TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: Exception) -> ProvisionError:
+        return ProvisionError(
+            f"cannot reach Grafana at {self.url} (is it running, is the URL right?):"
+            f" {_transport_reason(exc, self.url)}"
+        )
 
     def _check_health(self) -> None:
         # /api/health needs no credentials, so a failure here is about the URL or the server.
@@ -172,11 +177,8 @@ class Provisioner:
             ) from exc
         except GrafanaServerError as exc:
             raise ProvisionError(f"Grafana at {self.url} is not healthy: {exc.message}") from exc
-        except (GrafanaException, niquests.exceptions.RequestException) as exc:
-            raise ProvisionError(
-                f"cannot reach Grafana at {self.url} (is it running, is the URL right?):"
-                f" {_transport_reason(exc, self.url)}"
-            ) from exc
+        except TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc) from exc
         if not isinstance(health, dict) or health.get("database") not in (None, "ok"):
             raise ProvisionError(f"Grafana at {self.url} reports an unhealthy database: {health}")
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from alerts.recording import FAILED_COUNTER, SUCCEEDED_COUNTER
 from dashboards.panels import Query
-from dashboards.promql import JOB, or_zero, quantile, rate, sel
+from dashboards.promql import JOB, QUEUE, WORKER, aggregate, or_zero, quantile, rate, sel
+
+
+def per_queue(metric: str, operator: str = "sum") -> str:
+    """A queue gauge over the selected queues, one series per queue."""
+    return aggregate(operator, ["queue_name"], sel(metric, JOB, QUEUE))
+
+
+def per_worker(metric: str, operator: str = "max") -> str:
+    """A worker gauge over the selected workers, one series per worker."""
+    return aggregate(operator, ["hostname"], sel(metric, JOB, WORKER))
 
 
 def failure_ratio(*matchers: str) -> str:
@@ -23,6 +33,7 @@ def error_budget() -> Query:
     return Query(f"1 - max({objective})", "error budget (1 - objective)")
 
 
-def latency_quantiles(*matchers: str) -> list[Query]:
-    bucket = sel("fleetops_task_latency_seconds_bucket", *matchers)
+def percentiles(bucket_metric: str, *matchers: str) -> list[Query]:
+    """The 50th, 95th and 99th percentile of a histogram, over everything selected."""
+    bucket = sel(bucket_metric, *matchers)
     return [Query(quantile(q, bucket), f"p{round(q * 100)}") for q in (0.5, 0.95, 0.99)]

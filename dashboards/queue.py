@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards import variables
-from dashboards.base import BuildOptions, finish, new_dashboard, with_rows
+from dashboards import shared, variables
+from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
 from dashboards.links import drill_down
 from dashboards.panels import (
@@ -16,29 +16,18 @@ from dashboards.panels import (
     up_thresholds,
 )
 from dashboards.promql import JOB, QUEUE, or_zero, quantile, rate, sel, sum_by
-from dashboards.runbooks import Topic, runbook_links
+from dashboards.queries import per_queue
+from dashboards.runbooks import Topic
 from fleetops.breaking_points import current
 
 
-def _per_queue(metric: str, aggregation: str = "sum") -> str:
-    return f"{aggregation} by (queue_name) ({sel(metric, JOB, QUEUE)})"
-
-
 def build(options: BuildOptions) -> models.Dashboard:
-    points = current()
-    runbooks = options.runbook_base_url
+    latency = current().task_latency
     to_task = drill_down(Uid.TASK, "Task ${__field.labels.name}", keep=("queue",), task="name")
 
     saturation = [
-        timeseries_panel(
-            "Depth",
-            "Messages waiting in the queue, all priority sub-queues summed. "
-            + describe_levels(points.queue_depth),
-            "short",
-            [Query(_per_queue("celery_queue_length"), "{{queue_name}}")],
-            thresholds=signal_thresholds(points.queue_depth),
-            with_breaking_points="queue_depth",
-            links=runbook_links(Topic.QUEUE_DEPTH, runbooks),
+        shared.queue_depth(
+            options, "Depth", "Messages waiting in the queue, all priority sub-queues summed. "
         ),
         timeseries_panel(
             "Depth by priority",
@@ -58,54 +47,44 @@ def build(options: BuildOptions) -> models.Dashboard:
         timeseries_panel(
             "Oldest message age",
             "Age of the oldest waiting message: how late the next task to start already is. "
-            + describe_levels(points.task_latency),
+            + describe_levels(latency),
             "s",
             [
                 Query(
-                    _per_queue("fleetops_queue_oldest_message_age_seconds", "max"),
+                    per_queue("fleetops_queue_oldest_message_age_seconds", "max"),
                     "{{queue_name}}",
                 )
             ],
             width=8,
-            thresholds=signal_thresholds(points.task_latency),
-            links=runbook_links(Topic.TASK_LATENCY, runbooks),
+            thresholds=signal_thresholds(latency),
+            links=options.runbooks(Topic.TASK_LATENCY),
         ),
         timeseries_panel(
             "Reserved, not acknowledged",
             "Messages handed to a worker and not yet acknowledged (prefetched or running). They"
             " come back to the queue if their worker dies.",
             "short",
-            [Query(_per_queue("fleetops_queue_unacked"), "{{queue_name}}")],
+            [Query(per_queue("fleetops_queue_unacked"), "{{queue_name}}")],
             width=8,
         ),
         timeseries_panel(
             "Consumers",
             "Workers consuming the queue. Waiting messages with no consumer never run.",
             "short",
-            [Query(_per_queue("celery_active_consumer_count"), "{{queue_name}}")],
+            [Query(per_queue("celery_active_consumer_count"), "{{queue_name}}")],
             width=8,
             thresholds=up_thresholds(),
-            links=runbook_links(Topic.QUEUE_CONSUMERS, runbooks),
+            links=options.runbooks(Topic.QUEUE_CONSUMERS),
         ),
     ]
     flow = [
-        timeseries_panel(
-            "Arrival vs completion",
-            "Tasks sent to and finished from the queue per second (1 minute window).",
-            "ops",
-            [
-                Query(_per_queue("fleetops_queue_arrival_rate"), "{{queue_name}} arrivals"),
-                Query(_per_queue("fleetops_queue_completion_rate"), "{{queue_name}} completions"),
-            ],
+        shared.arrival_vs_completion(
+            "Tasks sent to and finished from the queue per second (1 minute window)."
         ),
-        timeseries_panel(
-            "Time to drain",
+        shared.time_to_drain(
+            options,
             "Estimated seconds until the queue is empty: length / (completion - arrival); +Inf"
-            " when it is not draining. " + describe_levels(points.task_latency),
-            "s",
-            [Query(_per_queue("fleetops_queue_drain_seconds", "max"), "{{queue_name}}")],
-            thresholds=signal_thresholds(points.task_latency),
-            links=runbook_links(Topic.QUEUE_DRAIN, runbooks),
+            " when it is not draining. ",
         ),
         timeseries_panel(
             "Queue wait p95",
@@ -142,25 +121,15 @@ def build(options: BuildOptions) -> models.Dashboard:
             "Tasks parked in the dead-letter queue after their last retry, by the queue they"
             " came from. They will not run again until someone requeues them.",
             "short",
-            [
-                Query(
-                    or_zero(sum_by(["queue_name"], sel("fleetops_dead_letter_length", JOB, QUEUE))),
-                    "{{queue_name}}",
-                )
-            ],
+            [Query(or_zero(per_queue("fleetops_dead_letter_length")), "{{queue_name}}")],
             width=24,
-            links=runbook_links(Topic.DEAD_LETTER, runbooks),
+            links=options.runbooks(Topic.DEAD_LETTER),
         )
     ]
-    dashboard = new_dashboard(
+    return assemble(
         Uid.QUEUE,
         "Queue",
         "One queue or several: how full, how old, who consumes it and how fast it drains.",
         [variables.job(), variables.queue()],
-    )
-    return finish(
-        with_rows(
-            dashboard,
-            [("Saturation", saturation), ("Flow", flow), ("Dead letters", dead_letters)],
-        )
+        [("Saturation", saturation), ("Flow", flow), ("Dead letters", dead_letters)],
     )

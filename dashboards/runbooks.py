@@ -12,6 +12,7 @@ from grafana_foundation_sdk.builders.dashboard import DashboardLink
 
 # Same link rule as the alerts' runbook_url annotation, so a panel and a page open one page.
 from alerts.catalog import runbook_url
+from dashboards.panels import LEVELS
 
 
 class Topic(StrEnum):
@@ -31,28 +32,21 @@ class Topic(StrEnum):
     HISTORY = "history"
 
 
+def _per_level(prefix: str) -> list[str]:
+    """The alerts of a breaking-points signal: one per level, named ``<prefix><Level>`` as
+    alerts/rules.py names them."""
+    return [f"{prefix}{level.value.title()}" for level in LEVELS]
+
+
 ALERTS_BY_TOPIC: dict[Topic, list[str]] = {
-    Topic.QUEUE_DEPTH: [
-        "CeleryQueueDepthWarning",
-        "CeleryQueueDepthCritical",
-        "CeleryQueueDepthBreaking",
-        "CeleryQueueBacklogGrowing",
-    ],
+    Topic.QUEUE_DEPTH: [*_per_level("CeleryQueueDepth"), "CeleryQueueBacklogGrowing"],
     Topic.QUEUE_DRAIN: ["CeleryQueueDrainTooSlow"],
     Topic.QUEUE_CONSUMERS: ["CeleryQueueNoConsumer"],
     Topic.DEAD_LETTER: ["CeleryDeadLetterQueueGrowing"],
-    Topic.TASK_LATENCY: [
-        "CeleryTaskLatencyWarning",
-        "CeleryTaskLatencyCritical",
-        "CeleryTaskLatencyBreaking",
-    ],
+    Topic.TASK_LATENCY: _per_level("CeleryTaskLatency"),
     Topic.TASK_FAILURES: ["CeleryTaskErrorBudgetBurn"],
     Topic.WORKERS_UP: ["CeleryWorkerDown"],
-    Topic.WORKER_MEMORY: [
-        "CeleryWorkerMemoryWarning",
-        "CeleryWorkerMemoryCritical",
-        "CeleryWorkerMemoryBreaking",
-    ],
+    Topic.WORKER_MEMORY: _per_level("CeleryWorkerMemory"),
     Topic.EVENTS: ["FleetopsEventsStopped", "FleetopsTaskEventsMissing"],
     Topic.EXPORTER: ["FleetopsExporterDown"],
     Topic.BROKER: ["FleetopsBrokerDown"],

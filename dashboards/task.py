@@ -4,20 +4,14 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards import variables
-from dashboards.base import BuildOptions, finish, new_dashboard, with_rows
+from dashboards import shared, variables
+from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
 from dashboards.links import drill_down
-from dashboards.panels import (
-    Query,
-    describe_levels,
-    signal_thresholds,
-    timeseries_panel,
-    value_thresholds,
-)
+from dashboards.panels import Query, describe_levels, timeseries_panel
 from dashboards.promql import JOB, QUEUE, TASK, or_zero, quantile, rate, sel, sum_by
-from dashboards.queries import error_budget, failure_ratio
-from dashboards.runbooks import Topic, runbook_links
+from dashboards.queries import percentiles
+from dashboards.runbooks import Topic
 from fleetops.breaking_points import current
 
 SELECTED = (JOB, QUEUE, TASK)
@@ -27,9 +21,11 @@ def _outcome_rate(metric: str) -> str:
     return f"sum({rate(sel(metric, *SELECTED))})"
 
 
+def _p95_by_task(bucket_metric: str) -> Query:
+    return Query(quantile(0.95, sel(bucket_metric, *SELECTED), ("name",)), "{{name}}")
+
+
 def build(options: BuildOptions) -> models.Dashboard:
-    points = current()
-    runbooks = options.runbook_base_url
     to_worker = drill_down(Uid.WORKER, "Worker ${__field.labels.hostname}", worker="hostname")
 
     rates = [
@@ -50,23 +46,13 @@ def build(options: BuildOptions) -> models.Dashboard:
             " when none happened.",
             "ops",
             [
-                Query(or_zero(_outcome_rate("celery_task_retried_total")), "retried"),
-                Query(or_zero(_outcome_rate("celery_task_rejected_total")), "rejected"),
-                Query(or_zero(_outcome_rate("celery_task_revoked_total")), "revoked"),
+                Query(or_zero(_outcome_rate(f"celery_task_{outcome}_total")), outcome)
+                for outcome in ("retried", "rejected", "revoked")
             ],
         ),
     ]
     errors = [
-        timeseries_panel(
-            "Failure ratio",
-            "Failed over finished tasks, against the error budget of the"
-            f" {points.objectives.task_success_ratio:.3%} success objective"
-            f" ({points.objectives.error_budget:.3%}).",
-            "percentunit",
-            [Query(failure_ratio(*SELECTED), "failure ratio"), error_budget()],
-            thresholds=value_thresholds((points.objectives.error_budget, "red")),
-            links=runbook_links(Topic.TASK_FAILURES, runbooks),
-        ),
+        shared.failure_ratio_against_budget(options, "Failed over finished tasks", *SELECTED),
         timeseries_panel(
             "Failures by exception",
             "Failed tasks per second by task and exception class.",
@@ -90,44 +76,25 @@ def build(options: BuildOptions) -> models.Dashboard:
             "Time spent running, succeeded and failed tasks alike, at the 50th, 95th and 99th"
             " percentile.",
             "s",
-            [
-                Query(
-                    quantile(q, sel("fleetops_task_runtime_seconds_bucket", *SELECTED)),
-                    f"p{round(q * 100)}",
-                )
-                for q in (0.5, 0.95, 0.99)
-            ],
+            percentiles("fleetops_task_runtime_seconds_bucket", *SELECTED),
             width=8,
         ),
         timeseries_panel(
             "Queue wait p95",
             "95th percentile of the time from sent to started, by task.",
             "s",
-            [
-                Query(
-                    quantile(0.95, sel("celery_task_queue_wait_time_bucket", *SELECTED), ("name",)),
-                    "{{name}}",
-                )
-            ],
+            [_p95_by_task("celery_task_queue_wait_time_bucket")],
             width=8,
         ),
         timeseries_panel(
             "End-to-end latency p95",
             "95th percentile of the time from sent to done, by task. "
-            + describe_levels(points.task_latency),
+            + describe_levels(current().task_latency),
             "s",
-            [
-                Query(
-                    quantile(
-                        0.95, sel("fleetops_task_latency_seconds_bucket", *SELECTED), ("name",)
-                    ),
-                    "{{name}}",
-                )
-            ],
+            [_p95_by_task("fleetops_task_latency_seconds_bucket")],
             width=8,
-            thresholds=signal_thresholds(points.task_latency),
             with_breaking_points="task_latency",
-            links=runbook_links(Topic.TASK_LATENCY, runbooks),
+            links=options.runbooks(Topic.TASK_LATENCY),
         ),
     ]
     placement = [
@@ -146,20 +113,15 @@ def build(options: BuildOptions) -> models.Dashboard:
             data_links=[to_worker],
         )
     ]
-    dashboard = new_dashboard(
+    return assemble(
         Uid.TASK,
         "Task",
         "One task name or several: rate, errors and duration from sent to done.",
         [variables.job(), variables.queue(), variables.task()],
-    )
-    return finish(
-        with_rows(
-            dashboard,
-            [
-                ("Rate", rates),
-                ("Errors", errors),
-                ("Duration", duration),
-                ("Workers", placement),
-            ],
-        )
+        [
+            ("Rate", rates),
+            ("Errors", errors),
+            ("Duration", duration),
+            ("Workers", placement),
+        ],
     )

@@ -6,8 +6,8 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import DatasourceVariable, QueryVariable
 from grafana_foundation_sdk.models.dashboard import VariableRefresh, VariableSort
 
-from dashboards import promql
 from dashboards.panels import DATASOURCE
+from dashboards.promql import JOB, QUEUE, sel
 
 ALL = ".*"
 
@@ -21,12 +21,11 @@ def datasource_variable() -> DatasourceVariable:
     )
 
 
-def label_values_variable(
-    name: str, label_text: str, selector: str, label: str, description: str
-) -> QueryVariable:
+def label_values_variable(name: str, selector: str, label: str, description: str) -> QueryVariable:
+    """The values ``label`` takes on the series ``selector`` matches, labelled after ``name``."""
     return (
         QueryVariable(name)
-        .label(label_text)
+        .label(name.replace("_", " ").capitalize())
         .description(description)
         .query(f"label_values({selector}, {label})")
         .datasource(DATASOURCE)
@@ -39,84 +38,63 @@ def label_values_variable(
     )
 
 
+def _job(metric: str, description: str, name: str = "job") -> QueryVariable:
+    """The Prometheus job of the process that serves ``metric``."""
+    return label_values_variable(name, metric, "job", description)
+
+
 def job() -> QueryVariable:
     # Every fleetops exporter serves its breaking points, whatever the state of the fleet.
-    return label_values_variable(
-        "job", "Job", "fleetops_breaking_point", "job", "Prometheus job of the fleetops exporter."
+    return _job("fleetops_breaking_point", "Prometheus job of the fleetops exporter.")
+
+
+def exporter_job() -> QueryVariable:
+    return _job("fleetops_exporter_series", "Prometheus job of the fleetops exporter.")
+
+
+def recorder_job() -> QueryVariable:
+    return _job(
+        "fleetops_history_database_up",
+        "Prometheus job of the task-history recorder (fleetops recorder).",
+        name="recorder_job",
     )
+
+
+def flower_job() -> QueryVariable:
+    return _job("flower_events_total", "Prometheus job of Flower.")
 
 
 def queue() -> QueryVariable:
     return label_values_variable(
-        "queue",
-        "Queue",
-        promql.sel("celery_queue_length", promql.JOB),
-        "queue_name",
-        "Broker queue.",
+        "queue", sel("celery_queue_length", JOB), "queue_name", "Broker queue."
     )
 
 
 def worker() -> QueryVariable:
     return label_values_variable(
-        "worker",
-        "Worker",
-        promql.sel("celery_worker_up", promql.JOB),
-        "hostname",
-        "Worker node name.",
+        "worker", sel("celery_worker_up", JOB), "hostname", "Worker node name."
     )
 
 
 def task() -> QueryVariable:
     return label_values_variable(
         "task",
-        "Task",
-        promql.sel("celery_task_sent_total", promql.JOB, promql.QUEUE),
+        sel("celery_task_sent_total", JOB, QUEUE),
         "name",
         "Task name, among the tasks sent to the selected queues.",
     )
 
 
-def flower_job() -> QueryVariable:
-    return label_values_variable(
-        "job", "Job", "flower_events_total", "job", "Prometheus job of Flower."
-    )
+def _flower(name: str, metric: str, description: str) -> QueryVariable:
+    # Flower labels its series with the variable's own name (worker, task).
+    return label_values_variable(name, sel(metric, JOB), name, description)
 
 
 def flower_worker() -> QueryVariable:
-    return label_values_variable(
-        "worker",
-        "Worker",
-        promql.sel("flower_worker_online", promql.JOB),
-        "worker",
-        "Worker node name, as Flower reports it.",
-    )
+    return _flower("worker", "flower_worker_online", "Worker node name, as Flower reports it.")
 
 
 def flower_task() -> QueryVariable:
-    return label_values_variable(
-        "task",
-        "Task",
-        promql.sel("flower_task_runtime_seconds_count", promql.JOB),
-        "task",
-        "Task name, among the tasks Flower saw finish.",
-    )
-
-
-def recorder_job() -> QueryVariable:
-    return label_values_variable(
-        "recorder_job",
-        "Recorder job",
-        "fleetops_history_database_up",
-        "job",
-        "Prometheus job of the task-history recorder (fleetops recorder).",
-    )
-
-
-def exporter_job() -> QueryVariable:
-    return label_values_variable(
-        "job",
-        "Job",
-        "fleetops_exporter_series",
-        "job",
-        "Prometheus job of the fleetops exporter.",
+    return _flower(
+        "task", "flower_task_runtime_seconds_count", "Task name, among the tasks Flower saw finish."
     )

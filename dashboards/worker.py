@@ -4,58 +4,40 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards import variables
-from dashboards.base import BuildOptions, finish, new_dashboard, with_rows
+from dashboards import shared, variables
+from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
-from dashboards.panels import (
-    Query,
-    describe_levels,
-    signal_thresholds,
-    stat_panel,
-    timeseries_panel,
-    up_thresholds,
-)
+from dashboards.panels import Query, stat_panel, timeseries_panel
 from dashboards.promql import JOB, WORKER, or_zero, quantile, rate, sel, sum_by
-from dashboards.runbooks import Topic, runbook_links
-from fleetops.breaking_points import current
+from dashboards.queries import per_worker
+from dashboards.runbooks import Topic
 
 
-def _per_worker(metric: str, aggregation: str = "max") -> str:
-    return f"{aggregation} by (hostname) ({sel(metric, JOB, WORKER)})"
+def _rate_per_worker(counter: str) -> str:
+    return sum_by(["hostname"], rate(sel(counter, JOB, WORKER)))
 
 
 def build(options: BuildOptions) -> models.Dashboard:
-    points = current()
-    runbooks = options.runbook_base_url
-
     availability = [
         stat_panel(
             "Up",
             "1 while the worker's heartbeats arrive, 0 once they stop.",
-            "short",
-            [Query(_per_worker("celery_worker_up"), "{{hostname}}")],
+            Query(per_worker("celery_worker_up"), "{{hostname}}"),
             width=6,
-            height=8,
-            thresholds=up_thresholds(),
-            links=runbook_links(Topic.WORKERS_UP, runbooks),
+            links=options.runbooks(Topic.WORKERS_UP),
         ),
         timeseries_panel(
             "Heartbeat age",
             "Seconds since the last heartbeat. Celery marks a worker offline after 60 s.",
             "s",
-            [Query(_per_worker("fleetops_worker_heartbeat_age_seconds"), "{{hostname}}")],
+            [Query(per_worker("fleetops_worker_heartbeat_age_seconds"), "{{hostname}}")],
             width=9,
         ),
         timeseries_panel(
             "Processed",
             "Tasks processed per second by each worker.",
             "ops",
-            [
-                Query(
-                    sum_by(["hostname"], rate(sel("fleetops_worker_processed_total", JOB, WORKER))),
-                    "{{hostname}}",
-                )
-            ],
+            [Query(_rate_per_worker("fleetops_worker_processed_total"), "{{hostname}}")],
             width=9,
         ),
     ]
@@ -65,21 +47,17 @@ def build(options: BuildOptions) -> models.Dashboard:
             "Tasks running now against the pool processes that can run them.",
             "short",
             [
-                Query(_per_worker("celery_worker_tasks_active", "sum"), "{{hostname}} active"),
-                Query(_per_worker("fleetops_worker_pool_size", "sum"), "{{hostname}} pool"),
+                Query(per_worker("celery_worker_tasks_active", "sum"), "{{hostname}} active"),
+                Query(per_worker("fleetops_worker_pool_size", "sum"), "{{hostname}} pool"),
             ],
             width=8,
         ),
-        timeseries_panel(
+        shared.worker_memory(
+            options,
             "Memory",
-            "Resident memory (main process and pool children) as a percent of the worker's"
-            " limit. " + describe_levels(points.worker_memory),
-            "percent",
-            [Query(_per_worker("fleetops_worker_memory_percent"), "{{hostname}}")],
-            width=8,
-            thresholds=signal_thresholds(points.worker_memory),
-            with_breaking_points="worker_memory",
-            links=runbook_links(Topic.WORKER_MEMORY, runbooks),
+            "Resident memory (main process and pool children) as a percent of the worker's limit. ",
+            JOB,
+            WORKER,
         ),
         timeseries_panel(
             "Memory: resident vs limit",
@@ -87,8 +65,8 @@ def build(options: BuildOptions) -> models.Dashboard:
             " memory).",
             "bytes",
             [
-                Query(_per_worker("fleetops_worker_memory_rss_bytes"), "{{hostname}} resident"),
-                Query(_per_worker("fleetops_worker_memory_limit_bytes"), "{{hostname}} limit"),
+                Query(per_worker("fleetops_worker_memory_rss_bytes"), "{{hostname}} resident"),
+                Query(per_worker("fleetops_worker_memory_limit_bytes"), "{{hostname}} limit"),
             ],
             width=8,
         ),
@@ -99,16 +77,8 @@ def build(options: BuildOptions) -> models.Dashboard:
             "Tasks that succeeded and failed per second on each worker.",
             "ops",
             [
-                Query(
-                    sum_by(["hostname"], rate(sel("celery_task_succeeded_total", JOB, WORKER))),
-                    "{{hostname}} succeeded",
-                ),
-                Query(
-                    or_zero(
-                        sum_by(["hostname"], rate(sel("celery_task_failed_total", JOB, WORKER)))
-                    ),
-                    "{{hostname}} failed",
-                ),
+                Query(_rate_per_worker("celery_task_succeeded_total"), "{{hostname}} succeeded"),
+                Query(or_zero(_rate_per_worker("celery_task_failed_total")), "{{hostname}} failed"),
             ],
         ),
         timeseries_panel(
@@ -123,19 +93,14 @@ def build(options: BuildOptions) -> models.Dashboard:
             ],
         ),
     ]
-    dashboard = new_dashboard(
+    return assemble(
         Uid.WORKER,
         "Worker",
         "One worker or several: up, busy, memory against the breaking points, outcomes.",
         [variables.job(), variables.worker()],
-    )
-    return finish(
-        with_rows(
-            dashboard,
-            [
-                ("Availability", availability),
-                ("Utilisation and saturation", utilisation),
-                ("Errors and duration", errors_and_duration),
-            ],
-        )
+        [
+            ("Availability", availability),
+            ("Utilisation and saturation", utilisation),
+            ("Errors and duration", errors_and_duration),
+        ],
     )
