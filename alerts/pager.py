@@ -24,6 +24,8 @@ from pathlib import Path
 
 import orjson
 
+from exporters.serving import answer
+
 log = logging.getLogger("fleetops.pager")
 
 RUNBOOK_PATH = re.compile(r"^/runbooks/([A-Za-z0-9]+\.md)$")
@@ -155,11 +157,7 @@ def make_handler(book: PageBook, runbooks_dir: Path) -> type[BaseHTTPRequestHand
                 self._reply(HTTPStatus.NOT_FOUND, b"not found\n")
 
         def _reply(self, status: HTTPStatus, body: bytes, content_type: str = "text/plain") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, status, content_type, body)
 
         def log_message(self, format: str, *args: object) -> None:
             # Access logs would drown the pages; those are logged by PageBook.

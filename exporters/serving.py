@@ -17,6 +17,15 @@ INDEX = """<html><head><title>fleetops {title}</title></head><body>
 <a href="/healthz">/healthz</a></p></body></html>"""
 
 
+def answer(handler: BaseHTTPRequestHandler, code: int, content_type: str, body: bytes) -> None:
+    """Send a whole response. Content-Length lets a keep-alive client find where it ends."""
+    handler.send_response(code)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class MetricsServer:
     def __init__(
         self,
@@ -35,24 +44,17 @@ class MetricsServer:
                 path, _, query = self.path.partition("?")
                 if path == "/metrics":
                     names = parse_qs(query).get("name[]")
-                    self._answer(200, CONTENT_TYPE, render(frozenset(names) if names else None))
+                    answer(self, 200, CONTENT_TYPE, render(frozenset(names) if names else None))
                 elif path == "/healthz":
                     try:
                         healthy, text = health()
                     except Exception as exc:  # a health check that fails is an unhealthy answer
                         healthy, text = False, f"unhealthy: health check failed: {exc!r}"
-                    self._answer(200 if healthy else 503, "text/plain", text.encode() + b"\n")
+                    answer(self, 200 if healthy else 503, "text/plain", text.encode() + b"\n")
                 elif path == "/":
-                    self._answer(200, "text/html", index)
+                    answer(self, 200, "text/html", index)
                 else:
-                    self._answer(404, "text/plain", b"not found\n")
-
-            def _answer(self, code: int, content_type: str, body: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                    answer(self, 404, "text/plain", b"not found\n")
 
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("%s %s", self.address_string(), format % args)

@@ -21,9 +21,11 @@ publishes the task first and the event second, and may be descheduled in between
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import attrgetter
+from typing import TypeVar
 
 from exporters.metrics.histogram import Histogram
 from exporters.metrics.rates import MinuteRate
@@ -45,6 +47,18 @@ TASK_SERIES_WEIGHT = 9  # 8 counters + celery_task_runtime
 TASK_QUEUE_SERIES_WEIGHT = 4  # runtime succeeded/failed, queue wait, latency
 WORKER_SERIES_WEIGHT = 8
 BEAT_SERIES_WEIGHT = 2
+
+# The timestamp a task record keeps of each event kind that may arrive twice for one task
+# (None until it has): the same kind with the same timestamp again is a duplicate.
+_STAMP_OF = {
+    "task-sent": attrgetter("sent_ts"),
+    "task-received": attrgetter("received_ts"),
+    "task-started": attrgetter("started_ts"),
+    "task-retried": attrgetter("retried_ts"),
+}
+
+K = TypeVar("K", bound=tuple)
+H = TypeVar("H")
 
 
 class TaskSeries:
@@ -305,33 +319,45 @@ class FleetState:
         for uuid in due:
             self._replay(self.parked.pop(uuid), now)
 
-    def _task_key(self, name: str, host: str, queue: str) -> TaskSeries | None:
-        key = (name, host, queue)
+    def _task_series_of(self, record: TaskRecord, event: dict) -> TaskSeries | None:
+        """The (name, hostname, queue_name) series a task event counts in."""
+        key = (record.name, self._hosts(event["host"]), record.queue)
+        # The lookup stays inline: it is the hot path, creation is not.
         series = self.task_series.get(key)
         if series is None:
-            if not self._admit(TASK_SERIES_WEIGHT):
-                return None
-            series = self.task_series[key] = TaskSeries(self.bounds)
+            return self._new_series(self.task_series, key, TASK_SERIES_WEIGHT, TaskSeries)
         return series
 
     def _task_queue_key(self, name: str, queue: str) -> TaskQueueSeries | None:
         key = (name, queue)
         series = self.task_queue_series.get(key)
         if series is None:
-            if not self._admit(TASK_QUEUE_SERIES_WEIGHT):
-                return None
-            series = self.task_queue_series[key] = TaskQueueSeries(self.bounds)
+            return self._new_series(
+                self.task_queue_series, key, TASK_QUEUE_SERIES_WEIGHT, TaskQueueSeries
+            )
+        return series
+
+    def _new_series(
+        self, table: dict[K, H], key: K, weight: int, make: Callable[[tuple[float, ...]], H]
+    ) -> H | None:
+        """A new series of histograms under ``key``; None when the series cap has no room."""
+        if not self._admit(weight):
+            return None
+        series = table[key] = make(self.bounds)
         return series
 
     def _record(self, event: dict, kind: str) -> TaskRecord | None:
-        """The task's record; None when the event repeats one of a task already finished."""
+        """The task's record; None when the event repeats one already applied to the task, in
+        flight or finished."""
         uuid = event["uuid"]
-        record = self.tasks.get(uuid)
-        if record is None:
+        record = seen = self.tasks.get(uuid)
+        if seen is None:
             done = self.finished.get(uuid)
-            if done is not None and event["timestamp"] in _stamps(done[2], kind):
-                self.anomaly("duplicate", f"the same {kind} event twice")
-                return None
+            seen = None if done is None else done[2]
+        if seen is not None and _STAMP_OF[kind](seen) == event["timestamp"]:
+            self.anomaly("duplicate", f"the same {kind} event twice")
+            return None
+        if record is None:
             name = event.get("name")
             if kind != "task-sent" and kind != "task-received":
                 self.anomaly("unknown_task", f"{kind} for a task never seen sent or received")
@@ -346,9 +372,6 @@ class FleetState:
         if record is None:
             return
         ts = event["timestamp"]
-        if record.sent_ts is not None and record.sent_ts == ts:
-            self.anomaly("duplicate", "the same task-sent event twice")
-            return
         name = event.get("name")
         if name is not None and name != record.name:
             record.name = self._names(name)
@@ -362,27 +385,20 @@ class FleetState:
         if record.sent_ts is None:
             record.sent_ts = ts
         record.started_ts = None
-        series = self._task_key(record.name, self._hosts(event["host"]), record.queue)
+        series = self._task_series_of(record, event)
         if series is not None:
             series.sent += 1
-        rate = self.arrivals.get(record.queue)
-        if rate is None:
-            rate = self.arrivals[record.queue] = MinuteRate(now)
-        rate.add(now)
+        _count_in(self.arrivals, record.queue, now)
 
     def _task_received(self, event: dict, now: float) -> None:
         record = self._record(event, "task-received")
         if record is None:
             return
-        ts = event["timestamp"]
-        if record.received_ts is not None and record.received_ts == ts:
-            self.anomaly("duplicate", "the same task-received event twice")
-            return
-        record.received_ts = ts
+        record.received_ts = event["timestamp"]
         name = event.get("name")
         if name is not None and record.name == UNKNOWN:
             record.name = self._names(name)
-        series = self._task_key(record.name, self._hosts(event["host"]), record.queue)
+        series = self._task_series_of(record, event)
         if series is not None:
             series.received += 1
 
@@ -390,12 +406,8 @@ class FleetState:
         record = self._record(event, "task-started")
         if record is None:
             return
-        ts = event["timestamp"]
-        if record.started_ts is not None and record.started_ts == ts:
-            self.anomaly("duplicate", "the same task-started event twice")
-            return
-        record.started_ts = ts
-        series = self._task_key(record.name, self._hosts(event["host"]), record.queue)
+        ts = record.started_ts = event["timestamp"]
+        series = self._task_series_of(record, event)
         if series is not None:
             series.started += 1
         if record.sent_ts is not None:
@@ -420,14 +432,7 @@ class FleetState:
         finished[uuid] = (kind, ts, record)
         if len(finished) > self.limits.finished_memory:
             self.finished = dict(islice(finished.items(), len(finished) // 2, None))
-        series = self._task_key(record.name, self._hosts(event["host"]), record.queue)
-        return record, series
-
-    def _completed(self, record: TaskRecord, now: float) -> None:
-        rate = self.completions.get(record.queue)
-        if rate is None:
-            rate = self.completions[record.queue] = MinuteRate(now)
-        rate.add(now)
+        return record, self._task_series_of(record, event)
 
     def _task_succeeded(self, event: dict, now: float) -> None:
         finished = self._finish(event, "task-succeeded")
@@ -445,7 +450,7 @@ class FleetState:
                 per_queue.runtime_succeeded.observe(max(0.0, runtime))
             if record.sent_ts is not None:
                 per_queue.latency.observe(self._span(record.sent_ts, event["timestamp"]))
-        self._completed(record, now)
+        _count_in(self.completions, record.queue, now)
 
     def _task_failed(self, event: dict, now: float) -> None:
         finished = self._finish(event, "task-failed")
@@ -464,20 +469,16 @@ class FleetState:
                 per_queue.runtime_failed.observe(max(0.0, ts - record.started_ts))
             if record.sent_ts is not None:
                 per_queue.latency.observe(self._span(record.sent_ts, ts))
-        self._completed(record, now)
+        _count_in(self.completions, record.queue, now)
 
     def _task_retried(self, event: dict, now: float) -> None:
         record = self._record(event, "task-retried")
         if record is None:
             return
-        ts = event["timestamp"]
-        if record.retried_ts is not None and record.retried_ts == ts:
-            self.anomaly("duplicate", "the same task-retried event twice")
-            return
-        record.retried_ts = ts
+        record.retried_ts = event["timestamp"]
         # The retry is received and started again: those are new events, not duplicates.
         record.received_ts = record.started_ts = None
-        series = self._task_key(record.name, self._hosts(event["host"]), record.queue)
+        series = self._task_series_of(record, event)
         if series is not None:
             series.retried += 1
 
@@ -492,7 +493,7 @@ class FleetState:
                 series.rejected += 1
             else:
                 series.revoked += 1
-        self._completed(record, now)
+        _count_in(self.completions, record.queue, now)
 
     def _worker(self, event: dict, now: float) -> WorkerSeries | None:
         node = event["hostname"]
@@ -638,11 +639,9 @@ class FleetState:
         return {q for q in self.arrivals if q != UNKNOWN and q != OVERFLOW}
 
 
-def _stamps(record: TaskRecord, kind: str) -> tuple[float | None, ...]:
-    if kind == "task-sent":
-        return (record.sent_ts,) if record.sent_ts is not None else ()
-    if kind == "task-received":
-        return (record.received_ts,) if record.received_ts is not None else ()
-    if kind == "task-started":
-        return (record.started_ts,) if record.started_ts is not None else ()
-    return (record.retried_ts,) if record.retried_ts is not None else ()
+def _count_in(rates: dict[str, MinuteRate], queue: str, now: float) -> None:
+    """One more arrival or completion in ``queue``'s per-minute rate."""
+    rate = rates.get(queue)
+    if rate is None:
+        rate = rates[queue] = MinuteRate(now)
+    rate.add(now)

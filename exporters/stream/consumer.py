@@ -20,6 +20,7 @@ from exporters.stream.envelope import DecodeError, decode, decode_delivered
 from exporters.stream.events import DEFAULT_LIMITS, Checker, EventLimits, Rejected
 from exporters.stream.health import STALL_AFTER, Beat, Part
 from exporters.stream.kombu_reader import KombuEventReader
+from exporters.stream.reader import EventReader
 from exporters.stream.redis_reader import RedisEventReader
 from exporters.stream.rejects import Rejections
 from exporters.stream.status import StreamStatus
@@ -74,7 +75,7 @@ class EventStream:
         self.checker = Checker(limits)
         self.rejections = Rejections(logger)
         kind = ("redis" if is_redis_url(url) else "kombu") if reader == "auto" else reader
-        self.reader: RedisEventReader | KombuEventReader
+        self.reader: EventReader
         if kind == "redis":
             self.reader = RedisEventReader(url, self.batches, self.status, backoff)
         else:

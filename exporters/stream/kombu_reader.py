@@ -19,12 +19,12 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import KW_ONLY, dataclass
 
 from kombu import Connection, Consumer, Exchange, Queue
 
-from exporters.stream.backoff import Backoff
-from exporters.stream.batches import BODIES, Batch, BatchQueue
-from exporters.stream.status import StreamStatus
+from exporters.stream.batches import BODIES, Batch
+from exporters.stream.reader import EventReader
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +36,16 @@ PRIVATE_QUEUE_TTL = 5.0
 PRIVATE_QUEUE_EXPIRES = 60.0
 
 
-class KombuEventReader:
-    def __init__(
-        self,
-        url: str,
-        queue: BatchQueue,
-        status: StreamStatus,
-        backoff: Backoff | None = None,
-        *,
-        durable_queue: str | None = None,
-        queue_max_length: int = 1_000_000,
-        queue_prefix: str = "fleetops.events",
-    ) -> None:
-        self.url = url
-        self.queue = queue
-        self.status = status
-        self.backoff = backoff or Backoff()
-        self.durable_queue = durable_queue
-        self.queue_max_length = queue_max_length
-        self.private_name = f"{queue_prefix}.{uuid.uuid4()}"
+@dataclass(eq=False, repr=False)
+class KombuEventReader(EventReader):
+    _: KW_ONLY
+    durable_queue: str | None = None
+    queue_max_length: int = 1_000_000
+    queue_prefix: str = "fleetops.events"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.private_name = f"{self.queue_prefix}.{uuid.uuid4()}"
         self._pending: list[tuple[str | None, object]] = []
         self._pending_bytes = 0
         self._last_flush = time.monotonic()

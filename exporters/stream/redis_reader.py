@@ -13,12 +13,12 @@ import socket
 import ssl
 import threading
 import time
+from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from exporters.stream.backoff import Backoff
-from exporters.stream.batches import RAW, Batch, BatchQueue
+from exporters.stream.batches import RAW, Batch
+from exporters.stream.reader import EventReader
 from exporters.stream.resp import PubSubParser, command
-from exporters.stream.status import StreamStatus
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +54,13 @@ class RedisAddress:
         return f"redis {where} db {self.db}"
 
 
-class RedisEventReader:
-    def __init__(
-        self,
-        url: str,
-        queue: BatchQueue,
-        status: StreamStatus,
-        backoff: Backoff | None = None,
-        connect_timeout: float = 5.0,
-    ) -> None:
-        self.address = RedisAddress(url)
-        self.queue = queue
-        self.status = status
-        self.backoff = backoff or Backoff()
-        self.connect_timeout = connect_timeout
+@dataclass(eq=False, repr=False)
+class RedisEventReader(EventReader):
+    connect_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.address = RedisAddress(self.url)
 
     def run(self, stop: threading.Event) -> None:
         """Read until ``stop`` is set, reconnecting with backoff whenever the link breaks."""
