@@ -7,12 +7,14 @@ when it starts. Prometheus scrapes the exporter, Flower and the task-history rec
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field
 
 from alerts.config import Duration
 from alerts.stack import (
+    StackFiles,
     StackPorts,
     alertmanager_argv,
     pager_argv,
@@ -20,17 +22,30 @@ from alerts.stack import (
     render_stack,
 )
 from fleetops import breaking_points
+from fleetops import ports as default_ports
 from fleetops.fleet.spec import FleetContext, ProcessSpec, http_ready
-from fleetops.settings import ENV_PREFIX, FleetSettings, load_settings
+from fleetops.settings import ENV_PREFIX, FleetSettings, load_settings, shown_as
 
 
 class AlertsFleetSettings(FleetSettings):
     # Overrides of [alerts.prometheus] / [alerts.alertmanager] for this run only.
-    prometheus_scrape_interval: Duration | None = None
-    prometheus_evaluation_interval: Duration | None = None
-    alertmanager_group_wait: Duration | None = None
-    # PagerDuty Events v2 routing key; written to a 0600 file in the run directory.
-    pagerduty_routing_key: str | None = Field(None, repr=False)
+    prometheus_scrape_interval: Duration | None = Field(
+        None, json_schema_extra=shown_as("[alerts.prometheus] scrape_interval")
+    )
+    """Prometheus' scrape interval for this run."""
+    prometheus_evaluation_interval: Duration | None = Field(
+        None, json_schema_extra=shown_as("[alerts.prometheus] evaluation_interval")
+    )
+    """Prometheus' rule evaluation interval for this run."""
+    alertmanager_group_wait: Duration | None = Field(
+        None, json_schema_extra=shown_as("[alerts.alertmanager] group_wait")
+    )
+    """Alertmanager's group_wait for this run."""
+    # Written to a 0600 file in the run directory, never to the rendered configuration.
+    pagerduty_routing_key: str | None = Field(
+        None, repr=False, json_schema_extra=shown_as("unset: the local pager only")
+    )
+    """PagerDuty Events v2 routing key: set, and pages go to PagerDuty too."""
 
 
 def host_port(endpoint: str) -> str:
@@ -53,7 +68,11 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
     settings = fleet_settings(ctx.env)
     points = breaking_points.load(ctx.env.get(breaking_points.FILE_ENV))
     config = points.alerts
-    ports = StackPorts(prometheus=ctx.port(9090), alertmanager=ctx.port(9093), pager=ctx.port(9095))
+    ports = StackPorts(
+        prometheus=ctx.port(default_ports.PROMETHEUS),
+        alertmanager=ctx.port(default_ports.ALERTMANAGER),
+        pager=ctx.port(default_ports.PAGER),
+    )
     files = render_stack(
         ctx.run_dir / "alerting",
         points=points,
@@ -69,29 +88,42 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
         group_wait=settings.alertmanager_group_wait,
         pagerduty_routing_key=settings.pagerduty_routing_key,
     )  # fmt: skip
-    pager = f"http://127.0.0.1:{ports.pager}"
-    alertmanager = f"http://127.0.0.1:{ports.alertmanager}"
-    prometheus = f"http://127.0.0.1:{ports.prometheus}"
-    ctx.endpoints["pager"] = pager
-    ctx.endpoints["alertmanager"] = alertmanager
-    ctx.endpoints["prometheus"] = prometheus
+    ctx.endpoints["pager"] = f"http://127.0.0.1:{ports.pager}"
+    ctx.endpoints["alertmanager"] = f"http://127.0.0.1:{ports.alertmanager}"
+    ctx.endpoints["prometheus"] = f"http://127.0.0.1:{ports.prometheus}"
     return [
-        ProcessSpec(
-            "pager",
-            pager_argv(ports.pager, files.pages_log),
-            ready=http_ready(f"{pager}/healthz"),
-            url=f"{pager}/pages",
-        ),
-        ProcessSpec(
-            "alertmanager",
-            alertmanager_argv(files, ports.alertmanager),
-            ready=http_ready(f"{alertmanager}/-/ready"),
-            url=alertmanager,
-        ),
-        ProcessSpec(
-            "prometheus",
-            prometheus_argv(files, ports.prometheus),
-            ready=http_ready(f"{prometheus}/-/ready"),
-            url=prometheus,
-        ),
+        pager_spec(ports.pager, files.pages_log),
+        alertmanager_spec(files, ports.alertmanager),
+        prometheus_spec(files, ports.prometheus),
     ]
+
+
+# One builder a process, so that whatever runs one of them alone runs the fleet's argv.
+def pager_spec(port: int, pages_log: Path) -> ProcessSpec:
+    pager = f"http://127.0.0.1:{port}"
+    return ProcessSpec(
+        "pager",
+        pager_argv(port, pages_log),
+        ready=http_ready(f"{pager}/healthz"),
+        url=f"{pager}/pages",
+    )
+
+
+def alertmanager_spec(files: StackFiles, port: int) -> ProcessSpec:
+    alertmanager = f"http://127.0.0.1:{port}"
+    return ProcessSpec(
+        "alertmanager",
+        alertmanager_argv(files, port),
+        ready=http_ready(f"{alertmanager}/-/ready"),
+        url=alertmanager,
+    )
+
+
+def prometheus_spec(files: StackFiles, port: int, resend_delay: str = "1m") -> ProcessSpec:
+    prometheus = f"http://127.0.0.1:{port}"
+    return ProcessSpec(
+        "prometheus",
+        prometheus_argv(files, port, resend_delay=resend_delay),
+        ready=http_ready(f"{prometheus}/-/ready"),
+        url=prometheus,
+    )

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from fleetops.fleet.spec import free_port
 from tests import postgres, rabbitmq
 from tests.helpers import wait_for
-from tests.servers import CeleryProcess, RedisServer, celery_argv, unique_name, worker_ready
+from tests.processes import Processes, processes_in
+from tests.servers import CeleryProcess, RedisServer, run_beat, run_worker, unique_name
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(port=free_port(), directory=tmp_path)
-    server.start()
-    yield server
-    server.stop()
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """The test's processes, in its tmp_path. The fixtures below start theirs here and leave
+    the stopping to this one: newest first, so that workers stop before their broker."""
+    with processes_in(tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+def redis_server(processes: Processes) -> RedisServer:
+    return RedisServer(processes).start()
 
 
 @pytest.fixture
@@ -39,20 +43,8 @@ def fleet_env(redis_server: RedisServer, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _child_env(fleet_env: dict[str, str], env: dict[str, str] | None) -> dict[str, str]:
-    merged = {k: v for k, v in os.environ.items() if not k.startswith("FLEETOPS_")}
-    merged.update(fleet_env)
-    merged.update(env or {})
-    merged.setdefault("PYTHONUNBUFFERED", "1")
-    return merged
-
-
 @pytest.fixture
-def start_worker(
-    fleet_env: dict[str, str], tmp_path: Path
-) -> Iterator[Callable[..., CeleryProcess]]:
-    started: list[CeleryProcess] = []
-
+def start_worker(fleet_env: dict[str, str], processes: Processes) -> Callable[..., CeleryProcess]:
     def start(
         queues: str = "images",
         name: str | None = None,
@@ -61,39 +53,20 @@ def start_worker(
         pool: str = "prefork",
     ) -> CeleryProcess:
         node = f"{name or unique_name('worker')}@127.0.0.1"
-        argv = celery_argv(
-            "worker", "-Q", queues, "-n", node, "-c", str(concurrency), "-P", pool,
-            "--loglevel=INFO", "-E", "--without-mingle", "--without-gossip",
-        )  # fmt: skip
-        worker = CeleryProcess(
-            "worker", node, argv, _child_env(fleet_env, env), tmp_path / f"{node}.log"
-        )
-        started.append(worker.start())
-        wait_for(lambda: worker_ready(worker), timeout=60, message=f"worker {node} ready")
-        return worker
+        return run_worker(processes, node, queues, {**fleet_env, **(env or {})}, concurrency, pool)
 
-    yield start
-    for worker in started:
-        worker.stop()
+    return start
 
 
 @pytest.fixture
-def start_beat(fleet_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., CeleryProcess]]:
-    started: list[CeleryProcess] = []
-
+def start_beat(
+    fleet_env: dict[str, str], processes: Processes, tmp_path: Path
+) -> Callable[..., CeleryProcess]:
     def start(env: dict[str, str] | None = None) -> CeleryProcess:
-        schedule = tmp_path / f"beat-{len(started)}"
-        argv = celery_argv("beat", "--loglevel=INFO", "-s", str(schedule))
-        beat = CeleryProcess(
-            "beat", "beat", argv, _child_env(fleet_env, env), tmp_path / "beat.log"
-        )
-        started.append(beat.start())
-        wait_for(lambda: beat.logged("beat: Starting"), timeout=60, message="beat started")
-        return beat
+        schedule = tmp_path / f"beat-{len(processes.children)}"
+        return run_beat(processes, schedule, {**fleet_env, **(env or {})})
 
-    yield start
-    for beat in started:
-        beat.stop()
+    return start
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import psycopg
 
-from fleetops.fleet.spec import free_port
-from tests.helpers import wait_for
+from fleetops.fleet.spec import ProcessSpec, free_port
+from tests.processes import processes_in
 
 ADMIN_URL_ENV = "FLEETOPS_TEST_POSTGRES_ADMIN_URL"
 
@@ -39,8 +40,8 @@ def _pg_bin(name: str) -> str | None:
 
 @contextlib.contextmanager
 def own_cluster() -> Iterator[str]:
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
+    initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
+    if not initdb or not postgres:
         raise RuntimeError("PostgreSQL binaries not found; scripts/test installs postgresql")
     root = Path(tempfile.mkdtemp(prefix="fleetops-pg-"))
     data, port = root / "data", free_port()
@@ -50,18 +51,19 @@ def own_cluster() -> Iterator[str]:
         as_user = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
                    check=True, capture_output=True)  # fmt: skip
-    subprocess.run(
-        [*as_user, pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"),
-         "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
-        check=True, capture_output=True,
-    )  # fmt: skip
     dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    # In the foreground (no pg_ctl): a server that cannot start fails at once with its log.
+    argv = [*as_user, postgres, "-D", str(data), "-p", str(port), "-k", str(root),
+            "-c", "listen_addresses=127.0.0.1"]  # fmt: skip
     try:
-        wait_for(lambda: _answers(dsn), timeout=30, message="own PostgreSQL")
-        yield dsn
+        with processes_in(root) as processes:
+            server = processes.start(
+                ProcessSpec("postgres", argv, ready=lambda: _answers(dsn), ready_timeout=30)
+            )
+            yield dsn
+            # Fast shutdown: clients still connected are cut off rather than waited for.
+            server.kill(signal.SIGINT)
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)  # fmt: skip
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -1,10 +1,8 @@
-"""Real servers and processes for tests, each on a free loopback port."""
+"""Redis and Celery processes for tests, each on a free loopback port, started through
+tests.processes."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,54 +14,49 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.helpers import exited, wait_for
+from fleetops.fleet.broker import redis_server_binary
+from fleetops.fleet.spec import ProcessSpec, free_port
+from tests.processes import REPO, Child, Processes
 
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["REPO", "CeleryProcess", "RedisServer", "celery_argv", "run_beat", "run_worker"]
+
+# Celery takes a while to import and connect on a busy machine.
+CELERY_READY_TIMEOUT = 90.0
 
 
 @dataclass
 class RedisServer:
-    port: int
-    directory: Path
-    process: subprocess.Popen | None = None
+    processes: Processes
+    port: int = field(default_factory=free_port)
     # Started with requirepass when set: a URL with a password fails AUTH on a Redis without.
     password: str | None = None
+    child: Child | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    @property
-    def log_path(self) -> Path:
-        return self.directory / f"redis-{self.port}.log"
-
     def client(self, db: int = 0) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, password=self.password)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self.child.log() if self.child is not None else ""
 
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed; scripts/test installs it")
-        # Redis logs to stdout: kept in a file, so a server that dies (a port taken, a bad
-        # option) fails the test with its reason instead of a timeout.
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                 "--appendonly", "no", "--dir", str(self.directory),
-                 *(["--requirepass", self.password] if self.password else [])],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        wait_for(self._answers, timeout=20, message=f"redis on {self.port}")
+    def start(self) -> RedisServer:
+        """Start it, or start it again on the same port after stop()."""
+        if self.child is not None:
+            self.child.start()
+            return self
+        # No snapshots: a test's Redis starts empty, also when a test restarts it.
+        argv = [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port),
+                "--save", "", "--appendonly", "no", "--dir", str(self.processes.run_dir),
+                *(["--requirepass", self.password] if self.password else [])]  # fmt: skip
+        spec = ProcessSpec(f"redis-{self.port}", argv, ready=self._answers, ready_timeout=20)
+        self.child = self.processes.start(spec, label=f"redis-server on {self.port}")
+        return self
 
     def _answers(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise exited(f"redis-server on {self.port}", self.process.returncode, self.log())
         # Short, and no retries (redis-py's own take half a minute): a ping to a port that
         # something else holds must not outlast the server we started.
         probe = redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
@@ -71,14 +64,14 @@ class RedisServer:
                             retry=Retry(NoBackoff(), 0))  # fmt: skip
         try:
             return bool(probe.ping())
+        except redis.exceptions.RedisError:
+            return False
         finally:
             probe.close()
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
+        if self.child is not None:
+            self.child.stop(grace=10)
 
 
 @dataclass
@@ -87,67 +80,70 @@ class CeleryProcess:
 
     kind: str
     hostname: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    process: subprocess.Popen | None = None
-    extra: dict = field(default_factory=dict)
+    child: Child
 
-    def start(self) -> CeleryProcess:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        return self
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self.child.process
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.child.log()
 
     def logged(self, text: str) -> bool:
         """Whether the log says ``text`` yet: a readiness predicate for wait_for that raises
         ProcessExited, with the log's end, once the process has died."""
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise exited(f"{self.kind} {self.hostname}", self.process.returncode, self.log())
-        return text in self.log()
+        return self.child.logged(text)
 
     def kill(self, signum: int = signal.SIGKILL) -> None:
-        assert self.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signum)
-        self.process.wait(timeout=30)
+        self.child.kill(signum)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            self._reap()
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=20)
-        self._reap()
-
-    def _reap(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=10)
+        self.child.stop()
 
 
 def celery_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "workers.app", *args]
 
 
-def worker_ready(worker: CeleryProcess) -> bool:
-    return worker.logged(" ready.")
+def run_celery(
+    processes: Processes,
+    kind: str,
+    hostname: str,
+    args: list[str],
+    env: dict[str, str],
+    ready_log: str,
+    wait: bool = True,
+) -> CeleryProcess:
+    """``celery -A workers.app <args>``, ready once its log says ``ready_log``."""
+    spec = ProcessSpec(
+        hostname if kind == "worker" else kind,
+        celery_argv(*args),
+        ready_timeout=CELERY_READY_TIMEOUT,
+    )
+    child = processes.start(spec, env, label=f"{kind} {hostname}", ready_log=ready_log, wait=wait)
+    return CeleryProcess(kind, hostname, child)
+
+
+def run_worker(
+    processes: Processes,
+    node: str,
+    queues: str,
+    env: dict[str, str],
+    concurrency: int = 2,
+    pool: str = "prefork",
+    wait: bool = True,
+) -> CeleryProcess:
+    """A worker sending events, without mingle and gossip (nothing to agree on in a test)."""
+    args = ["worker", "-Q", queues, "-n", node, "-c", str(concurrency), "-P", pool,
+            "--loglevel=INFO", "-E", "--without-mingle", "--without-gossip"]  # fmt: skip
+    return run_celery(processes, "worker", node, args, env, " ready.", wait=wait)
+
+
+def run_beat(
+    processes: Processes, schedule: Path, env: dict[str, str], wait: bool = True
+) -> CeleryProcess:
+    args = ["beat", "--loglevel=INFO", "-s", str(schedule)]
+    return run_celery(processes, "beat", "beat", args, env, "beat: Starting", wait=wait)
 
 
 def unique_name(prefix: str) -> str:

@@ -56,6 +56,13 @@ class FleetRunner:
         run_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, spec: ProcessSpec, env: dict[str, str]) -> Running:
+        running = self.launch(spec, env)
+        self.wait_ready(running)
+        return running
+
+    def launch(self, spec: ProcessSpec, env: dict[str, str]) -> Running:
+        """Spawn without waiting for readiness, so that slow starters can come up side by side;
+        wait_ready() completes what start() does."""
         merged = dict(env)
         merged.update(spec.env)
         log_path = self.run_dir / f"{spec.name}.log"
@@ -63,10 +70,13 @@ class FleetRunner:
         running.process = self._spawn(running)
         self.running.append(running)
         self._write_manifest()
-        if spec.ready is not None:
+        return running
+
+    def wait_ready(self, running: Running) -> None:
+        """Return once the ready probe passes; FleetError, with the log's tail, if it exits."""
+        if running.spec.ready is not None and running.process is not None:
             self._wait_ready(running, running.process)
         running.up_since = time.monotonic()
-        return running
 
     def _spawn(self, running: Running) -> subprocess.Popen:
         # Append: a restarted process continues the same log, after its predecessor's last words.
@@ -176,19 +186,36 @@ class FleetRunner:
         # Processes waiting in backoff have nothing to signal; clearing the list below is what
         # stops them: nothing restarts once watch() has returned.
         live = [r.process for r in reversed(self.running) if r.process is not None]
-        for process in live:
-            _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for process in live:
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                process.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait(timeout=5)
-            # Pool children may linger after their parent exits; the group goes with it.
-            _signal_group(process, signal.SIGKILL)
+        _end(live, signal.SIGTERM, grace)
         self.running.clear()
+
+    def stop_one(
+        self, running: Running, grace: float = 10.0, signum: int = signal.SIGTERM
+    ) -> int | None:
+        """Stop one process as stop() stops them all, with ``signum`` first; its exit code (None
+        when it was waiting in backoff). The others, and the fleet's watch, go on."""
+        self.running[:] = [r for r in self.running if r is not running]
+        self._write_manifest()
+        if running.process is None:
+            return None
+        _end([running.process], signum, grace)
+        return running.process.returncode
+
+
+def _end(processes: list[subprocess.Popen], signum: int, grace: float) -> None:
+    """Signal every group at once, then wait for each: ``grace`` in all, KILL for the late."""
+    for process in processes:
+        _signal_group(process, signum)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            process.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait(timeout=5)
+        # Pool children may linger after their parent exits; the group goes with it.
+        _signal_group(process, signal.SIGKILL)
 
 
 def _tail(log_path: Path, lines: int) -> str:

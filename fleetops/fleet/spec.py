@@ -32,10 +32,13 @@ class FleetContext:
     env: dict[str, str]
     endpoints: dict[str, str] = field(default_factory=dict)
     reserved_ports: set[int] = field(default_factory=set)
+    # Any free port even when the preferred one is free: for tests, which share the machine
+    # with a fleet that may be starting on the preferred ports right now.
+    any_port: bool = False
 
     def port(self, preferred: int) -> int:
         """The preferred port when it is free on loopback, otherwise any free one."""
-        candidate = preferred
+        candidate = free_port() if self.any_port else preferred
         while candidate in self.reserved_ports or not port_is_free(candidate):
             candidate = free_port()
         self.reserved_ports.add(candidate)

@@ -14,11 +14,11 @@ import yaml
 from alerts.alertmanager import reference_config
 from alerts.catalog import AlertRule
 from alerts.config import AlertsConfig
-from alerts.stack import StackFiles, alertmanager_argv
 from alerts.yamlout import dump
-from fleetops.fleet.spec import free_port
 from tests.alerts.conftest import ALERTS_DIR, tool
+from tests.alerts.standalone import start_alertmanager
 from tests.helpers import wait_for
+from tests.processes import processes_in
 
 CONFIG = ALERTS_DIR / "alertmanager.yml"
 EXPECTED_RECEIVER = {"critical": "pager", "warning": "ticket", "info": "blackhole"}
@@ -56,29 +56,13 @@ def test_unknown_severity_still_reaches_a_person() -> None:
 
 @pytest.fixture(scope="module")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    directory = tmp_path_factory.mktemp("alertmanager")
-    (directory / "data").mkdir()
     # The committed routing and inhibition, without PagerDuty (no network here); webhooks point
     # at a port nobody listens on.
     committed = yaml.safe_load(CONFIG.read_text())
     for receiver in committed["receivers"]:
         receiver.pop("pagerduty_configs", None)
-    config = directory / "alertmanager.yml"
-    config.write_text(dump(committed))
-    files = StackFiles(Path(), Path(), config, directory / "data", Path())
-    port = free_port()
-    process = subprocess.Popen(
-        alertmanager_argv(files, port), stdout=(directory / "log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(f"{url}/-/ready").status_code == 200, timeout=60,
-                 message="alertmanager ready")  # fmt: skip
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with processes_in(tmp_path_factory.mktemp("alertmanager")) as processes:
+        yield start_alertmanager(processes, committed)
 
 
 def _post(url: str, *alerts: dict[str, str]) -> None:
@@ -99,6 +83,20 @@ def _inhibited(url: str, alertname: str, **labels: str) -> bool | None:
     return None
 
 
+Selector = tuple[str, dict[str, str]]
+
+
+def _expect(url: str, why: str, inhibited: list[Selector], active: list[Selector]) -> None:
+    """Once the first of ``inhibited`` is inhibited (Alertmanager applies an inhibition when the
+    alerts arrive), the others are too, and none of ``active`` is."""
+    (first, labels), *others = inhibited
+    wait_for(lambda: _inhibited(url, first, **labels), timeout=30, message=why)
+    for name, labels in others:
+        assert _inhibited(url, name, **labels) is True, (name, labels)
+    for name, labels in active:
+        assert _inhibited(url, name, **labels) is False, (name, labels)
+
+
 def test_higher_severity_inhibits_lower_for_the_same_queue_only(alertmanager: str) -> None:
     _post(
         alertmanager,
@@ -112,13 +110,13 @@ def test_higher_severity_inhibits_lower_for_the_same_queue_only(alertmanager: st
          "level": "warning", "queue_name": "reminders"},
         {"alertname": "FleetopsFlowerDown", "severity": "warning", "job": "flower"},
     )  # fmt: skip
-    wait_for(lambda: _inhibited(alertmanager, "CeleryQueueDepthWarning", queue_name="images"),
-             timeout=30, message="warning inhibited by critical on the same queue")  # fmt: skip
-    assert _inhibited(alertmanager, "CeleryTaskLatencyWarning", queue_name="images") is True
-    assert _inhibited(alertmanager, "CeleryQueueDepthWarning", queue_name="reminders") is False
-    # A critical about a queue says nothing about fleet-wide warnings.
-    assert _inhibited(alertmanager, "FleetopsFlowerDown") is False
-    assert _inhibited(alertmanager, "CeleryQueueDepthCritical", queue_name="images") is False
+    _expect(alertmanager, "warning inhibited by critical on the same queue",
+            inhibited=[("CeleryQueueDepthWarning", {"queue_name": "images"}),
+                       ("CeleryTaskLatencyWarning", {"queue_name": "images"})],
+            active=[("CeleryQueueDepthWarning", {"queue_name": "reminders"}),
+                    # A critical about a queue says nothing about fleet-wide warnings.
+                    ("FleetopsFlowerDown", {}),
+                    ("CeleryQueueDepthCritical", {"queue_name": "images"})])  # fmt: skip
 
 
 def test_breaking_inhibits_critical_of_the_same_signal_and_worker(alertmanager: str) -> None:
@@ -131,9 +129,9 @@ def test_breaking_inhibits_critical_of_the_same_signal_and_worker(alertmanager: 
         {"alertname": "CeleryWorkerMemoryCritical", "severity": "critical",
          "signal": "worker_memory", "level": "critical", "hostname": "celery@b"},
     )  # fmt: skip
-    wait_for(lambda: _inhibited(alertmanager, "CeleryWorkerMemoryCritical", hostname="celery@a"),
-             timeout=30, message="critical inhibited by breaking")  # fmt: skip
-    assert _inhibited(alertmanager, "CeleryWorkerMemoryCritical", hostname="celery@b") is False
+    _expect(alertmanager, "critical inhibited by breaking",
+            inhibited=[("CeleryWorkerMemoryCritical", {"hostname": "celery@a"})],
+            active=[("CeleryWorkerMemoryCritical", {"hostname": "celery@b"})])  # fmt: skip
 
 
 def test_broker_down_inhibits_its_symptoms_on_the_same_job_only(alertmanager: str) -> None:
@@ -149,11 +147,11 @@ def test_broker_down_inhibits_its_symptoms_on_the_same_job_only(alertmanager: st
         {"alertname": "CeleryBeatMissedRun", "severity": "critical",
          "job": "fleetops-exporter", "name": "reminders.send_due_soon"},
     )  # fmt: skip
-    wait_for(lambda: _inhibited(alertmanager, "CeleryQueueNoConsumer", queue_name="maintenance"),
-             timeout=30, message="no-consumer inhibited by broker down")  # fmt: skip
-    assert _inhibited(alertmanager, "CeleryQueueNoConsumer", queue_name="exports") is False
-    assert _inhibited(alertmanager, "CeleryBeatMissedRun", job="fleetops-exporter") is False
-    assert _inhibited(alertmanager, "FleetopsBrokerDown") is False
+    _expect(alertmanager, "no-consumer inhibited by broker down",
+            inhibited=[("CeleryQueueNoConsumer", {"queue_name": "maintenance"})],
+            active=[("CeleryQueueNoConsumer", {"queue_name": "exports"}),
+                    ("CeleryBeatMissedRun", {"job": "fleetops-exporter"}),
+                    ("FleetopsBrokerDown", {})])  # fmt: skip
 
 
 def test_a_stalled_exporter_inhibits_the_symptoms_of_its_frozen_events(alertmanager: str) -> None:
@@ -177,14 +175,12 @@ def test_a_stalled_exporter_inhibits_the_symptoms_of_its_frozen_events(alertmana
          **polling},
         {"alertname": "FleetopsEventsStopped", "severity": "critical", **polling},
     )  # fmt: skip
-    wait_for(
-        lambda: _inhibited(alertmanager, "FleetopsEventsStopped", instance="stalled:9808"),
-        timeout=30, message="events stopped inhibited by the stalled applier",
-    )  # fmt: skip
-    assert _inhibited(alertmanager, "CeleryWorkerDown", hostname="celery@frozen") is True
-    assert _inhibited(alertmanager, "CeleryWorkerDown", hostname="celery@gone") is False
-    assert _inhibited(alertmanager, "FleetopsEventsStopped", instance="polling:9808") is False
-    assert _inhibited(alertmanager, "FleetopsExporterStalled", instance="stalled:9808") is False
+    _expect(alertmanager, "events stopped inhibited by the stalled applier",
+            inhibited=[("FleetopsEventsStopped", {"instance": "stalled:9808"}),
+                       ("CeleryWorkerDown", {"hostname": "celery@frozen"})],
+            active=[("CeleryWorkerDown", {"hostname": "celery@gone"}),
+                    ("FleetopsEventsStopped", {"instance": "polling:9808"}),
+                    ("FleetopsExporterStalled", {"instance": "stalled:9808"})])  # fmt: skip
 
 
 def test_secrets_are_read_from_files_amtool_accepts(tmp_path: Path) -> None:

@@ -11,31 +11,24 @@ crossing the threshold to the page, and from the worker's start to the resolutio
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from alerts.stack import (
-    StackPorts,
-    alertmanager_argv,
-    fleetops_command,
-    pager_argv,
-    prometheus_argv,
-    render_stack,
-)
+from alerts.fleet import alertmanager_spec, host_port, pager_spec, prometheus_spec
+from alerts.stack import StackPorts, render_stack
 from fleetops import breaking_points
 from fleetops.fleet.spec import free_port
 from tests.alerts.conftest import ALERTS_DIR, REPO, RUNBOOKS_DIR
+from tests.exporter.process import fleet_exporters, run_exporter
 from tests.helpers import wait_for
-from tests.servers import CeleryProcess
+from tests.processes import Processes
+from tests.servers import CeleryProcess, RedisServer
 from workers.client import client_app
 
 pytestmark = [
@@ -67,75 +60,48 @@ def lowered_breaking_points(path: Path) -> Path:
     return path
 
 
-class Processes:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.running: list[subprocess.Popen] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        log = (self.directory / f"{name}.log").open("wb")
-        self.running.append(
-            subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        )
-
-    def stop(self) -> None:
-        for process in reversed(self.running):
-            process.terminate()
-        for process in self.running:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-
-
 @pytest.fixture
 def stack(
-    redis_server, fleet_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[dict]:
-    monkeypatch.setenv(breaking_points.FILE_ENV, str(lowered_breaking_points(tmp_path / "bp.toml")))
+    redis_server: RedisServer,
+    fleet_env: dict[str, str],
+    processes: Processes,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict:
+    points_file = lowered_breaking_points(tmp_path / "bp.toml")
+    monkeypatch.setenv(breaking_points.FILE_ENV, str(points_file))
     points = breaking_points.load()
     ports = StackPorts(prometheus=free_port(), alertmanager=free_port(), pager=free_port())
-    exporter_port, flower_port = free_port(), free_port()
+    # Every process reads the lowered breaking points, as the fleet's would.
+    env = {breaking_points.FILE_ENV: str(points_file)}
+    exporter = run_exporter(processes, redis_server.url, "--queue", QUEUE, env=env, wait=False)
+    flower = fleet_exporters(redis_server.url, tmp_path)["flower"]
+    assert flower.url is not None
     files = render_stack(
         tmp_path / "alerting", points=points, config=points.alerts, ports=ports,
-        exporter_targets=[f"127.0.0.1:{exporter_port}"],
-        flower_targets=[f"127.0.0.1:{flower_port}"],
+        exporter_targets=[f"127.0.0.1:{exporter.port}"],
+        flower_targets=[host_port(flower.url)],
         scrape_interval="1s", evaluation_interval="1s", group_wait="1s", group_interval="2s",
     )  # fmt: skip
-    processes = Processes(tmp_path)
+    # All start at once; the fixture returns once each is ready.
+    started = [
+        exporter.child,
+        processes.start(flower, {**fleet_env, **env}, wait=False),
+        processes.start(pager_spec(ports.pager, files.pages_log), env, wait=False),
+        processes.start(alertmanager_spec(files, ports.alertmanager), env, wait=False),
+        processes.start(prometheus_spec(files, ports.prometheus, resend_delay="2s"), env,
+                        wait=False),
+    ]  # fmt: skip
+    for child in started:
+        child.wait_ready()
     urls = {
-        "exporter": f"http://127.0.0.1:{exporter_port}",
-        "flower": f"http://127.0.0.1:{flower_port}",
+        "exporter": exporter.url,
+        "flower": flower.url,
         "pager": f"http://127.0.0.1:{ports.pager}",
         "alertmanager": f"http://127.0.0.1:{ports.alertmanager}",
         "prometheus": f"http://127.0.0.1:{ports.prometheus}",
     }
-    try:
-        processes.start("exporter", [
-            *fleetops_command(), "exporter", "--broker-url", redis_server.url,
-            "--host", "127.0.0.1", "--port", str(exporter_port),
-            "--poll-interval", "0.5", "--queue", QUEUE,
-        ])  # fmt: skip
-        processes.start("flower", [
-            sys.executable, "-m", "celery", "-A", "workers.app", "flower",
-            f"--port={flower_port}", "--address=127.0.0.1", f"--broker={redis_server.url}",
-        ], env={**os.environ, **fleet_env})  # fmt: skip
-        processes.start("pager", pager_argv(ports.pager, files.pages_log))
-        processes.start("alertmanager", alertmanager_argv(files, ports.alertmanager))
-        processes.start("prometheus", prometheus_argv(files, ports.prometheus, resend_delay="2s"))
-        for name, path in (
-            ("exporter", "/healthz"),
-            ("flower", "/healthcheck"),
-            ("pager", "/healthz"),
-            ("alertmanager", "/-/ready"),
-            ("prometheus", "/-/ready"),
-        ):
-            wait_for(lambda u=urls[name] + path: httpx.get(u, timeout=2).status_code == 200,
-                     timeout=60, message=f"{name} ready")  # fmt: skip
-        yield {"urls": urls, "redis": redis_server, "dir": tmp_path}
-    finally:
-        processes.stop()
+    return {"urls": urls, "redis": redis_server, "dir": tmp_path}
 
 
 def _query(prometheus: str, promql: str) -> list[dict]:

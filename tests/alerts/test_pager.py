@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,10 +9,11 @@ import httpx
 import orjson
 import pytest
 
-from alerts.stack import pager_argv
+from alerts.fleet import pager_spec
 from fleetops.fleet.spec import free_port
 from tests.alerts.conftest import RUNBOOKS_DIR
 from tests.helpers import wait_for
+from tests.processes import processes_in
 
 NOTIFICATION = {
     "version": "4",
@@ -39,20 +39,11 @@ NOTIFICATION = {
 
 @pytest.fixture(scope="module")
 def pager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
-    directory = tmp_path_factory.mktemp("pager")
     port = free_port()
-    pages_log, output = directory / "pages.jsonl", directory / "pager.log"
-    process = subprocess.Popen(
-        pager_argv(port, pages_log), stdout=output.open("wb"), stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, timeout=60,
-                 message="pager ready")  # fmt: skip
-        yield url, pages_log, output
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with processes_in(tmp_path_factory.mktemp("pager")) as processes:
+        pages_log = processes.run_dir / "pages.jsonl"
+        pager = processes.start(pager_spec(port, pages_log))
+        yield f"http://127.0.0.1:{port}", pages_log, pager.log_path
 
 
 def test_a_page_is_logged_with_its_runbook_link(pager: tuple[str, Path, Path]) -> None:

@@ -3,11 +3,8 @@ every second, for tests that run dashboard queries."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,26 +12,26 @@ from pathlib import Path
 import httpx
 import yaml
 
+from alerts.fleet import prometheus_spec
+from alerts.stack import StackFiles
 from fleetops.fleet.spec import free_port
-from tests.helpers import wait_for
+from tests.processes import Processes
 
 LABEL_VALUES = re.compile(r"^label_values\((?:(?P<selector>.+),\s*)?(?P<label>\w+)\)$")
 
 
 @dataclass
 class PrometheusServer:
-    directory: Path
+    processes: Processes
     targets: dict[str, str]  # job -> host:port
     rule_files: list[Path] = field(default_factory=list)
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> PrometheusServer:
-        binary = shutil.which("prometheus") or "/usr/bin/prometheus"
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in self.rule_files],
@@ -43,35 +40,15 @@ class PrometheusServer:
                 for job, target in self.targets.items()
             ],
         }
-        config_file = self.directory / "prometheus.yml"
+        directory = self.processes.run_dir / "prometheus"
+        directory.mkdir()
+        config_file = directory / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(config))
-        log = (self.directory / "prometheus.log").open("ab")
-        self.process = subprocess.Popen(
-            [binary, f"--config.file={config_file}",
-             f"--storage.tsdb.path={self.directory / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        log.close()
-        wait_for(self._ready, timeout=60, message=f"prometheus on {self.port}")
+        # The fleet's Prometheus argv and probe, with this configuration: no Alertmanager or
+        # pager beside it.
+        files = StackFiles(config_file, directory / "data", Path(), Path(), Path())
+        self.processes.start(prometheus_spec(files, self.port))
         return self
-
-    def _ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            log = (self.directory / "prometheus.log").read_text()
-            raise RuntimeError(f"prometheus exited:\n{log[-3000:]}")
-        return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=20)
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(timeout=10)
-            self.process = None
 
     def query(self, expr: str) -> list[dict]:
         """Instant query at now; raises on a PromQL error."""

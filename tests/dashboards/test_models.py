@@ -141,19 +141,24 @@ def test_breaking_point_panels_draw_the_configured_levels() -> None:
     assert checked >= 6
 
 
+def _overview_with_points_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The overview dashboard built while ``path`` is the breaking points file."""
+    monkeypatch.setenv(breaking_points.FILE_ENV, str(path))
+    breaking_points.current.cache_clear()
+    try:
+        return json.loads(render(BUILDERS["overview"](BuildOptions())))
+    finally:
+        monkeypatch.delenv(breaking_points.FILE_ENV)
+        breaking_points.current.cache_clear()
+
+
 def test_thresholds_follow_the_breaking_points_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = breaking_points.DEFAULT_FILE.read_text()
     changed = tmp_path / "breaking_points.toml"
     changed.write_text(original.replace("warning = 1000", "warning = 1234", 1))
-    monkeypatch.setenv(breaking_points.FILE_ENV, str(changed))
-    breaking_points.current.cache_clear()
-    try:
-        overview = json.loads(render(BUILDERS["overview"](BuildOptions())))
-    finally:
-        monkeypatch.delenv(breaking_points.FILE_ENV)
-        breaking_points.current.cache_clear()
+    overview = _overview_with_points_file(changed, monkeypatch)
     depth = next(p for p in panels(overview) if p["title"] == "Queue depth")
     values = [s["value"] for s in depth["fieldConfig"]["defaults"]["thresholds"]["steps"]]
     assert values[1] == 1234
@@ -198,13 +203,7 @@ def test_runbook_links_follow_the_runbook_base_of_the_breaking_points_file(
     changed.write_text(
         f'{breaking_points.DEFAULT_FILE.read_text()}\n[alerts]\nrunbook_url_base = "{base}"\n'
     )
-    monkeypatch.setenv(breaking_points.FILE_ENV, str(changed))
-    breaking_points.current.cache_clear()
-    try:
-        overview = json.loads(render(BUILDERS["overview"](BuildOptions())))
-    finally:
-        monkeypatch.delenv(breaking_points.FILE_ENV)
-        breaking_points.current.cache_clear()
+    overview = _overview_with_points_file(changed, monkeypatch)
     links = [link["url"] for panel in panels(overview) for link in panel.get("links", [])]
     assert f"{base}/CeleryQueueDepthCritical.md" in links
     assert all(url.startswith(f"{base}/") for url in links), links

@@ -7,22 +7,21 @@ every query must return at least one number."""
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from celery import Celery
 
-from fleetops.fleet.spec import free_port
+from alerts.fleet import host_port
+from exporters.history.fleet import processes as recorder_specs
+from exporters.metrics.fleet import processes as exporter_specs
+from fleetops.fleet.spec import FleetContext
 from tests.dashboards.prometheus_server import PrometheusServer, has_number
 from tests.dashboards.walk import built_json, panels, query_variables
 from tests.helpers import wait_for
-from tests.servers import REPO, CeleryProcess, RedisServer
+from tests.processes import Processes
+from tests.servers import CeleryProcess
 
 pytestmark = pytest.mark.slow
 
@@ -47,86 +46,37 @@ def _exporter_available() -> bool:
     return True
 
 
-def _child_env(fleet_env: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETOPS_")}
-    return env | fleet_env | {"PYTHONUNBUFFERED": "1"}
-
-
-def _serve(argv: list[str], env: dict[str, str], log: Path, metrics_url: str) -> subprocess.Popen:
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            argv, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def serving() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"{argv[:4]} exited:\n{log.read_text()[-3000:]}")
-        return httpx.get(metrics_url, timeout=2).status_code == 200
-
-    wait_for(serving, timeout=60, message=f"{metrics_url} serving")
-    return process
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @pytest.fixture
 def scraped_fleet(
-    redis_server: RedisServer,
     fleet_env: dict[str, str],
+    processes: Processes,
     start_worker: Callable[..., CeleryProcess],
     start_beat: Callable[..., CeleryProcess],
-    tmp_path: Path,
-) -> Iterator[PrometheusServer]:
+) -> PrometheusServer:
     if not _exporter_available():
         pytest.skip("exporters.metrics.cli (`fleetops exporter`) is not importable yet")
-    env = _child_env(fleet_env)
-    exporter_port, flower_port, recorder_port = free_port(), free_port(), free_port()
-    exporter = _serve(
-        [sys.executable, "-m", "fleetops", "exporter", "--broker-url", redis_server.url,
-         "--host", "127.0.0.1", "--port", str(exporter_port)],
-        env, tmp_path / "exporter.log", f"http://127.0.0.1:{exporter_port}/metrics",
-    )  # fmt: skip
-    flower = _serve(
-        [sys.executable, "-m", "celery", "-A", "workers.app", "flower",
-         f"--port={flower_port}", "--address=127.0.0.1", f"--broker={redis_server.url}"],
-        env, tmp_path / "flower.log", f"http://127.0.0.1:{flower_port}/metrics",
-    )  # fmt: skip
-    recorder = _serve(
-        [sys.executable, "-m", "fleetops", "recorder",
-         "--database-url", f"sqlite:///{tmp_path / 'history.db'}"],
-        env | {"FLEETOPS_HISTORY_METRICS_PORT": str(recorder_port)},
-        tmp_path / "recorder.log", f"http://127.0.0.1:{recorder_port}/metrics",
-    )  # fmt: skip
-    rules = tmp_path / "watchdog.rules.yml"
+    # The fleet's own specs, as `fleetops up` builds them, on free ports.
+    run_dir = processes.run_dir
+    history = f"sqlite:///{run_dir / 'history.db'}"
+    ctx = FleetContext(
+        run_dir, {**fleet_env, "FLEETOPS_HISTORY_DATABASE_URL": history}, any_port=True
+    )
+    specs = [*exporter_specs(ctx), *recorder_specs(ctx)]
+    for child in [processes.start(spec, ctx.env, wait=False) for spec in specs]:
+        child.wait_ready()
+    rules = run_dir / "watchdog.rules.yml"
     rules.write_text(WATCHDOG_RULES)
+    jobs = {"exporter": EXPORTER_JOB, "flower": FLOWER_JOB, "recorder": RECORDER_JOB}
     prometheus = PrometheusServer(
-        tmp_path,
-        {
-            EXPORTER_JOB: f"127.0.0.1:{exporter_port}",
-            FLOWER_JOB: f"127.0.0.1:{flower_port}",
-            RECORDER_JOB: f"127.0.0.1:{recorder_port}",
-        },
+        processes,
+        {jobs[spec.name]: host_port(spec.url or "") for spec in specs},
         rule_files=[rules],
     ).start()
-    try:
-        # Only maintenance is consumed: reminders sent by Beat pile up as a real backlog.
-        start_worker(queues="maintenance", name="dash-worker", concurrency=2)
-        start_beat()
-        _drive_traffic(redis_server.url)
-        yield prometheus
-    finally:
-        prometheus.stop()
-        _stop(recorder)
-        _stop(flower)
-        _stop(exporter)
+    # Only maintenance is consumed: reminders sent by Beat pile up as a real backlog.
+    start_worker(queues="maintenance", name="dash-worker", concurrency=2)
+    start_beat()
+    _drive_traffic(fleet_env["FLEETOPS_BROKER_URL"])
+    return prometheus
 
 
 def _drive_traffic(broker_url: str) -> None:

@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from celery import Celery
 
-from tests.exporter.process import ExporterProcess
+from tests.exporter.process import ExporterProcess, run_exporter
+from tests.processes import Processes
 from tests.servers import RedisServer
 
 
 @pytest.fixture
 def start_exporter(
-    redis_server: RedisServer, tmp_path: Path
-) -> Iterator[Callable[..., ExporterProcess]]:
-    started: list[ExporterProcess] = []
-
+    redis_server: RedisServer, processes: Processes
+) -> Callable[..., ExporterProcess]:
     def start(*args: str) -> ExporterProcess:
-        exporter = ExporterProcess(
-            redis_server.url, tmp_path / f"exporter-{len(started)}.log", args=args
-        )
-        started.append(exporter)
-        return exporter.start()
+        return run_exporter(processes, redis_server.url, *args)
 
-    yield start
-    for exporter in started:
-        exporter.stop()
+    return start
 
 
 @pytest.fixture

@@ -1,20 +1,21 @@
-"""A real ``fleetops exporter`` process for tests, and a reader of its /metrics."""
+"""A real ``fleetops exporter`` process for tests, as the fleet starts it, and a reader of its
+/metrics."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetops.fleet.spec import free_port
-from tests.helpers import exited, wait_for
-from tests.servers import REPO
+from exporters.metrics.fleet import processes as exporter_specs
+from fleetops.fleet.spec import FleetContext, ProcessSpec
+from fleetops.settings import ENV_PREFIX
+from tests.processes import Child, Processes
 
 Samples = dict[tuple[str, frozenset], float]
 
@@ -37,58 +38,56 @@ def total(samples: Samples, name: str, /, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
+def fleet_exporters(broker_url: str, run_dir: Path) -> dict[str, ProcessSpec]:
+    """Flower and the exporter by name, with the fleet's own argv, each on a free port."""
+    ctx = FleetContext(run_dir, {ENV_PREFIX + "BROKER_URL": broker_url}, any_port=True)
+    return {spec.name: spec for spec in exporter_specs(ctx)}
+
+
 @dataclass
 class ExporterProcess:
-    broker_url: str
-    log_path: Path
-    args: tuple[str, ...] = ()
-    port: int = 0
-    process: subprocess.Popen | None = None
+    child: Child
+
+    @property
+    def port(self) -> int:
+        port = urlsplit(self.child.spec.url or "").port
+        assert port is not None
+        return port
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> ExporterProcess:
-        self.port = self.port or free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETOPS_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        argv = [
-            sys.executable, "-m", "fleetops", "exporter", "--broker-url", self.broker_url,
-            "--host", "127.0.0.1", "--port", str(self.port), "--poll-interval", "0.5",
-            *self.args,
-        ]  # fmt: skip
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        wait_for(self._serving, timeout=60, message="exporter serving /metrics")
-        return self
-
-    def _serving(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise exited("exporter", self.process.returncode, self.log())
-        return httpx.get(f"{self.url}/metrics", timeout=5).status_code == 200
-
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.child.log()
 
-    def metrics(self) -> Samples:
+    def alive(self) -> bool:
+        return self.child.alive()
+
+    def metrics_text(self) -> str:
         response = httpx.get(f"{self.url}/metrics", timeout=10)
         response.raise_for_status()
-        return parse(response.text)
+        return response.text
+
+    def metrics(self) -> Samples:
+        return parse(self.metrics_text())
 
     def healthz(self) -> int:
         return httpx.get(f"{self.url}/healthz", timeout=10).status_code
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        self.child.stop()
+
+
+def run_exporter(
+    processes: Processes,
+    broker_url: str,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    wait: bool = True,
+) -> ExporterProcess:
+    """The fleet's exporter polling the broker every 0.5 s (tests wait on queue lengths), with
+    ``args`` after the fleet's own."""
+    spec = fleet_exporters(broker_url, processes.run_dir)["exporter"]
+    spec = dataclasses.replace(spec, argv=[*spec.argv, "--poll-interval", "0.5", *args])
+    return ExporterProcess(processes.start(spec, env, wait=wait))

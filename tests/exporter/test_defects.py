@@ -6,8 +6,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,10 +18,10 @@ from exporters.stream.batches import BatchQueue
 from exporters.stream.redis_reader import RedisEventReader
 from exporters.stream.resp import command
 from exporters.stream.status import StreamStatus
-from fleetops.fleet.spec import free_port
-from tests.exporter.process import ExporterProcess, value
+from tests.exporter.process import run_exporter, value
 from tests.exporter.test_units import _render as render_text
 from tests.helpers import wait_for
+from tests.processes import Processes
 from tests.servers import RedisServer
 
 EXACT = b"/0.celeryev"
@@ -286,19 +284,16 @@ PASSWORD = "s3cret-Pw"
 
 
 @pytest.fixture
-def redis_with_password(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(port=free_port(), directory=tmp_path, password=PASSWORD)
-    server.start()
-    yield server
-    server.stop()
+def redis_with_password(processes: Processes) -> RedisServer:
+    return RedisServer(processes, password=PASSWORD).start()
 
 
 def test_the_exporter_logs_the_broker_url_without_its_password(
-    redis_with_password: RedisServer, tmp_path: Path
+    redis_with_password: RedisServer, processes: Processes
 ) -> None:
     port = redis_with_password.port
     url = f"redis://default:{PASSWORD}@127.0.0.1:{port}/0"
-    exporter = ExporterProcess(url, tmp_path / "exporter.log").start()
+    exporter = run_exporter(processes, url)
     try:
         # Connected with the password (AUTH through the reader's handshake), not just serving.
         wait_for(

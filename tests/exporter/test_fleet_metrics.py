@@ -24,13 +24,26 @@ def _probe(client: Celery, fail: str | None = None, **options: object) -> None:
     client.send_task("maintenance.probe", kwargs=kwargs, queue="maintenance", **options)
 
 
-def test_counts_equal_what_the_workers_did(
-    start_exporter: Callable[..., ExporterProcess],
-    start_worker: Callable[..., CeleryProcess],
-    client: Celery,
-) -> None:
-    exporter = start_exporter()
-    worker = start_worker(queues="maintenance", name="counting", concurrency=2)
+Watched = Callable[..., tuple[ExporterProcess, CeleryProcess]]
+
+
+@pytest.fixture
+def watched_worker(
+    start_exporter: Callable[..., ExporterProcess], start_worker: Callable[..., CeleryProcess]
+) -> Watched:
+    """An exporter started with ``exporter_args``, then a worker on maintenance it watches."""
+
+    def start(
+        name: str, concurrency: int = 1, exporter_args: tuple[str, ...] = ()
+    ) -> tuple[ExporterProcess, CeleryProcess]:
+        exporter = start_exporter(*exporter_args)
+        return exporter, start_worker(queues="maintenance", name=name, concurrency=concurrency)
+
+    return start
+
+
+def test_counts_equal_what_the_workers_did(watched_worker: Watched, client: Celery) -> None:
+    exporter, worker = watched_worker("counting", concurrency=2)
     host = worker.hostname
     for _ in range(7):
         _probe(client)
@@ -140,13 +153,9 @@ def test_priority_sub_queues_are_counted(
     assert value(m, "fleetops_queue_drain_seconds", queue_name="images") == float("inf")
 
 
-def test_a_killed_worker_goes_down_then_is_purged(
-    start_exporter: Callable[..., ExporterProcess],
-    start_worker: Callable[..., CeleryProcess],
-    client: Celery,
-) -> None:
-    exporter = start_exporter("--worker-timeout", "4", "--purge-offline-after", "6")
-    worker = start_worker(queues="maintenance", name="doomed", concurrency=1)
+def test_a_killed_worker_goes_down_then_is_purged(watched_worker: Watched, client: Celery) -> None:
+    timeouts = ("--worker-timeout", "4", "--purge-offline-after", "6")
+    exporter, worker = watched_worker("doomed", exporter_args=timeouts)
     host = worker.hostname
     _probe(client)
     wait_for(
@@ -176,11 +185,10 @@ def test_a_killed_worker_goes_down_then_is_purged(
 
 
 def test_a_worker_stopped_on_purpose_is_down_and_marked_stopped_cleanly(
-    start_exporter: Callable[..., ExporterProcess],
-    start_worker: Callable[..., CeleryProcess],
+    watched_worker: Watched,
 ) -> None:
-    exporter = start_exporter("--worker-timeout", "4", "--purge-offline-after", "600")
-    worker = start_worker(queues="maintenance", name="scaled-down", concurrency=1)
+    timeouts = ("--worker-timeout", "4", "--purge-offline-after", "600")
+    exporter, worker = watched_worker("scaled-down", exporter_args=timeouts)
     host = worker.hostname
     wait_for(
         lambda: value(exporter.metrics(), "celery_worker_up", hostname=host) == 1,
@@ -199,22 +207,23 @@ def test_a_worker_stopped_on_purpose_is_down_and_marked_stopped_cleanly(
 
 
 def test_redis_restarted_mid_stream(
-    redis_server: RedisServer,
-    start_exporter: Callable[..., ExporterProcess],
-    start_worker: Callable[..., CeleryProcess],
-    client: Celery,
+    redis_server: RedisServer, watched_worker: Watched, client: Celery
 ) -> None:
-    exporter = start_exporter()
-    worker = start_worker(queues="maintenance", name="survivor", concurrency=1)
+    exporter, worker = watched_worker("survivor")
     host = worker.hostname
     labels = {"name": "maintenance.probe", "hostname": host, "queue_name": "maintenance"}
-    for _ in range(3):
-        _probe(client)
-    wait_for(
-        lambda: value(exporter.metrics(), "celery_task_succeeded_total", **labels) == 3,
-        timeout=60,
-        message="3 successes before the restart",
-    )
+
+    def probes_succeed(count: int, then: int, when: str) -> None:
+        """Send ``count`` probes; wait until ``then`` successes are counted in all."""
+        for _ in range(count):
+            _probe(client)
+        wait_for(
+            lambda: value(exporter.metrics(), "celery_task_succeeded_total", **labels) == then,
+            timeout=60,
+            message=f"{then} successes {when}",
+        )
+
+    probes_succeed(3, then=3, when="before the restart")
     assert exporter.healthz() == 200
 
     # The queue poller learns the queue from the first task-sent; wait for its next poll, or
@@ -244,14 +253,8 @@ def test_redis_restarted_mid_stream(
         timeout=60,
         message="worker heard from after the restart",
     )
-    for _ in range(2):
-        _probe(client)
-    wait_for(
-        lambda: value(exporter.metrics(), "celery_task_succeeded_total", **labels) == 5,
-        timeout=60,
-        message="5 successes after the restart",
-    )
-    assert exporter.process is not None and exporter.process.poll() is None
+    probes_succeed(2, then=5, when="after the restart")
+    assert exporter.alive()
 
 
 MALFORMED = [
@@ -304,4 +307,4 @@ def test_malformed_events_are_counted_and_survived(
     own = httpx.get(f"{exporter.url}/metrics?name[]=fleetops_exporter_events_rejected_total")
     assert {name for name, _ in parse(own.text)} == {"fleetops_exporter_events_rejected_total"}
     assert exporter.healthz() == 200
-    assert exporter.process is not None and exporter.process.poll() is None
+    assert exporter.alive()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,8 +13,9 @@ import httpx
 import psutil
 from sqlalchemy import create_engine, text
 
-from tests.helpers import ProcessExited, wait_for
-from tests.servers import REPO
+from fleetops.fleet.spec import ProcessSpec
+from tests.helpers import wait_for
+from tests.processes import Processes
 
 # workers -> broker -> exporter/Flower -> Prometheus -> console/Alertmanager -> pager
 EXPECTED_PROCESSES = (
@@ -40,23 +40,17 @@ def _group_members(pgids: set[int]) -> list[psutil.Process]:
     return alive
 
 
-def test_fleet_runs_load_through_workers_and_stops_every_process(tmp_path: Path):
+def test_fleet_runs_load_through_workers_and_stops_every_process(
+    processes: Processes, tmp_path: Path
+):
     run_dir = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETOPS_")}
-    env["FLEETOPS_REMINDER_INTERVAL_SECONDS"] = "5"
-    env["FLEETOPS_PROMETHEUS_SCRAPE_INTERVAL"] = "2s"
-    fleet = subprocess.Popen(
-        [sys.executable, "-m", "fleetops", "up", "--run-dir", str(run_dir), "--load", "steady"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
+    env = {"FLEETOPS_REMINDER_INTERVAL_SECONDS": "5", "FLEETOPS_PROMETHEUS_SCRAPE_INTERVAL": "2s"}
+    argv = [sys.executable, "-m", "fleetops", "up", "--run-dir", str(run_dir), "--load", "steady"]
+    # Ready once it says so; a fleet that fails to come up exits, and the test fails at once.
+    spec = ProcessSpec("fleetops-up", argv, ready_timeout=240)
+    fleet = processes.start(spec, env, ready_log="the fleet is running")
     try:
-        for line in fleet.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            if "the fleet is running" in line or ("fleetops: " in line and "stopped" in line):
-                break
-        output = "".join(lines)
-        assert "the fleet is running" in output, output
+        output = fleet.log()
         for name in EXPECTED_PROCESSES:
             assert f"ready  {name}" in output, output
         manifest = json.loads((run_dir / "processes.json").read_text())
@@ -65,20 +59,16 @@ def test_fleet_runs_load_through_workers_and_stops_every_process(tmp_path: Path)
 
         database = create_engine(f"sqlite:///{run_dir / 'data' / 'fleetops.db'}")
 
-        def running() -> None:
-            # `fleetops up` exits only on a failure here: waiting on would just time out.
-            if fleet.poll() is not None:
-                raise ProcessExited(f"fleetops up exited with code {fleet.returncode}: {run_dir}")
-
         def processed_images() -> int:
-            running()
+            # `fleetops up` exits only on a failure here: waiting on would just time out.
+            fleet.alive()
             with database.connect() as conn:
                 return conn.execute(
                     text("select count(*) from images where status='done'")
                 ).scalar()
 
         def scraped() -> bool:
-            running()
+            fleet.alive()
             return {"fleetops-exporter", "flower"} <= _scraped_jobs(urls["prometheus"])
 
         wait_for(lambda: processed_images() >= 3, timeout=120, message="uploads processed")
@@ -86,9 +76,9 @@ def test_fleet_runs_load_through_workers_and_stops_every_process(tmp_path: Path)
         console = httpx.get(f"{urls['console']}/_stcore/health", timeout=5)
         assert console.status_code == 200
     finally:
-        fleet.send_signal(signal.SIGINT)
-        rest = fleet.communicate(timeout=60)[0]
-    assert fleet.returncode == 0, rest
+        code = fleet.kill(signal.SIGINT, grace=60)
+    rest = fleet.log()
+    assert code == 0, rest
     assert "stopped every process" in rest
     assert _group_members(pgids) == []
     for entry in manifest:

@@ -51,6 +51,11 @@ def corpus(now: float | None = None) -> list[Case]:
     worker = "celery@corpus"
     sent = {"type": "task-sent", "hostname": "gen1@corpus", "timestamp": now, "clock": 1,
             "name": "corpus.task", "queue": "corpus"}  # fmt: skip
+
+    def repaired(case: str, reason: str, /, **fields: object) -> Case:
+        """A task-sent event with ``fields``, usable once one of them is repaired for ``reason``."""
+        return Case(case, envelope({**sent, **fields}), accepted=1, corrected={reason: 1})
+
     cases = [
         # -- not a message at all
         Case("empty payload", b"", {"not_json": 1}),
@@ -143,30 +148,15 @@ def corpus(now: float | None = None) -> list[Case]:
             accepted=1,
             corrected={"bad_number": 2},
         ),
-        Case(
+        repaired(
             "timestamp far in the future",
-            envelope({**sent, "uuid": "future-1", "timestamp": 253402300800.0}),
-            accepted=1,
-            corrected={"timestamp_future": 1},
+            "timestamp_future",
+            uuid="future-1",
+            timestamp=253402300800.0,
         ),
-        Case(
-            "timestamp 1e300",
-            envelope({**sent, "uuid": "future-2", "timestamp": 1e300}),
-            accepted=1,
-            corrected={"timestamp_future": 1},
-        ),
-        Case(
-            "timestamp before 1970",
-            envelope({**sent, "uuid": "past-1", "timestamp": -5}),
-            accepted=1,
-            corrected={"timestamp_past": 1},
-        ),
-        Case(
-            "timestamp a string",
-            envelope({**sent, "uuid": "ts-text", "timestamp": "soon"}),
-            accepted=1,
-            corrected={"bad_number": 1},
-        ),
+        repaired("timestamp 1e300", "timestamp_future", uuid="future-2", timestamp=1e300),
+        repaired("timestamp before 1970", "timestamp_past", uuid="past-1", timestamp=-5),
+        repaired("timestamp a string", "bad_number", uuid="ts-text", timestamp="soon"),
         Case(
             "40-digit runtime",
             envelope(
@@ -196,12 +186,7 @@ def corpus(now: float | None = None) -> list[Case]:
             accepted=1,
             corrected={"text_cut": 2},
         ),
-        Case(
-            "task name a list",
-            envelope({**sent, "uuid": "name-list", "name": ["a"]}),
-            accepted=1,
-            corrected={"bad_text": 1},
-        ),
+        repaired("task name a list", "bad_text", uuid="name-list", name=["a"]),
         Case(
             "lone surrogate in a name",
             envelope_of_text(
@@ -212,18 +197,8 @@ def corpus(now: float | None = None) -> list[Case]:
             accepted=1,
             corrected={"bad_text": 1},
         ),
-        Case(
-            "args nested too deep to render",
-            envelope({**sent, "uuid": "deep-args", "args": _nested(500)}),
-            accepted=1,
-            corrected={"bad_text": 1},
-        ),
-        Case(
-            "NUL in a queue name",
-            envelope({**sent, "uuid": "nul-queue", "queue": "a\x00b"}),
-            accepted=1,
-            corrected={"bad_text": 1},
-        ),
+        repaired("args nested too deep to render", "bad_text", uuid="deep-args", args=_nested(500)),
+        repaired("NUL in a queue name", "bad_text", uuid="nul-queue", queue="a\x00b"),
     ]
     return cases
 

@@ -67,7 +67,7 @@ def failing(health, what: str) -> str:  # type: ignore[no-untyped-def]
     return wait_for(lambda: (h := health()) and not h[0] and h[1], timeout=30, message=what)
 
 
-def _publish_until_applied(redis_server: RedisServer, exporter: Exporter) -> None:
+def _healthy_and_applying(redis_server: RedisServer, exporter: Exporter) -> None:
     event = {"type": "worker-heartbeat", "hostname": "celery@h", "timestamp": time.time()}
 
     def applied() -> bool:
@@ -75,14 +75,15 @@ def _publish_until_applied(redis_server: RedisServer, exporter: Exporter) -> Non
         return exporter.stream.accepted > 0
 
     wait_for(applied, timeout=30, interval=0.2, message="the exporter applies events")
+    # Healthy first: the broker poller runs on its own thread and may not have polled yet, and
+    # a fault injected before then would be reported behind "not polled yet".
+    wait_for(lambda: exporter.health() == (True, "ok"), timeout=30, message="healthy at first")
 
 
 def test_a_frozen_applier_makes_healthz_fail_and_metrics_say_stalled(
     exporter: Exporter, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _publish_until_applied(redis_server, exporter)
-    # Healthy first: the broker poller runs on its own thread and may not have polled yet.
-    wait_for(lambda: exporter.health() == (True, "ok"), timeout=30, message="healthy at first")
+    _healthy_and_applying(redis_server, exporter)
     release = threading.Event()
 
     def frozen(self: FleetState, events: list, now: float) -> None:
@@ -112,7 +113,7 @@ def test_a_frozen_applier_makes_healthz_fail_and_metrics_say_stalled(
 def test_a_dead_applier_makes_healthz_fail(
     exporter: Exporter, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _publish_until_applied(redis_server, exporter)
+    _healthy_and_applying(redis_server, exporter)
 
     def die(now: float) -> None:
         raise SystemExit("the applier thread ends")  # not an Exception: nothing catches it
