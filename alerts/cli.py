@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from fleetops import ports
+
 alerts_app = typer.Typer(
     help="Alert rules, Alertmanager routing and runbooks generated from the breaking points.",
     no_args_is_help=True,
@@ -95,8 +97,8 @@ def show_config(
 
 
 def pager(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(9095, help="Port to listen on."),
+    host: str = typer.Option(ports.LOOPBACK, help="Address to listen on."),
+    port: int = typer.Option(ports.PAGER, help="Port to listen on."),
     log_file: Path = typer.Option(None, help="Also append every page as JSON lines here."),
     runbooks_dir: Path = typer.Option(None, help="Runbooks served at /runbooks/<Alert>.md."),
 ) -> None:

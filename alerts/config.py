@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from alerts.rules import ALERT_NAMES, DEFAULT_HOLDS
+from fleetops import ports
+from workers.queues import DEAD_LETTER
 
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -66,7 +68,7 @@ class Selectors(_Section):
     exporter: Matchers = f'job="{EXPORTER_JOB}"'
     flower: Matchers = f'job="{FLOWER_JOB}"'
     recorder: Matchers = f'job="{RECORDER_JOB}"'
-    work_queues: Matchers = 'queue_name!="dead_letter"'
+    work_queues: Matchers = f'queue_name!="{DEAD_LETTER}"'
 
 
 class Backlog(_Section):
@@ -92,20 +94,20 @@ class History(_Section):
 class PrometheusSection(_Section):
     scrape_interval: Duration = "15s"
     evaluation_interval: Duration = "15s"
-    exporter_target: str = "127.0.0.1:9808"
-    flower_target: str = "127.0.0.1:5555"
-    recorder_target: str = "127.0.0.1:9818"
-    prometheus_target: str = "127.0.0.1:9090"
-    alertmanager_target: str = "127.0.0.1:9093"
+    exporter_target: str = ports.local_target(ports.EXPORTER)
+    flower_target: str = ports.local_target(ports.FLOWER)
+    recorder_target: str = ports.local_target(ports.RECORDER)
+    prometheus_target: str = ports.local_target(ports.PROMETHEUS)
+    alertmanager_target: str = ports.local_target(ports.ALERTMANAGER)
 
 
 class AlertmanagerSection(_Section):
     group_wait: Duration = "30s"
     group_interval: Duration = "5m"
     repeat_interval: Duration = "4h"
-    pager_webhook_url: str = "http://127.0.0.1:9095/page"
-    ticket_webhook_url: str = "http://127.0.0.1:9095/ticket"
-    watchdog_webhook_url: str = "http://127.0.0.1:9095/watchdog"
+    pager_webhook_url: str = ports.local_url(ports.PAGER, "/page")
+    ticket_webhook_url: str = ports.local_url(ports.PAGER, "/ticket")
+    watchdog_webhook_url: str = ports.local_url(ports.PAGER, "/watchdog")
     # Empty: page through the webhook only.
     pagerduty_routing_key_file: str = "/etc/alertmanager/secrets/pagerduty-routing-key"
     # Bearer token for the pager webhook, read by Alertmanager at send time; empty: none.
@@ -126,8 +128,8 @@ class Holds(_HoldFields):
 
 
 class AlertsConfig(_Section):
-    runbook_url_base: str = "http://127.0.0.1:9095/runbooks"
-    dashboard_url_base: str = "http://127.0.0.1:3000"
+    runbook_url_base: str = ports.local_url(ports.PAGER, "/runbooks")
+    dashboard_url_base: str = ports.local_url(ports.GRAFANA)
     disabled: AlertNames = Field(default_factory=list)
     selectors: Selectors = Selectors()
     for_: Holds = Field(default_factory=Holds, alias="for")

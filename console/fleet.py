@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from console.cli import streamlit_argv
+from fleetops import ports
 from fleetops.fleet.spec import FleetContext, ProcessSpec, http_ready
 from fleetops.settings import ENV_PREFIX
 
@@ -15,7 +16,7 @@ SOURCES = {
 
 
 def processes(ctx: FleetContext) -> list[ProcessSpec]:
-    port = ctx.port(8501)
+    port = ctx.port(ports.CONSOLE)
     env = {
         ENV_PREFIX + variable: ctx.endpoints[endpoint]
         for endpoint, variable in SOURCES.items()

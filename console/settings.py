@@ -6,26 +6,41 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from fleetops.settings import FleetSettings, load_settings
+from fleetops import ports
+from fleetops.settings import FleetSettings, load_settings, shown_as
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 class ConsoleSettings(FleetSettings):
     # Where the console reads from; each may be down without taking the others with it.
-    prometheus_url: str = "http://127.0.0.1:9090"
-    alertmanager_url: str = "http://127.0.0.1:9093"
-    history_database_url: str | None = None
-    runbooks_dir: Path = REPO / "runbooks"
+    prometheus_url: str = ports.local_url(ports.PROMETHEUS)
+    """Prometheus HTTP API."""
+    alertmanager_url: str = ports.local_url(ports.ALERTMANAGER)
+    """Alertmanager HTTP API."""
+    history_database_url: str | None = Field(
+        None, json_schema_extra=shown_as("the recorder's default")
+    )
+    """The task-history store (SQLite or PostgreSQL) the recorder writes."""
+    runbooks_dir: Path = Field(
+        REPO / "runbooks", json_schema_extra=shown_as("runbooks/ of the repository")
+    )
+    """Where the runbook pages are."""
 
     # Unset: nobody can act with a password (OIDC from Streamlit secrets may still log in).
-    console_password: SecretStr | None = Field(None, repr=False)
-    console_host: str = "127.0.0.1"
-    console_port: int = Field(8501, ge=1, le=65535)
-    # Seconds between refreshes of the Overview.
+    console_password: SecretStr | None = Field(
+        None, repr=False, json_schema_extra=shown_as("unset: password login off")
+    )
+    """The local operator password, needed for every action."""
+    console_host: str = ports.LOOPBACK
+    """Where `fleetops console` listens..."""
+    console_port: int = Field(ports.CONSOLE, ge=1, le=65535)
+    """...and its port."""
     console_refresh_seconds: float = Field(10.0, gt=0)
-    # A source slower than this counts as down: the page must still answer.
+    """Seconds between refreshes of the Overview."""
+    # The page must still answer when a source hangs.
     console_source_timeout: float = Field(3.0, gt=0)
+    """A source slower than this many seconds counts as down."""
 
     @property
     def audit_log(self) -> Path:

@@ -82,6 +82,25 @@ def up(
         typer.echo("fleetops: stopped every process.")
 
 
+@app.command()
+def docs(
+    check: bool = typer.Option(False, help="Only check that the docs are up to date."),
+) -> None:
+    """Regenerate the settings tables in docs/ from the settings models."""
+    from fleetops.settings_docs import DOCS_DIR, regenerate
+
+    stale = regenerate(check=check)
+    names = ", ".join(path.name for path in stale)
+    if check and stale:
+        typer.echo(
+            f"fleetops docs: stale settings tables in {names}; run `fleetops docs`", err=True
+        )
+        raise typer.Exit(1)
+    typer.echo(
+        f"fleetops docs: rewrote {names}" if stale else f"fleetops docs: {DOCS_DIR} is up to date."
+    )
+
+
 def _register_components() -> None:
     for register in hooks(REGISTRARS):
         register(app)

@@ -8,10 +8,11 @@ the environment variable at fault.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetops.errors import ConfigError
@@ -19,31 +20,73 @@ from fleetops.errors import ConfigError
 ENV_PREFIX = "FLEETOPS_"
 
 
+KNOWN_BROKER_SCHEMES = ("amqp", "amqps", "memory", "pyamqp", "redis", "rediss", "sentinel")
+
+
+def url_scheme(url: str) -> str:
+    """``postgresql+psycopg://host/db`` -> ``postgresql``: the scheme without its driver."""
+    return url.split("://", 1)[0].split("+", 1)[0]
+
+
+def require_scheme(url: str, known: tuple[str, ...], hint: str) -> str:
+    """``url`` when its scheme is one of ``known``; a validation error saying what to use."""
+    scheme = url_scheme(url)
+    if scheme not in known:
+        raise ValueError(f"unsupported scheme {scheme!r}; {hint}")
+    return url
+
+
+def sqlite_url(directory: Path, filename: str) -> str:
+    """The SQLite URL of a file in ``directory``, absolute so every process agrees on it."""
+    return f"sqlite:///{(directory / filename).resolve()}"
+
+
+def shown_as(text: str) -> dict[str, str]:
+    """``Field(..., json_schema_extra=shown_as("..."))``: what the CLI help and the docs show
+    in place of the default, when the value itself would not tell (None: what leaving it unset
+    means, e.g. a path under data_dir; a path that depends on where the code is installed)."""
+    return {"shown_as": text}
+
+
+def shown_default(model: type[BaseModel], name: str) -> str:
+    """The default as the help and the docs show it."""
+    extra = model.model_fields[name].json_schema_extra
+    if isinstance(extra, dict) and "shown_as" in extra:
+        return str(extra["shown_as"])
+    default = field_default(model, name)
+    return "" if default is None else format_default(default)
+
+
 class FleetSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    # A field's docstring is its description: the CLI help and the docs tables show it.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     # Where the broker lives. Workers, exporter and console may run on different hosts: every
     # address is configured, never assumed local.
     broker_url: str = "redis://127.0.0.1:6379/0"
-    result_backend: str | None = None
+    """The Celery broker (Redis or RabbitMQ) every process of the fleet uses."""
+    result_backend: str | None = Field(
+        None, json_schema_extra=shown_as("the broker on Redis, else the database")
+    )
+    """Where task results go."""
     # Runtime state of a local fleet (SQLite file, object store) when nothing else is configured.
     data_dir: Path = Path("var")
-    database_url: str | None = None
+    """Runtime state: SQLite files, spool, quarantine, audit log, object store."""
+    database_url: str | None = Field(
+        None, json_schema_extra=shown_as("sqlite:///<data_dir>/fleetops.db")
+    )
+    """The application's database (reminders, image records)."""
 
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, value: str) -> str:
-        scheme = value.split("://", 1)[0]
-        known = {"redis", "rediss", "sentinel", "amqp", "amqps", "pyamqp", "memory"}
-        if scheme not in known:
-            raise ValueError(f"unsupported broker scheme {scheme!r}; use one of {sorted(known)}")
-        return value
+        return require_scheme(value, KNOWN_BROKER_SCHEMES, f"use one of {KNOWN_BROKER_SCHEMES}")
 
     @property
     def effective_database_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{(self.data_dir / 'fleetops.db').resolve()}"
+        return self.database_url or sqlite_url(self.data_dir, "fleetops.db")
 
     @property
     def effective_result_backend(self) -> str:
@@ -55,11 +98,18 @@ class FleetSettings(BaseSettings):
 
 
 S = TypeVar("S", bound=BaseSettings)
+D = TypeVar("D")
 
 
 def field_default(model: type[BaseModel], name: str) -> Any:
     """The default of ``model``'s field ``name``, its factory called: the one place it is."""
     return model.model_fields[name].get_default(call_default_factory=True)
+
+
+def from_settings(view: type[D], settings: BaseModel, prefix: str) -> D:
+    """A dataclass whose every field mirrors the setting ``prefix + field``: the component's
+    own view of its settings, so the mapping cannot drift from the field list."""
+    return view(**{f.name: getattr(settings, prefix + f.name) for f in fields(view)})
 
 
 def env_name(model: type[BaseSettings], name: str) -> str:
@@ -81,12 +131,18 @@ def format_default(value: object) -> str:
     return str(value)
 
 
-def option_help(model: type[BaseSettings], name: str, text: str, *, unset: str = "") -> str:
-    """``text`` followed by where an option's value comes from when it is not given: the
-    setting's variable, else the model's default. Generated, so a CLI help cannot drift from
-    the setting; ``unset`` says what a default of None means (e.g. a path under data_dir)."""
-    default = field_default(model, name)
-    fallback = unset if default is None else format_default(default)
+def description(model: type[BaseModel], name: str) -> str:
+    """A field's description (its docstring) on one line, without the closing full stop."""
+    text = " ".join((model.model_fields[name].description or "").split())
+    return text.removesuffix(".")
+
+
+def option_help(model: type[BaseSettings], name: str, text: str | None = None) -> str:
+    """``text`` (by default the setting's description) followed by where an option's value
+    comes from when it is not given: the setting's variable, else the model's default (or what
+    leaving it unset means). Generated, so a CLI help cannot drift from the setting."""
+    text = text or description(model, name)
+    fallback = shown_default(model, name)
     otherwise = f" or {fallback}" if fallback else ""
     return f"{text} (default: ${env_name(model, name)}{otherwise})."
 

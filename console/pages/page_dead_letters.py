@@ -45,17 +45,13 @@ if letters is not None:
                 listed = ", ".join(d.id for d in touched[:20])
                 st.info(f"Dry run: {len(touched)} entries would be requeued: {listed}")
         scope = f"ids={wanted or 'any'} name={name or 'any'} exception={exception or 'any'}"
-        actions.guarded(
-            ctx.settings,
-            key="requeue",
-            label="Requeue",
-            what=f"requeue dead letters matching {scope}",
-            run=lambda: f"{len(control.requeue(ctx.celery, select, dry_run=False))} requeued",
-        )
-        actions.guarded(
-            ctx.settings,
-            key="purge",
-            label="Purge",
-            what=f"purge dead letters matching {scope}",
-            run=lambda: f"{len(control.purge(ctx.celery, select, dry_run=False))} purged",
-        )
+        for verb, act in (("requeue", control.requeue), ("purge", control.purge)):
+            actions.guarded(
+                ctx.settings,
+                key=verb,
+                label=verb.title(),
+                what=f"{verb} dead letters matching {scope}",
+                run=lambda act=act, verb=verb: (
+                    f"{len(act(ctx.celery, select, dry_run=False))} {verb}d"
+                ),
+            )

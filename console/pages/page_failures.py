@@ -8,7 +8,8 @@ from console import ui
 from console.sources import history
 
 ctx = ui.page("Failures")
-window = st.selectbox("Over the last", ["1h", "6h", "24h", "7d", "30d"], index=2, key="window")
+WINDOWS = ["1h", "6h", history.RECENT_WINDOW, "7d", "30d"]
+window = st.selectbox("Over the last", WINDOWS, index=2, key="window")
 grouped = ui.fetch(lambda: history.call(ctx.history, history.failures, since=window, limit=500))
 if grouped is not None:
     if grouped.empty:

@@ -29,7 +29,9 @@ with st.form("search"):
     state = second.selectbox("State", STATES, key="f_state")
     worker = third.text_input("Worker", key="f_worker")
     queue = first.text_input("Queue", key="f_queue")
-    since = second.text_input("Since (ISO time or age: 15m, 2h, 7d)", "24h", key="f_since")
+    since = second.text_input(
+        "Since (ISO time or age: 15m, 2h, 7d)", history.RECENT_WINDOW, key="f_since"
+    )
     until = third.text_input("Until", key="f_until")
     exception = first.text_input("Exception class", key="f_exception")
     exception_text = second.text_input("Exception message contains", key="f_exception_text")

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from console.sources import SourceDown
 from exporters.history import queries
 from exporters.history.database import create_history_engine, describe
+from exporters.history.settings import RECENT_WINDOW as RECENT_WINDOW
 
 NAME = "Task history database"
 T = TypeVar("T")

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from exporters.history.settings import HistorySettings
-from fleetops.settings import option_help
+from exporters.history.settings import RECENT_WINDOW, HistorySettings
+from fleetops.settings import from_settings, option_help
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,13 +54,7 @@ def _engine(database_url: str | None, *, migrate_first: bool = True) -> Any:
 DATABASE_OPTION = typer.Option(
     None,
     "--database-url",
-    help=option_help(
-        HistorySettings,
-        "history_database_url",
-        "History database",
-        # What HistorySettings.effective_history_database_url falls back to.
-        unset="sqlite:///<data_dir>/history.db",
-    ),
+    help=option_help(HistorySettings, "history_database_url", "History database"),
 )
 
 
@@ -184,7 +178,7 @@ def show(
 
 @history_app.command("failures")
 def failures_command(
-    since: str = typer.Option("24h", help="ISO time or an age."),
+    since: str = typer.Option(RECENT_WINDOW, help="ISO time or an age."),
     name: str | None = typer.Option(None, help="Only this task name."),
     as_json: bool = typer.Option(False, "--json"),
     database_url: str | None = DATABASE_OPTION,
@@ -203,13 +197,7 @@ def prune_command(database_url: str | None = DATABASE_OPTION) -> None:
 
     settings = _settings(database_url)
     engine = _engine(database_url)
-    policy = RetentionPolicy(
-        max_age_days=settings.history_retention_days,
-        failed_max_age_days=settings.history_failed_retention_days,
-        max_rows=settings.history_max_rows,
-        max_failed_rows=settings.history_max_failed_rows,
-    )
-    result = prune(engine, policy)
+    result = prune(engine, from_settings(RetentionPolicy, settings, "history_"))
     counts = row_counts(engine)
     typer.echo(
         f"removed {result.total} tasks ({result.by_age} by age, {result.by_count} by count)"

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import sys
 
+from fleetops import ports
 from fleetops.fleet.spec import FleetContext, ProcessSpec, http_ready
 from fleetops.settings import ENV_PREFIX
 
 
 def processes(ctx: FleetContext) -> list[ProcessSpec]:
-    port = ctx.port(9818)
+    port = ctx.port(ports.RECORDER)
     env = {ENV_PREFIX + "HISTORY_METRICS_PORT": str(port)}
     ctx.env.update(env)
     # The console and `fleetops history` read the same database; pass the default along

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporters.history.schema import tasks, workers
+from exporters.history.settings import HistorySettings
 from exporters.stream.events import WORKER_NUMBERS as STREAM_WORKER_NUMBERS
+from fleetops.settings import field_default
 
 Event = dict[str, Any]
 
@@ -59,9 +61,12 @@ _WORKER_TEMPLATE: dict[str, Any] = {str(column.name): None for column in workers
 
 @dataclass(frozen=True)
 class Limits:
-    record_args: bool = True
-    args_max_chars: int = 1024
-    traceback_max_chars: int = 16_384
+    """The recorder's privacy and size cuts: each is the setting FLEETOPS_HISTORY_<FIELD>, and
+    its default."""
+
+    record_args: bool = field_default(HistorySettings, "history_record_args")
+    args_max_chars: int = field_default(HistorySettings, "history_args_max_chars")
+    traceback_max_chars: int = field_default(HistorySettings, "history_traceback_max_chars")
 
 
 def truncate(value: Any, limit: int) -> str | None:

@@ -23,12 +23,10 @@ import pandas as pd
 from sqlalchemy import Engine, func, literal_column, or_, select
 
 from exporters.history import text_index
-from exporters.history.schema import FAILED_STATE, tasks, workers
+from exporters.history.schema import FAILED_STATE, LIFECYCLE_COLUMNS, tasks, workers
+from exporters.history.settings import RECENT_WINDOW
 
-TIME_COLUMNS = (
-    "sent_at", "received_at", "started_at", "succeeded_at", "failed_at", "retried_at",
-    "revoked_at", "rejected_at", "timestamp",
-)  # fmt: skip
+TIME_COLUMNS = (*LIFECYCLE_COLUMNS, "timestamp")
 LIST_COLUMNS = (
     "task_id", "name", "state", "queue", "worker", "retries", "args", "kwargs",
     "exception_type", "exception", "runtime", "received_at", "started_at", "timestamp",
@@ -266,7 +264,7 @@ def task_detail(engine: Engine, task_id: str) -> TaskDetail | None:
 def failures(
     engine: Engine,
     *,
-    since: TimeLike = "24h",
+    since: TimeLike = RECENT_WINDOW,
     until: TimeLike = None,
     name: str | None = None,
     limit: int = 100,

@@ -34,6 +34,7 @@ from exporters.history.writer import HistoryWriter
 from exporters.stream.consumer import EventStream, is_amqp_url
 from exporters.stream.events import KNOWN_TYPES
 from exporters.stream.health import Beat, Part, problems
+from fleetops.settings import from_settings
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +83,9 @@ class Recorder:
         )
         self.writer = HistoryWriter(
             self.engine,
-            Limits(
-                record_args=settings.history_record_args,
-                args_max_chars=settings.history_args_max_chars,
-                traceback_max_chars=settings.history_traceback_max_chars,
-            ),
+            from_settings(Limits, settings, "history_"),
         )
-        self.policy = RetentionPolicy(
-            max_age_days=settings.history_retention_days,
-            failed_max_age_days=settings.history_failed_retention_days,
-            max_rows=settings.history_max_rows,
-            max_failed_rows=settings.history_max_failed_rows,
-        )
+        self.policy = from_settings(RetentionPolicy, settings, "history_")
         self.drain_timeout = drain_timeout
         self.stop_requested = threading.Event()
         self._source_stop = threading.Event()

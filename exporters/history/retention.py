@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, func, select
 
 from exporters.history.schema import tasks, workers
+from exporters.history.settings import HistorySettings
+from fleetops.settings import field_default
 
 FAILED = "FAILURE"
 DAY = 86_400.0
@@ -17,10 +19,12 @@ DAY = 86_400.0
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    max_age_days: float = 7.0
-    failed_max_age_days: float = 30.0
-    max_rows: int = 1_000_000
-    max_failed_rows: int = 1_000_000
+    """What prune keeps: each bound is the setting FLEETOPS_HISTORY_<FIELD>, and its default."""
+
+    retention_days: float = field_default(HistorySettings, "history_retention_days")
+    failed_retention_days: float = field_default(HistorySettings, "history_failed_retention_days")
+    max_rows: int = field_default(HistorySettings, "history_max_rows")
+    max_failed_rows: int = field_default(HistorySettings, "history_max_failed_rows")
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,13 @@ def prune(
 ) -> PruneResult:
     now = time.time() if now is None else now
     others, failed = tasks.c.state != FAILED, tasks.c.state == FAILED
-    by_age = _delete_older(engine, others, now - policy.max_age_days * DAY, chunk)
-    by_age += _delete_older(engine, failed, now - policy.failed_max_age_days * DAY, chunk)
+    by_age = _delete_older(engine, others, now - policy.retention_days * DAY, chunk)
+    by_age += _delete_older(engine, failed, now - policy.failed_retention_days * DAY, chunk)
     by_count = _delete_beyond(engine, others, policy.max_rows, chunk)
     by_count += _delete_beyond(engine, failed, policy.max_failed_rows, chunk)
     with engine.begin() as connection:
         gone = connection.execute(
-            delete(workers).where(workers.c.last_seen < now - policy.max_age_days * DAY)
+            delete(workers).where(workers.c.last_seen < now - policy.retention_days * DAY)
         ).rowcount
     return PruneResult(by_age, by_count, gone)
 

@@ -27,6 +27,12 @@ metadata = MetaData()
 # when the history shares a database with it.
 VERSION_TABLE = "history_alembic_version"
 
+# When the latest attempt of a task reached each step, in the table's column order.
+LIFECYCLE_COLUMNS = (
+    "sent_at", "received_at", "started_at", "succeeded_at", "failed_at", "retried_at",
+    "revoked_at", "rejected_at",
+)  # fmt: skip
+
 tasks = Table(
     "history_tasks",
     metadata,
@@ -41,14 +47,7 @@ tasks = Table(
     Column("root_id", String(255)),
     Column("parent_id", String(255)),
     # Lifecycle, latest attempt (a retry re-sends the same task id).
-    Column("sent_at", Double),
-    Column("received_at", Double),
-    Column("started_at", Double),
-    Column("succeeded_at", Double),
-    Column("failed_at", Double),
-    Column("retried_at", Double),
-    Column("revoked_at", Double),
-    Column("rejected_at", Double),
+    *(Column(name, Double) for name in LIFECYCLE_COLUMNS),
     Column("eta", String(64)),
     Column("expires", String(64)),
     Column("runtime", Double),

@@ -14,12 +14,13 @@ from kombu import Connection
 from kombu.exceptions import ChannelError, OperationalError
 
 from exporters.metrics.queues import QueueSnapshot
+from workers.queues import DEAD_LETTER
 
 log = logging.getLogger(__name__)
 
 
 class KombuPoller:
-    def __init__(self, url: str, dead_letter_queue: str = "dead_letter", timeout: float = 5.0):
+    def __init__(self, url: str, dead_letter_queue: str = DEAD_LETTER, timeout: float = 5.0):
         self.url = url
         self.dead_letter_queue = dead_letter_queue
         self.timeout = timeout

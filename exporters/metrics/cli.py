@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from exporters.metrics.settings import ExporterSettings
-from fleetops.settings import option_help
+from fleetops.settings import description, option_help
 
 
 def _static_labels(values: list[str] | None) -> dict[str, str] | None:
@@ -32,85 +34,31 @@ def _buckets(text: str | None) -> list[float] | None:
         ) from exc
 
 
-def _help(field: str, text: str) -> str:
-    # The default shown is ExporterSettings' own: written once, in the settings model.
-    return option_help(ExporterSettings, field, text)
+def _option(field: str, how: str = "") -> Any:
+    # Unset by default: load() then takes the environment or ExporterSettings' default. The
+    # help is the setting's description and default, written once in the settings model;
+    # ``how`` adds what only the command line needs saying.
+    text = description(ExporterSettings, field) + (f"; {how}" if how else "")
+    return typer.Option(None, help=option_help(ExporterSettings, field, text))
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def exporter(
-        broker_url: str = typer.Option(
-            None, help=_help("broker_url", "Broker to read events from and poll")
-        ),
-        host: str = typer.Option(
-            None,
-            help=_help(
-                "exporter_host",
-                "Address to listen on; 0.0.0.0 lets Prometheus on other hosts scrape",
-            ),
-        ),
-        port: int = typer.Option(None, help=_help("exporter_port", "Port to listen on")),
-        metric_prefix: str = typer.Option(
-            None, help=_help("exporter_metric_prefix", "Prefix of the peer-compatible metrics")
-        ),
-        static_label: list[str] = typer.Option(
-            None,
-            help=_help(
-                "exporter_static_labels", "key=value added to every series; repeat for several"
-            ),
-        ),
-        buckets: str = typer.Option(
-            None,
-            help=_help(
-                "exporter_buckets",
-                "Histogram bucket bounds in seconds, comma separated; the task-latency breaking"
-                " points are always added",
-            ),
-        ),
-        worker_timeout: float = typer.Option(
-            None,
-            help=_help(
-                "exporter_worker_timeout", "Seconds without a heartbeat before a worker is down"
-            ),
-        ),
-        purge_offline_after: float = typer.Option(
-            None,
-            help=_help(
-                "exporter_purge_offline_after",
-                "Seconds after which a silent worker's series are dropped; 0 keeps them",
-            ),
-        ),
-        max_series: int = typer.Option(
-            None, help=_help("exporter_max_series", "Cap on series held")
-        ),
-        max_tasks: int = typer.Option(
-            None,
-            help=_help("exporter_max_tasks", "Cap on tasks in flight remembered for latencies"),
-        ),
-        poll_interval: float = typer.Option(
-            None, help=_help("exporter_poll_interval", "Seconds between broker queue polls")
-        ),
-        reorder_window: float = typer.Option(
-            None,
-            help=_help(
-                "exporter_reorder_window",
-                "Seconds a task's events wait for its late task-sent; 0 turns the wait off",
-            ),
-        ),
-        queue: list[str] = typer.Option(
-            None,
-            help=_help(
-                "exporter_queues", "Queue to report even before it is seen; repeat for several"
-            ),
-        ),
-        event_reader: str = typer.Option(
-            None,
-            help=_help(
-                "exporter_event_reader",
-                "auto (direct Redis when the broker is Redis), redis or kombu",
-            ),
-        ),
+        broker_url: str = _option("broker_url"),
+        host: str = _option("exporter_host"),
+        port: int = _option("exporter_port"),
+        metric_prefix: str = _option("exporter_metric_prefix"),
+        static_label: list[str] = _option("exporter_static_labels", "repeat for several"),
+        buckets: str = _option("exporter_buckets", "comma separated"),
+        worker_timeout: float = _option("exporter_worker_timeout"),
+        purge_offline_after: float = _option("exporter_purge_offline_after"),
+        max_series: int = _option("exporter_max_series"),
+        max_tasks: int = _option("exporter_max_tasks"),
+        poll_interval: float = _option("exporter_poll_interval"),
+        reorder_window: float = _option("exporter_reorder_window"),
+        queue: list[str] = _option("exporter_queues", "repeat for several"),
+        event_reader: str = _option("exporter_event_reader"),
         log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
     ) -> None:
         """Serve the fleet's metrics for Prometheus: /metrics and /healthz."""

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import sys
 
+from fleetops import ports
 from fleetops.fleet.spec import FleetContext, ProcessSpec, http_ready
 from fleetops.settings import ENV_PREFIX
 
 
 def processes(ctx: FleetContext) -> list[ProcessSpec]:
     broker = ctx.env[ENV_PREFIX + "BROKER_URL"]
-    flower_port = ctx.port(5555)
-    exporter_port = ctx.port(9808)
+    flower_port = ctx.port(ports.FLOWER)
+    exporter_port = ctx.port(ports.EXPORTER)
     ctx.endpoints["flower"] = f"127.0.0.1:{flower_port}"
     ctx.endpoints["exporter"] = f"127.0.0.1:{exporter_port}"
     flower_url = f"http://127.0.0.1:{flower_port}"

@@ -23,6 +23,7 @@ import orjson
 import redis
 
 from exporters.metrics.queues import FirstSeen, QueueSnapshot
+from workers.queues import DEAD_LETTER
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class RedisPoller:
     def __init__(
         self,
         url: str,
-        dead_letter_queue: str = "dead_letter",
+        dead_letter_queue: str = DEAD_LETTER,
         max_scan: int = 50_000,
         timeout: float = 5.0,
         max_queues: int = 1_000,

@@ -9,7 +9,9 @@ from pydantic import Field, field_validator
 
 from exporters.metrics.histogram import DEFAULT_BUCKETS
 from exporters.stream.health import STALL_AFTER
+from fleetops import ports
 from fleetops.settings import FleetSettings, load_settings
+from workers.queues import DEAD_LETTER
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -17,39 +19,54 @@ RESERVED_LABELS = {"name", "hostname", "queue_name", "exception", "le", "state",
 
 
 class ExporterSettings(FleetSettings):
-    # 127.0.0.1 by default; set 0.0.0.0 (or an address) so Prometheus on another host can scrape.
-    exporter_host: str = "127.0.0.1"
-    exporter_port: int = Field(9808, ge=0, le=65535)
+    exporter_host: str = ports.LOOPBACK
+    """Address to listen on; 0.0.0.0 lets Prometheus on other hosts scrape."""
+    exporter_port: int = Field(ports.EXPORTER, ge=0, le=65535)
+    """Port of /metrics and /healthz."""
     exporter_metric_prefix: str = "celery_"
+    """Prefix of the peer-compatible metrics."""
     exporter_static_labels: dict[str, str] = Field(default_factory=dict)
+    """key=value labels added to every series."""
     exporter_buckets: list[float] = Field(default_factory=lambda: list(DEFAULT_BUCKETS))
-    # A worker is down once silent this long (Celery workers send a heartbeat every 2 s).
+    """Histogram bucket bounds in seconds; the task-latency breaking points are always added."""
+    # Celery workers send a heartbeat every 2 s.
     exporter_worker_timeout: float = Field(30.0, gt=0)
-    # ...and its series are dropped once silent this long (0 keeps them forever).
+    """Seconds without a heartbeat before a worker is down."""
     exporter_purge_offline_after: float = Field(600.0, ge=0)
+    """Seconds after which a silent worker's series are dropped; 0 keeps them."""
     exporter_max_series: int = Field(200_000, ge=100)
+    """Cap on series held."""
     exporter_max_tasks: int = Field(200_000, ge=100)
-    # Distinct values each label may take; past the cap new ones are reported as
-    # "__overflow__" and counted, so random names from a faulty producer cannot grow the series.
-    # The broker poller polls at most exporter_max_queues queues.
+    """Cap on tasks in flight remembered for latencies."""
+    # Past a cap new values are reported as "__overflow__" and counted, so random names from a
+    # faulty producer cannot grow the series.
     exporter_max_queues: int = Field(1_000, ge=1)
+    """Distinct queue_name values, and queues polled at most."""
     exporter_max_task_names: int = Field(5_000, ge=1)
+    """Distinct task names."""
     exporter_max_hostnames: int = Field(5_000, ge=1)
+    """Distinct worker hostnames."""
     exporter_max_exceptions: int = Field(1_000, ge=1)
-    # An event dated further ahead of this exporter's clock is dated now (and counted): a
-    # far-future timestamp would otherwise keep the event lag at 0 and hide a stopped stream.
+    """Distinct exception types."""
+    # A far-future timestamp would otherwise keep the event lag at 0 and hide a stopped stream.
     exporter_max_clock_skew: float = Field(300.0, gt=0)
-    # A part (reader, applier, poller) that has not gone round its loop for this long, or has
-    # left work waiting this long, is stalled: /healthz answers 503, fleetops_exporter_stalled.
+    """An event dated more seconds ahead of this exporter's clock is dated now, and counted."""
     exporter_stall_after: float = Field(STALL_AFTER, gt=0)
-    # How long a task's first events wait for its late task-sent (which alone names the queue).
+    """A part (reader, applier, poller) stuck or leaving work waiting this many seconds is stalled:
+    /healthz answers 503."""
+    # Only task-sent names the queue, and a producer may publish it after the worker's events.
     exporter_reorder_window: float = Field(2.0, ge=0, le=60)
+    """Seconds a task's events wait for its late task-sent; 0 turns the wait off."""
     exporter_poll_interval: float = Field(5.0, gt=0)
-    # Queues to report even before any event names them (others are discovered).
+    """Seconds between broker queue polls."""
     exporter_queues: list[str] = Field(default_factory=list)
-    exporter_dead_letter_queue: str = "dead_letter"
+    """Queues to report even before an event names them (others are discovered)."""
+    exporter_dead_letter_queue: str = DEAD_LETTER
+    """The dead-letter queue, reported by fleetops_dead_letter_length."""
     exporter_event_reader: Literal["auto", "redis", "kombu"] = "auto"
+    """auto (direct Redis when the broker is Redis), redis or kombu."""
     exporter_buffer_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    """Bound of raw event batches handed from the reader to the applier."""
 
     @field_validator("exporter_metric_prefix")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+from fleetops import ports
 from fleetops.fleet.spec import FleetContext, ProcessSpec, tcp_ready
 from fleetops.settings import ENV_PREFIX
 
@@ -22,7 +23,7 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
     if ENV_PREFIX + "BROKER_URL" in ctx.env:
         ctx.endpoints["broker"] = ctx.env[ENV_PREFIX + "BROKER_URL"]
         return []
-    port = ctx.port(6380)
+    port = ctx.port(ports.FLEET_REDIS)
     data = ctx.run_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
     url = f"redis://127.0.0.1:{port}/0"

@@ -180,7 +180,7 @@ def test_retention_by_age_and_count_keeps_failures_longer(engine: Engine) -> Non
         age = (index + 1) * 2 * DAY  # 2, 4, ... 20 days old
         outcome = "failed" if index % 2 else "succeeded"
         writer.write(task_lifecycle(f"t{index:02d}", start=now - age, outcome=outcome))
-    policy = RetentionPolicy(max_age_days=7, failed_max_age_days=15, max_rows=100)
+    policy = RetentionPolicy(retention_days=7, failed_retention_days=15, max_rows=100)
     result = prune(engine, policy, now=now)
     remaining = set(search_tasks(engine, limit=100)["task_id"])
     # successes: 2, 6 days kept (t00, t02); failures: 4, 8, 12 days kept (t01, t03, t05)
