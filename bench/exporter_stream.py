@@ -10,14 +10,15 @@ commands carrying about n events, and how many events they carry exactly.
 from __future__ import annotations
 
 import base64
-import random
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
+
+from bench.harness import FleetNames
 
 TRACEBACK = (
     "Traceback (most recent call last):\n"
@@ -55,40 +56,28 @@ def publish_command(channel: bytes, payload: bytes) -> bytes:
 
 
 @dataclass
-class Stream:
-    workers: int = 50
-    task_names: int = 50
-    queues: int = 10
-    producers: int = 20
+class Stream(FleetNames):
     multi_size: int = 8  # task events per task.multi message from a prefork worker
     db: int = 0
-    seed: int = 7
     # Event timestamps come from here: a benchmark passes the time each event is due to be
     # published, so the exporter's own lag metric means what it says.
     clock: Callable[[], float] = time.time
-    events: int = 0
-    by_type: Counter = field(default_factory=Counter)
-    clocks: dict[str, int] = field(default_factory=dict)
-    _pending: dict[str, list] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.rng = random.Random(self.seed)
-        self.worker_names = [f"celery@worker-{i:03d}" for i in range(self.workers)]
-        self.producer_names = [f"gen{1000 + i}@web-{i % 5}" for i in range(self.producers)]
-        self.names = [f"app.tasks.task_{i:02d}" for i in range(self.task_names)]
-        self.queue_of = {n: f"queue-{i % self.queues}" for i, n in enumerate(self.names)}
+        super().__post_init__()
+        self.events = 0
+        self.by_type: Counter[str] = Counter()
+        self._pending: dict[str, list] = {}
         self._heartbeat_due = 0.0
 
     def _event(self, hostname: str, kind: str, **fields: object) -> dict:
-        clock = self.clocks.get(hostname, 0) + 1
-        self.clocks[hostname] = clock
         self.events += 1
         self.by_type[kind] += 1
         return {
             "hostname": hostname,
             "utcoffset": 0,
             "pid": 4242,
-            "clock": clock,
+            "clock": self.next_clock(hostname),
             "timestamp": self.clock(),
             "type": kind,
             **fields,

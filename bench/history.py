@@ -24,18 +24,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import random
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
+from bench.harness import FleetNames
 from exporters.history import migrate
 from exporters.history.database import create_history_engine
 from exporters.history.merge import BatchMerger, Limits
@@ -43,6 +43,7 @@ from exporters.history.queries import TaskFilter, failures, search_page, task_de
 from exporters.history.schema import TRIGRAM_INDEXES, tasks
 from exporters.history.settings import HistorySettings
 from exporters.history.writer import HistoryWriter
+from exporters.stream.events import Checker
 
 Event = dict[str, Any]
 DAY = 86_400.0
@@ -71,34 +72,21 @@ def default_of(name: str) -> Any:
 
 
 # -- the event stream ----------------------------------------------------------------------
-@dataclass
-class Fleet:
-    seed: int = 7
-    workers: int = 50
-    names: int = 50
-    queues: int = 10
-    producers: int = 20
-    clocks: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.seed)
-        self.worker_names = [f"celery@worker-{i:03d}" for i in range(self.workers)]
-        self.producer_names = [f"gen{1000 + i}@web-{i % 5}" for i in range(self.producers)]
-        self.task_names = [f"app.tasks.task_{i:02d}" for i in range(self.names)]
-        self.queue_of = {n: f"queue-{i % self.queues}" for i, n in enumerate(self.task_names)}
+class Fleet(FleetNames):
+    """The fleet of bench/exporter_stream.py, its events as the recorder's writer gets them
+    (checked dicts, not broker messages)."""
 
     def event(self, kind: str, hostname: str, timestamp: float, **fields: Any) -> Event:
-        clock = self.clocks.get(hostname, 0) + 1
-        self.clocks[hostname] = clock
         return {
-            "type": kind, "hostname": hostname, "timestamp": timestamp, "clock": clock,
+            "type": kind, "hostname": hostname, "timestamp": timestamp,
+            "clock": self.next_clock(hostname),
             "local_received": timestamp, "utcoffset": 0, "pid": 4242, **fields,
         }  # fmt: skip
 
     def lifecycle(self, start: float) -> list[Event]:
         rng = self.rng
         task_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        name = rng.choice(self.task_names)
+        name = rng.choice(self.names)
         queue = self.queue_of[name]
         worker = rng.choice(self.worker_names)
         image = rng.randrange(10_000_000)
@@ -164,6 +152,15 @@ def stream(fleet: Fleet, events: int, *, start: float, rate: float = 5_000.0) ->
     # Replays (from the disk spool, or a redelivery) arrive late.
     out.extend(out[index] for index in fleet.rng.sample(range(len(out)), len(out) // 200))
     return out
+
+
+def checked(events: list[Event]) -> list[Event]:
+    """The events as the recorder's writer gets them: its consumer thread checks each one
+    first (exporters/stream/events.py), which also types the fields and parses the exception
+    type. Done before any timing: checking is the consumer's cost, not the writer's."""
+    checker = Checker()
+    now = time.time()
+    return [checker.check(event, now) for event in events]
 
 
 def history_rows(fleet: Fleet, rows: int, *, end: float) -> Iterator[list[Event]]:
@@ -344,7 +341,7 @@ def merged_rows(fleet: Fleet, rows: int, end: float) -> tuple[list[list[dict]], 
     events: list[Event] = []
     for chunk in history_rows(fleet, rows, end=end):
         merger.clear()
-        merger.add_all(chunk)
+        merger.add_all(checked(chunk))
         chunks.append(list(merger.tasks.values()))
         events.extend(chunk)
     merger.clear()
@@ -360,7 +357,7 @@ class Query:
 
 
 def queries(end: float, fleet: Fleet, sample_id: str) -> list[Query]:
-    name = fleet.task_names[7]
+    name = fleet.names[7]
     day, week = end - DAY, end - 7 * DAY
     needle = "user-04242@"
 
@@ -427,6 +424,7 @@ def main() -> None:
 
     fleet = Fleet()
     events = stream(fleet, args.events, start=now - 3600)
+    checked_events = checked(events)  # the writer's input; Flower eats the raw events
     results: dict[str, Ingest] = {}
     with (
         tempfile.TemporaryDirectory(prefix="history-bench-") as workdir,
@@ -441,11 +439,11 @@ def main() -> None:
 
                 profiler = cProfile.Profile()
                 profiler.enable()
-                results[kind] = ingest(engine, events, batch_size)
+                results[kind] = ingest(engine, checked_events, batch_size)
                 profiler.disable()
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
             else:
-                results[kind] = ingest(engine, events, batch_size)
+                results[kind] = ingest(engine, checked_events, batch_size)
             engine.dispose()
             report_ingest(kind, results[kind], GOALS.get(kind))
         if not args.no_flower:
@@ -456,7 +454,7 @@ def main() -> None:
                     f"  ratio {kind} / flower: {result.rate / flower_result.rate:.2f}x wall,"
                     f" {result.per_core / flower_result.per_core:.2f}x per CPU-second"
                 )
-        del events
+        del events, checked_events
 
         print(f"\n== queries on {args.rows:,} tasks (median of 5, ms) ==")
         qfleet = Fleet(seed=11)
