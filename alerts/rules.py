@@ -422,8 +422,9 @@ PIPELINE = (
         summary="The task-history recorder is losing events.",
         description=(
             "Recorder {{ $labels.instance }} dropped about {{ $value | humanize }} events"
-            " ({{ $labels.reason }}) in the last {dropped_window}: its buffer and disk spool"
-            " are full, and the task history has a gap from then on."
+            " in the last {dropped_window} for {{ $labels.reason }} (overflow: they came faster"
+            " than it reads; buffer_full: its buffer and disk spool are full): the task history"
+            " has a gap from then on."
         ),
         dashboard=RECORDER_DASHBOARD,
     ),

@@ -38,7 +38,8 @@ class RecorderMetrics:
         )
         self.dropped = Counter(
             "fleetops_history_events_dropped",
-            "Events lost because the buffer bound was hit (memory and disk spool full).",
+            "Events lost, by reason: overflow (arriving faster than the recorder reads them),"
+            " buffer_full (memory and disk spool full), spool_error, quarantine_full.",
             ["reason"],
             registry=r,
         )
@@ -75,7 +76,7 @@ class RecorderMetrics:
         self.broker_reconnects = Counter(
             "fleetops_history_broker_reconnects", "Reconnects to the broker.", registry=r
         )
-        for reason in ("buffer_full", "spool_error", "quarantine_full"):
+        for reason in ("overflow", "buffer_full", "spool_error", "quarantine_full"):
             self.dropped.labels(reason)
         for kind in ("unavailable", "rejected"):
             self.write_errors.labels(kind)

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # Longest single wait of the writer between two beats while it retries a database.
 WRITER_WAIT_STEP = 1.0
+# At most one log line this often for a loss that goes on: the counter says how much.
+LOG_EVERY = 60.0
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -71,6 +73,7 @@ class Recorder:
             # restarts; the broker keeps at most history_queue_max_length of them.
             durable_queue=settings.history_queue_name if durable else None,
             queue_max_length=settings.history_queue_max_length,
+            buffer_bytes=settings.history_handover_bytes,
             logger=log,
             stall_after=settings.history_stall_after,
         )
@@ -86,6 +89,8 @@ class Recorder:
             from_settings(Limits, settings, "history_"),
         )
         self.policy = from_settings(RetentionPolicy, settings, "history_")
+        self._overflow_counted = 0
+        self._overflow_logged = -LOG_EVERY
         self.drain_timeout = drain_timeout
         self.stop_requested = threading.Event()
         self._source_stop = threading.Event()
@@ -163,7 +168,12 @@ class Recorder:
         self.buffer.put_many(events)
 
     def tick(self, now: float) -> None:
-        pass
+        # Messages the hand-over between reader and consumer dropped while the consumer was
+        # behind: lost before anything could read them, so counted here or nowhere.
+        lost = self.stream.overflow_events()
+        if lost > self._overflow_counted:
+            self._dropped(lost - self._overflow_counted, "overflow")
+            self._overflow_counted = lost
 
     def reconnected(self, now: float) -> None:
         self.metrics.broker_reconnects.inc()
@@ -175,6 +185,13 @@ class Recorder:
                 "recorder: buffer bound hit (%d bytes on disk): %d events dropped",
                 self.settings.history_spool_max_bytes, count,
             )  # fmt: skip
+        elif reason == "overflow" and time.monotonic() >= self._overflow_logged + LOG_EVERY:
+            self._overflow_logged = time.monotonic()
+            log.error(
+                "recorder: events arrive faster than it can check them; %d events dropped"
+                ' before they were read (fleetops_history_events_dropped_total{reason="overflow"})',
+                count,
+            )
 
     # -- writer thread -------------------------------------------------------------------
     def backlog(self) -> int:

@@ -52,6 +52,10 @@ class HistorySettings(FleetSettings):
     history_prune_interval: float = Field(300.0, gt=0)
     """Seconds between two applications of retention."""
 
+    history_handover_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    """Bound of raw event batches handed from the reader to the checking thread; past it events
+    are dropped unread and counted as overflow."""
+
     # While the database is down events wait in memory, then on disk, then are dropped.
     history_buffer_events: int = Field(100_000, ge=1)
     """How many events wait in memory while the database is slow or down."""
