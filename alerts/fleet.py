@@ -100,30 +100,19 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
 
 # One builder a process, so that whatever runs one of them alone runs the fleet's argv.
 def pager_spec(port: int, pages_log: Path) -> ProcessSpec:
-    pager = f"http://127.0.0.1:{port}"
-    return ProcessSpec(
-        "pager",
-        pager_argv(port, pages_log),
-        ready=http_ready(f"{pager}/healthz"),
-        url=f"{pager}/pages",
-    )
+    return _served("pager", pager_argv(port, pages_log), port, "/healthz", "/pages")
 
 
 def alertmanager_spec(files: StackFiles, port: int) -> ProcessSpec:
-    alertmanager = f"http://127.0.0.1:{port}"
-    return ProcessSpec(
-        "alertmanager",
-        alertmanager_argv(files, port),
-        ready=http_ready(f"{alertmanager}/-/ready"),
-        url=alertmanager,
-    )
+    return _served("alertmanager", alertmanager_argv(files, port), port, "/-/ready")
 
 
 def prometheus_spec(files: StackFiles, port: int, resend_delay: str = "1m") -> ProcessSpec:
-    prometheus = f"http://127.0.0.1:{port}"
-    return ProcessSpec(
-        "prometheus",
-        prometheus_argv(files, port, resend_delay=resend_delay),
-        ready=http_ready(f"{prometheus}/-/ready"),
-        url=prometheus,
-    )
+    argv = prometheus_argv(files, port, resend_delay=resend_delay)
+    return _served("prometheus", argv, port, "/-/ready")
+
+
+def _served(name: str, argv: list[str], port: int, ready: str, shown: str = "") -> ProcessSpec:
+    """A process serving HTTP on this host's ``port``: ready once ``ready`` answers."""
+    base = default_ports.local_url(port)
+    return ProcessSpec(name, argv, ready=http_ready(base + ready), url=base + shown)
