@@ -40,7 +40,8 @@ UNKNOWN = "unknown"
 # The label value new names are reported under once a label's cap is reached.
 OVERFLOW = "__overflow__"
 # A fleet whose producers send no task-sent events would park every task for nothing: park only
-# while task-sent events have been seen this recently.
+# while task-sent events have been seen this recently, or, before any has been seen, until a
+# parked task's window passes without its task-sent (then the producers do not send them).
 SENT_EVENTS_FRESH_FOR = 300.0
 # Series each tracked object renders (a histogram counts once): used by the series cap.
 TASK_SERIES_WEIGHT = 9  # 8 counters + celery_task_runtime
@@ -209,6 +210,10 @@ class FleetState:
         # uuid -> [monotonic time parked, events...]: tasks whose task-sent has not arrived yet.
         self.parked: dict[str, list] = {}
         self.last_sent_at: float | None = None
+        # Whether the producers send task-sent is unknown until one arrives or a parked task's
+        # window passes without it: until then the first tasks wait too, so the race of a
+        # worker's task-received against its producer's task-sent is also won at start.
+        self.sent_events_unknown = True
         self._logged_kinds: set[str] = set()
         self._handlers = {
             "task-sent": self._task_sent,
@@ -239,7 +244,10 @@ class FleetState:
         parked = self.parked
         sent_at = self.last_sent_at
         reorders = self.limits.reorder_window > 0
-        park_new = reorders and sent_at is not None and now - sent_at < SENT_EVENTS_FRESH_FOR
+        if sent_at is None:
+            park_new = reorders and self.sent_events_unknown
+        else:
+            park_new = reorders and now - sent_at < SENT_EVENTS_FRESH_FOR
         newest = self.last_event_ts or 0.0
         for event in events:
             # Checked events (exporters/stream/events.py): type, hostname, timestamp and, for
@@ -316,6 +324,8 @@ class FleetState:
             if now - waiting[0] < window:
                 break  # parked in arrival order: the rest are younger
             due.append(uuid)
+        if due and self.last_sent_at is None:
+            self.sent_events_unknown = False  # a window passed and no task-sent came at all
         for uuid in due:
             self._replay(self.parked.pop(uuid), now)
 

@@ -146,11 +146,27 @@ def test_a_task_sent_that_never_comes_delays_its_events_by_the_window_only() -> 
     assert not state.parked
 
 
+def test_the_first_task_waits_for_its_late_task_sent_too() -> None:
+    # Before any task-sent has arrived it is unknown whether producers send them: the first
+    # task of a fresh exporter whose received beat its sent is still counted in its queue.
+    state = FleetState(bounds=BOUNDS)
+    first = _lifecycle("t1", 1000.0)
+    state.apply_all(first[1:], now=1.0)
+    state.apply_all(first[:1], now=1.5)
+    series = state.task_series[("app.add", "celery@w1", "math")]
+    assert (series.received, series.started, series.succeeded) == (1, 1, 1)
+    assert ("app.add", "celery@w1", "unknown") not in state.task_series
+
+
 def test_without_task_sent_events_nothing_waits_and_parking_is_bounded() -> None:
     quiet = FleetState(bounds=BOUNDS)
     quiet.apply_all(_lifecycle("t1", 1000.0)[1:], now=1.0)  # producers without task-sent
+    assert "t1" in quiet.parked  # not known yet whether the producers send task-sent
+    quiet.housekeeping(now=3.5)  # its window passes without one: they do not
     assert not quiet.parked
-    assert quiet.task_series[("app.add", "celery@w1", "unknown")].succeeded == 1
+    quiet.apply_all(_lifecycle("t2", 1001.0)[1:], now=4.0)
+    assert not quiet.parked  # from then on nothing waits
+    assert quiet.task_series[("app.add", "celery@w1", "unknown")].succeeded == 2
     busy = FleetState(bounds=BOUNDS, limits=Limits(max_parked=100))
     busy.apply_all(_lifecycle("t0", 990.0), now=1.0)
     for i in range(1000):
@@ -172,6 +188,7 @@ def test_clock_skew_is_clamped_and_counted() -> None:
 def test_events_of_unknown_tasks_are_still_counted() -> None:
     state = FleetState(bounds=BOUNDS)
     state.apply_all(_lifecycle("t1", 1000.0)[2:], now=1.0)  # started + succeeded only
+    state.housekeeping(now=3.5)  # after the window its task-sent could have come in
     series = state.task_series[("unknown", "celery@w1", "unknown")]
     assert (series.started, series.succeeded) == (1, 1)
     assert state.anomalies["unknown_task"] == 1  # counted once per task
