@@ -89,7 +89,11 @@ def docs(
     """Regenerate the settings tables in docs/ from the settings models."""
     from fleetops.settings_docs import DOCS_DIR, regenerate
 
-    stale = regenerate(check=check)
+    try:
+        stale = regenerate(check=check)
+    except ValueError as exc:  # a marker naming no model, a field without a description
+        typer.echo(f"fleetops docs: {exc}", err=True)
+        raise typer.Exit(2) from exc
     names = ", ".join(path.name for path in stale)
     if check and stale:
         typer.echo(

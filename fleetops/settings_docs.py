@@ -30,10 +30,14 @@ _BLOCK = re.compile(
 
 
 def model_of(path: str) -> type[BaseSettings]:
+    """The settings model a marker names; a ValueError naming the marker when it names none."""
     module, _, name = path.partition(":")
-    model = getattr(importlib.import_module(module), name)
+    try:
+        model = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"settings marker {path!r} names no model: {exc}") from exc
     if not (isinstance(model, type) and issubclass(model, BaseSettings)):
-        raise TypeError(f"{path} is not a settings model")
+        raise ValueError(f"settings marker {path!r} names no settings model")
     return model
 
 

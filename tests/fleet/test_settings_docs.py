@@ -70,3 +70,11 @@ def _subclasses(cls: type) -> set[type]:
             continue
         found |= {sub, *_subclasses(sub)}
     return found
+
+
+def test_a_marker_naming_no_model_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "broken.md").write_text(
+        "<!-- settings: fleetops.settings:NoSuchModel -->\n<!-- end settings -->\n"
+    )
+    with pytest.raises(ValueError, match=r"'fleetops\.settings:NoSuchModel' names no model"):
+        settings_docs.regenerate(tmp_path, check=True)
