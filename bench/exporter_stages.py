@@ -62,8 +62,7 @@ def main() -> None:
     stream = Stream(workers=50, task_names=50)
     commands, events = stream.chunk(args.events)
     wire = as_pubsub(commands)
-    replies = PubSubParser().feed(wire)
-    payloads = [r[3] for r in replies]
+    payloads = PubSubParser().payloads(wire)
     bodies = [b for p in payloads for b in decode(p)]
     now = time.time()
     bounds = with_required(DEFAULT_BUCKETS, latency_breaking_points())
@@ -73,7 +72,7 @@ def main() -> None:
         return min(cpu(fn) for _ in range(args.repeat))
 
     def split() -> None:
-        PubSubParser().feed(wire)
+        PubSubParser().payloads(wire)
 
     def decode_all() -> None:
         for p in payloads:

@@ -347,7 +347,7 @@ def recorder(
 # Where a function's own time goes, by the file it is in: the first match wins.
 STAGES = (
     ("read: socket, RESP split, hand-over", ("stream/redis_reader", "stream/resp", "batches.py")),
-    ("decode envelopes", ("stream/envelope", "binascii", "b64decode")),
+    ("decode envelopes", ("stream/envelope", "pybase64", "b64decode")),
     ("check events", ("stream/events",)),
     ("buffer (memory, spool)", ("history/buffer",)),
     ("merge into rows", ("history/merge",)),

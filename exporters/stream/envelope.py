@@ -11,6 +11,7 @@ import binascii
 import json
 
 import orjson
+import pybase64
 
 # A message larger than this is refused before it is parsed: a real event is a few KiB (a
 # prefork worker's task.multi a few hundred), and one huge message must not stall the consumer.
@@ -45,9 +46,10 @@ def decode(payload: bytes) -> list:
     encoding = properties.get("body_encoding") if type(properties) is dict else None
     if encoding == "base64":
         try:
-            # binascii in strict mode: as strict as b64decode(validate=True), whose regex check
-            # cost a third of the decode (measured with bench/exporter_throughput.py).
-            body = binascii.a2b_base64(body, strict_mode=True)
+            # pybase64 (SIMD) validates as strictly as binascii's strict mode and is 3-4x
+            # faster on a ~1 KiB body: the stdlib decoder was a quarter of the decode stage
+            # (bench/exporter_stages.py).
+            body = pybase64.b64decode(body, validate=True)
         except (binascii.Error, ValueError, TypeError) as exc:
             raise DecodeError("bad_body", f"bad base64: {exc}") from None
     elif encoding is not None:

@@ -180,14 +180,7 @@ class RedisEventReader(EventReader):
             now = time.monotonic()
             last_data = now
             pinged = False
-            payloads = []
-            for reply in parser.feed(data):
-                # ["message", channel, payload] or ["pmessage", pattern, channel, payload]
-                kind = reply[0]
-                if kind == b"pmessage":
-                    payloads.append(reply[3])
-                elif kind == b"message":
-                    payloads.append(reply[2])
+            payloads = parser.payloads(data)
             if payloads:
                 status.messages += len(payloads)
                 status.bytes += len(data)

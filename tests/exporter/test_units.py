@@ -20,6 +20,7 @@ from exporters.metrics.render import Extras, Renderer, Thresholds
 from exporters.metrics.settings import load
 from exporters.metrics.state import Limits
 from exporters.stream import backoff as backoff_module
+from exporters.stream import resp
 from exporters.stream.backoff import Backoff
 from exporters.stream.batches import RAW, Batch, BatchQueue
 from exporters.stream.envelope import DecodeError, decode
@@ -72,6 +73,45 @@ def test_pubsub_parser_splits_replies_at_any_byte_boundary() -> None:
     assert pieces == whole
     assert parser.pending_bytes == 0
     assert command("PING") == b"*1\r\n$4\r\nPING\r\n"
+
+
+def test_pubsub_payloads_match_the_generic_parser_at_any_byte_boundary() -> None:
+    """The reader's fast path takes only message payloads and skips every other reply."""
+    payloads = [wire_envelope({"type": "worker-heartbeat", "n": i}) for i in range(4)]
+    message = b"*3\r\n$7\r\nmessage\r\n$11\r\n/0.celeryev\r\n$%d\r\n%s\r\n" % (
+        len(payloads[2]), payloads[2],
+    )  # fmt: skip
+    wire = (
+        b"*3\r\n$9\r\nsubscribe\r\n$11\r\n/0.celeryev\r\n:1\r\n"
+        + pmessage(payloads[0])
+        + b"+PONG\r\n"
+        + pmessage(payloads[1])
+        + b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+        + message
+        + pmessage(b"")
+        + b"*4\r\n$8\r\npmessage\r\n$1\r\np\r\n$1\r\nc\r\n$-1\r\n"  # a null payload
+        + pmessage(payloads[3])
+    )
+    expected = [payloads[0], payloads[1], payloads[2], b"", payloads[3]]
+    assert PubSubParser().payloads(wire) == expected
+    for size in (1, 2, 7, 64):
+        parser = PubSubParser()
+        pieces: list = []
+        for i in range(0, len(wire), size):
+            pieces.extend(parser.payloads(wire[i : i + size]))
+        assert pieces == expected, size
+        assert parser.pending_bytes == 0
+
+
+def test_pubsub_payloads_of_whole_messages_take_the_fast_path(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Messages are split without the generic parser: the point of payloads() is its speed."""
+    generic = resp._parse
+    calls: list[int] = []
+    monkeypatch.setattr(resp, "_parse", lambda *a: calls.append(a[2]) or generic(*a))
+    payloads = [wire_envelope({"type": "task-started", "n": i}) for i in range(50)]
+    wire = b"".join(pmessage(p) for p in payloads)
+    assert PubSubParser().payloads(wire) == payloads
+    assert calls == []
 
 
 def test_decode_single_and_multi_events() -> None:
