@@ -76,6 +76,7 @@ def recorder(
 
     settings = _settings(database_url)
     instance = Recorder(settings)
+    instance.stream.collector.take_over()  # this process is the recorder's alone
     server = None
     if settings.history_metrics_port:
         server = listen_or_exit(

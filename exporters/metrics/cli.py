@@ -91,6 +91,7 @@ def register(app: typer.Typer) -> None:
             exporter_event_reader=event_reader,
         )
         service = Exporter(settings)
+        service.stream.collector.take_over()  # this process is the exporter's alone
         server = listen_or_exit(
             "exporter", settings.exporter_host, settings.exporter_port, service.render,
             service.health,

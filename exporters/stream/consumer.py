@@ -16,6 +16,7 @@ from typing import Protocol
 
 from exporters.stream.backoff import Backoff
 from exporters.stream.batches import RAW, BatchQueue
+from exporters.stream.collector import ScheduledCollector
 from exporters.stream.envelope import DecodeError, decode, decode_delivered
 from exporters.stream.events import DEFAULT_LIMITS, Checker, EventLimits, Rejected
 from exporters.stream.health import STALL_AFTER, Beat, Part
@@ -90,6 +91,8 @@ class EventStream:
         self.accepted = 0  # events that passed the checks and went to the sink
         self.consumer_beat = Beat()
         self.consumer_progress = Beat()
+        # Inactive until the process's entry point takes the collector over (collector.py).
+        self.collector = ScheduledCollector()
         self._threads: dict[str, threading.Thread] = {}
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -141,7 +144,9 @@ class EventStream:
                     connects_seen = connects
                 if batch is not None:
                     self.consume(batch.kind, batch.items, batch.received_at)
-                sink.tick(time.monotonic())
+                now = time.monotonic()
+                sink.tick(now)
+                self.collector.tick(now)
             except Exception as exc:
                 # A bug met by one batch must not stop the stream: count it, say it, go on.
                 lost = len(batch.items) if batch is not None else 0

@@ -10,8 +10,8 @@ from __future__ import annotations
 import binascii
 import json
 
-import orjson
 import pybase64
+from orjson import JSONDecodeError, loads
 
 # A message larger than this is refused before it is parsed: a real event is a few KiB (a
 # prefork worker's task.multi a few hundred), and one huge message must not stall the consumer.
@@ -33,7 +33,10 @@ def decode(payload: bytes) -> list:
     ``task.multi``). The bodies are not checked yet: that is events.Checker's job."""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise DecodeError("bad_envelope", f"a message of {len(payload)} bytes")
-    envelope = _loads(payload, "envelope")
+    try:  # orjson inline: this runs for every message
+        envelope = loads(payload)
+    except JSONDecodeError as exc:
+        envelope = _stdlib_loads(payload, "envelope", str(exc))
     if type(envelope) is not dict:
         raise DecodeError("bad_envelope", "not a JSON object")
     body = envelope.get("body")
@@ -70,7 +73,10 @@ def decode_delivered(content_type: str | None, body: object) -> list:
 def decode_body(body: object) -> list:
     """A message body (JSON text, or what a transport already parsed) as a list of bodies."""
     if type(body) is str or type(body) is bytes:
-        body = _loads(body, "body")
+        try:
+            body = loads(body)
+        except JSONDecodeError as exc:
+            body = _stdlib_loads(body, "body", str(exc))
     if type(body) is dict:
         return [body]
     if type(body) is list:
@@ -80,15 +86,14 @@ def decode_body(body: object) -> list:
     )
 
 
-def _loads(text: str | bytes, where: str) -> object:
-    """orjson, and the standard library where orjson refuses what a Python producer can send
-    (``NaN``/``Infinity`` from kombu's json, integers past 64 bits, lone surrogates): those
-    events are then repaired or rejected field by field instead of losing the whole message."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        first = exc
+def _stdlib_loads(text: str | bytes, where: str, orjson_error: str) -> object:
+    """The standard library, where orjson refused what a Python producer can send (``NaN``/
+    ``Infinity`` from kombu's json, integers past 64 bits, lone surrogates): those events are
+    then repaired or rejected field by field instead of losing the whole message. Callers pass
+    orjson's error as text: an exception kept past its ``except`` block would hold the
+    caller's frame in a reference cycle, and the consumers collect cycles only twice a minute
+    (exporters/stream/collector.py)."""
     try:
         return json.loads(text)
     except (ValueError, RecursionError, TypeError):
-        raise DecodeError("not_json", f"{where}: {first}") from None
+        raise DecodeError("not_json", f"{where}: {orjson_error}") from None

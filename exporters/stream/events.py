@@ -155,8 +155,10 @@ class Checker:
     def __init__(self, limits: EventLimits = DEFAULT_LIMITS) -> None:
         self.limits = limits
         self.corrections: dict[str, int] = {}
-        # The text fields of task events and their bounds.
-        self._task_texts = {
+        self._future = limits.max_future_seconds
+        self._past = limits.max_past_seconds
+        # Every task field read, in one table: a text's bound, or -1 for a number.
+        self._task_fields = {
             **dict.fromkeys(("name", "queue", "exchange", "routing_key"), limits.max_name_chars),
             **dict.fromkeys(("root_id", "parent_id"), limits.max_id_chars),
             **dict.fromkeys(("args", "kwargs", "result"), limits.max_payload_chars),
@@ -164,6 +166,7 @@ class Checker:
             "traceback": limits.max_traceback_chars,
             "eta": 64,
             "expires": 64,
+            **dict.fromkeys(_TASK_NUMBERS, -1),
         }
 
     def _corrected(self, reason: str) -> None:
@@ -217,7 +220,11 @@ class Checker:
         if type(kind) is not str or kind not in KNOWN_TYPES:
             raise Rejected("unknown_type", f"event type {_short(kind)}")
         limits = self.limits
-        hostname = _required(body.get("hostname"), kind, "hostname")
+        # The common case of each field is checked inline, the rest by a call: this runs for
+        # every event (bench/exporter_stages.py, "check + normalise").
+        hostname = body.get("hostname")
+        if type(hostname) is not str or not hostname:
+            _required(hostname, kind, "hostname")  # raises
         if (
             len(hostname) > limits.max_hostname_chars
             or not hostname.isascii()
@@ -226,11 +233,14 @@ class Checker:
             hostname = self.text(hostname, limits.max_hostname_chars)
             if not hostname:
                 raise Rejected("bad_field", f"{kind} with an unusable hostname")
+        ts = body.get("timestamp")
+        if not (type(ts) is float and now - self._past <= ts <= now + self._future):
+            ts = self.timestamp(ts, now)
         event: dict = {
             "type": kind,
             "hostname": hostname,
-            "host": hostname_label(hostname),
-            "timestamp": self.timestamp(body.get("timestamp"), now),
+            "host": _hostnames.get(hostname) or hostname_label(hostname),
+            "timestamp": ts,
         }
         clock = body.get("clock")
         event["clock"] = clock if type(clock) is int and 0 <= clock < 2**63 else None
@@ -269,20 +279,23 @@ class Checker:
 
     def _task(self, body: dict, event: dict, kind: str) -> None:
         limits = self.limits
-        uuid = _required(body.get("uuid"), kind, "task id")
+        uuid = body.get("uuid")
+        if type(uuid) is not str or not uuid:
+            _required(uuid, kind, "task id")  # raises
         if len(uuid) > limits.max_id_chars or not uuid.isascii() or "\x00" in uuid:
             raise Rejected("bad_field", f"{kind} with an unusable task id {_short(uuid)}")
         event["uuid"] = uuid
         # One pass over what the sender put in (a dozen fields), with the common case, a short
         # clean ASCII string, checked inline: this runs for every event (bench/exporter_stages.py).
-        texts = self._task_texts
+        fields = self._task_fields
         for field, value in body.items():
-            limit = texts.get(field)
-            if limit is None:
-                if field == "retries" or field == "runtime":
-                    number = self.number(value, field == "runtime", _TASK_NUMBERS[field])
-                    if number is not None:
-                        event[field] = number
+            limit = fields.get(field)
+            if limit is None:  # a field no consumer reads (pid, utcoffset...), or done above
+                continue
+            if limit < 0:  # a number: one lookup for both kinds of field
+                number = self.number(value, field == "runtime", _TASK_NUMBERS[field])
+                if number is not None:
+                    event[field] = number
                 continue
             if (
                 type(value) is str
