@@ -226,9 +226,9 @@ class TimelineEntry:
 @dataclass(frozen=True)
 class TaskDetail:
     """``fields``: every column of ``schema.tasks`` except the internal state_* ones, times as
-    UTC datetimes; ``timeline``: the lifecycle oldest first (latest attempt's times for a
-    retried task); ``children``: task_id, name, state, timestamp of the tasks whose parent it
-    is, oldest first, at most 1000."""
+    UTC datetimes; ``timeline``: the lifecycle, "sent" first and then oldest first (latest
+    attempt's times for a retried task); ``children``: task_id, name, state, timestamp of the
+    tasks whose parent it is, oldest first, at most 1000."""
 
     fields: dict[str, Any]
     timeline: list[TimelineEntry]
@@ -248,10 +248,18 @@ def task_detail(engine: Engine, task_id: str) -> TaskDetail | None:
             .limit(1000)
         ).all()
     fields = {key: value for key, value in row.items() if not key.startswith("state_")}
-    stamps = sorted((row[column], event) for event, column in TIMELINE if row[column] is not None)
+    # "sent" first whatever its clock says: Celery stamps task-sent after it has published the
+    # task, so a busy client can stamp it after the worker's task-received (and a client's
+    # clock may be off); the worker's own events are ordered by their times, which keeps a
+    # retried task's steps in the order they happened.
+    stamps = sorted(
+        (event != "sent", row[column], event)
+        for event, column in TIMELINE
+        if row[column] is not None
+    )
     timeline: list[TimelineEntry] = []
     previous: float | None = None
-    for stamp, event in stamps:
+    for _, stamp, event in stamps:
         at = datetime.fromtimestamp(stamp, UTC)
         timeline.append(TimelineEntry(event, at, None if previous is None else stamp - previous))
         previous = stamp

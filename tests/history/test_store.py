@@ -246,6 +246,18 @@ def test_console_queries(engine: Engine) -> None:
     assert task_names(engine, since=None) == ["images.process", "reminders.send_due_soon"]
 
 
+def test_the_timeline_starts_at_sent_when_the_client_stamped_it_late(engine: Engine) -> None:
+    # Celery stamps task-sent after publishing: on a busy client the worker's task-received
+    # can carry the earlier time. The timeline still starts at "sent", and the gap says so.
+    events = task_lifecycle("late", outcome="failed")
+    events[0]["timestamp"] += 0.015  # sent 5 ms after received
+    HistoryWriter(engine).write(events)
+    detail = task_detail(engine, "late")
+    assert detail is not None
+    assert [entry.event for entry in detail.timeline] == ["sent", "received", "started", "failed"]
+    assert detail.timeline[1].since_previous == pytest.approx(-0.005, abs=1e-6)
+
+
 def test_sqlite_text_index_follows_every_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
