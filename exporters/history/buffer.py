@@ -9,6 +9,13 @@ counted with the reason ``spool_error``; it never raises into the thread that qu
 Order is first in, first out: while anything waits on disk, new events go to disk too. The
 writer takes a batch, writes it, then commits it; a disk segment is deleted only after every
 event read from it is committed, so a crash replays the segment (upserts are idempotent).
+
+Because the order is first in, first out, "committed" is one number: how many of the events
+that entered (recovered segments first, then every event kept, in order) the writer has
+committed. A mark placed with :meth:`when_committed` is handed to ``on_committed`` once every
+event queued before it is committed: the recorder acknowledges broker deliveries that way.
+Events dropped (bound hit, spool error) never enter, so a mark after them waits only for the
+events before them: they are counted, not retried.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ class Batch:
     # Set when the events were read from a disk segment: the file to delete once committed.
     segment: Path | None = None
     last_of_segment: bool = False
+    # Events this batch takes out of the memory queue; a segment counts whole when it ends.
+    entries: int = 0
 
 
 @dataclass
@@ -65,12 +74,18 @@ class SpillingBuffer:
         *,
         segment_bytes: int = 4 * 1024 * 1024,
         on_drop: Callable[[int, str], None] | None = None,
+        on_committed: Callable[[Any], None] | None = None,
     ) -> None:
         self.memory_limit = memory_events
         self.spool_dir = spool_dir
         self.spool_max_bytes = spool_max_bytes
         self.segment_bytes = segment_bytes
         self.on_drop = on_drop
+        self.on_committed = on_committed
+        # Positions in the first-in-first-out order (see the module's docstring).
+        self._entered = 0
+        self._committed = 0
+        self._marks: deque[tuple[int, Any]] = deque()
         self._memory: deque[Event] = deque()
         self._segments: deque[_Segment] = deque()  # closed, oldest first
         self._writing: _Segment | None = None
@@ -97,6 +112,7 @@ class SpillingBuffer:
         with self._lock:
             if not self._spooling() and len(self._memory) < self.memory_limit:
                 self._memory.append(event)
+                self._entered += 1
                 if len(self._memory) == self.memory_limit:
                     self._ready.notify()
                 return True
@@ -108,12 +124,14 @@ class SpillingBuffer:
             room = self.memory_limit - len(self._memory)
             if not self._spooling() and room >= len(events):
                 self._memory.extend(events)
+                self._entered += len(events)
                 if len(self._memory) == self.memory_limit:
                     self._ready.notify()
                 return len(events)
             kept = 0
             if not self._spooling() and room > 0:
                 self._memory.extend(events[:room])
+                self._entered += room
                 kept, events = room, events[room:]
             return kept + self._spill_locked(events)
 
@@ -145,13 +163,36 @@ class SpillingBuffer:
             if self._memory:
                 count = min(max_events, len(self._memory))
                 pop = self._memory.popleft
-                return Batch([pop() for _ in range(count)])
+                return Batch([pop() for _ in range(count)], entries=count)
             return self._take_from_disk_locked(max_events)
 
     def commit(self, batch: Batch) -> None:
-        if batch.segment is not None and batch.last_of_segment:
-            with self._lock:
+        with self._lock:
+            self._committed += batch.entries
+            if batch.segment is not None and batch.last_of_segment:
                 self._finish_segment_locked(batch.segment)
+            mark = self._passed_mark_locked()
+        self._hand_on(mark)
+
+    def when_committed(self, mark: Any) -> None:
+        """Hand ``mark`` to ``on_committed`` once every event queued so far is committed (at
+        once when they are). Marks are handed on in order; of several passed at one commit
+        only the last is, since it stands for the ones before it."""
+        with self._lock:
+            self._marks.append((self._entered, mark))
+            passed = self._passed_mark_locked()
+        self._hand_on(passed)
+
+    def _passed_mark_locked(self) -> Any:
+        passed = None
+        marks = self._marks
+        while marks and marks[0][0] <= self._committed:
+            passed = marks.popleft()[1]
+        return passed
+
+    def _hand_on(self, mark: Any) -> None:
+        if mark is not None and self.on_committed is not None:
+            self.on_committed(mark)
 
     def stats(self) -> BufferStats:
         with self._lock:
@@ -207,6 +248,7 @@ class SpillingBuffer:
             self._disk_events += 1
             written += 1
         self.spilled += written
+        self._entered += written
         if written:
             self._ready.notify()
         return written
@@ -287,6 +329,7 @@ class SpillingBuffer:
             self._log_spool_error(exc)
         self._disk_bytes -= segment.size
         self._disk_events -= segment.events
+        self._committed += segment.events
         self._replaying = None
         self._replay.clear()
 
@@ -314,6 +357,7 @@ class SpillingBuffer:
                 self._segments.append(segment)
                 self._disk_bytes += segment.size
                 self._disk_events += segment.events
+                self._entered += segment.events
         if self._segments:
             log.info(
                 "%d spooled events from a previous run will be written first", self._disk_events

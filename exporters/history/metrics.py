@@ -76,6 +76,12 @@ class RecorderMetrics:
         self.broker_reconnects = Counter(
             "fleetops_history_broker_reconnects", "Reconnects to the broker.", registry=r
         )
+        self.unacknowledged = Gauge(
+            "fleetops_history_unacknowledged_messages",
+            "Messages RabbitMQ delivered that the recorder has not acknowledged yet (not yet"
+            " committed); 0 on Redis.",
+            registry=r,
+        )
         for reason in ("overflow", "buffer_full", "spool_error", "quarantine_full"):
             self.dropped.labels(reason)
         for kind in ("unavailable", "rejected"):

@@ -31,6 +31,7 @@ from exporters.history.quarantine import Quarantine
 from exporters.history.retention import RetentionPolicy, prune
 from exporters.history.settings import HistorySettings
 from exporters.history.writer import HistoryWriter
+from exporters.stream.acks import Delivery
 from exporters.stream.consumer import EventStream, is_amqp_url
 from exporters.stream.events import KNOWN_TYPES
 from exporters.stream.health import Beat, Part, problems
@@ -73,6 +74,7 @@ class Recorder:
             # restarts; the broker keeps at most history_queue_max_length of them.
             durable_queue=settings.history_queue_name if durable else None,
             queue_max_length=settings.history_queue_max_length,
+            prefetch=settings.history_prefetch,
             buffer_bytes=settings.history_handover_bytes,
             logger=log,
             stall_after=settings.history_stall_after,
@@ -83,6 +85,9 @@ class Recorder:
             settings.effective_spool_dir,
             settings.history_spool_max_bytes,
             on_drop=self._dropped,
+            # On RabbitMQ a delivery is acknowledged once its events are committed, not before:
+            # a recorder killed in between gets them again (docs/history.md).
+            on_committed=self.stream.acknowledge,
         )
         self.writer = HistoryWriter(
             self.engine,
@@ -112,6 +117,7 @@ class Recorder:
         self.metrics.spool_bytes.set_function(lambda: self.buffer.stats().disk_bytes)
         self.metrics.database_up.set(0)
         self.metrics.broker_up.set_function(lambda: int(self.stream.status.connected))
+        self.metrics.unacknowledged.set_function(lambda: self.stream.status.unacked)
         self.metrics.watch_stream(self.stream.rejections, self.parts)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -177,6 +183,11 @@ class Recorder:
 
     def reconnected(self, now: float) -> None:
         self.metrics.broker_reconnects.inc()
+
+    def delivered(self, delivery: Delivery) -> None:
+        # After the batch's events were queued: acknowledged once those and all before them
+        # are committed, in order.
+        self.buffer.when_committed(delivery)
 
     def _dropped(self, count: int, reason: str = "buffer_full") -> None:
         self.metrics.dropped.labels(reason).inc(count)

@@ -75,6 +75,11 @@ class HistorySettings(FleetSettings):
     """The durable queue the recorder consumes on RabbitMQ."""
     history_queue_max_length: int = Field(1_000_000, ge=1)
     """The most events RabbitMQ keeps in it for an absent recorder."""
+    # 30,000 events/s held for about a second (one batch filling while the one before commits)
+    # is 30,000 messages; the margin keeps a slow commit from throttling the stream.
+    history_prefetch: int = Field(50_000, ge=1, le=65_535)
+    """On RabbitMQ, the most messages the recorder holds unacknowledged: it acknowledges them
+    once their events are committed, and a recorder killed meanwhile gets them again."""
 
     history_stall_after: float = Field(STALL_AFTER, gt=0)
     """A part (reader, consumer, writer) silent this many seconds is stalled: /healthz answers

@@ -27,6 +27,7 @@ from exporters.metrics.settings import ExporterSettings
 from exporters.metrics.state import FleetState, Limits
 from exporters.metrics.worker_queues import WorkerQueues, consumers_per_queue
 from exporters.stream import health
+from exporters.stream.acks import Delivery
 from exporters.stream.consumer import EventStream, is_redis_url
 from exporters.stream.events import EventLimits
 from exporters.stream.health import Beat, Part
@@ -130,6 +131,10 @@ class Exporter:
     def reconnected(self, now: float) -> None:
         with self.lock:
             self.state.open_gap(now)
+
+    def delivered(self, delivery: Delivery) -> None:
+        # Its queue is auto-acknowledged; were it not, applied is all the exporter can do.
+        self.stream.acknowledge(delivery)
 
     def apply_batch(self, kind: str, items: list, received_at: float) -> None:
         """Decode, check and apply one batch as the applier thread does (tests, benchmarks)."""

@@ -12,6 +12,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
+from exporters.stream.acks import Delivery
+
 RAW = "raw"  # kombu envelopes as read from Redis pub/sub, decoded by the consumer
 BODIES = "bodies"  # (content type, body) pairs as a kombu transport delivered them
 
@@ -22,6 +24,9 @@ class Batch:
     items: list
     size: int  # bytes for raw batches, events for decoded ones
     received_at: float = 0.0
+    # On a queue with manual acknowledgements: its last message, to acknowledge (with every
+    # message before it) once the sink has made the batch safe. None: nothing to acknowledge.
+    delivery: Delivery | None = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Protocol
 
+from exporters.stream.acks import Delivery
 from exporters.stream.backoff import Backoff
 from exporters.stream.batches import RAW, BatchQueue
 from exporters.stream.collector import ScheduledCollector
@@ -43,6 +44,12 @@ class EventSink(Protocol):
     def reconnected(self, now: float) -> None:
         """The stream reconnected: events sent meanwhile were missed (Redis pub/sub)."""
 
+    def delivered(self, delivery: Delivery) -> None:
+        """The batch just applied ends with ``delivery`` (a queue with manual acks): call
+        :meth:`EventStream.acknowledge` with it, from any thread, once everything applied so
+        far is safe. Also called for a batch whose events were all rejected, or that failed:
+        what was counted as lost is acknowledged, never redelivered forever."""
+
 
 def is_redis_url(url: str) -> bool:
     return url.split("://", 1)[0] in REDIS_SCHEMES
@@ -64,6 +71,7 @@ class EventStream:
         limits: EventLimits = DEFAULT_LIMITS,
         durable_queue: str | None = None,
         queue_max_length: int = 1_000_000,
+        prefetch: int = 50_000,
         consumer_name: str = "consumer",
         logger: logging.Logger = log,
         backoff: Backoff | None = None,
@@ -83,6 +91,7 @@ class EventStream:
             self.reader = KombuEventReader(
                 url, self.batches, self.status, backoff,
                 durable_queue=durable_queue, queue_max_length=queue_max_length,
+                prefetch=prefetch,
             )  # fmt: skip
         self.consumer_name = consumer_name
         # Written by the consumer thread only.
@@ -143,7 +152,11 @@ class EventStream:
                         sink.reconnected(time.monotonic())
                     connects_seen = connects
                 if batch is not None:
-                    self.consume(batch.kind, batch.items, batch.received_at)
+                    try:
+                        self.consume(batch.kind, batch.items, batch.received_at)
+                    finally:
+                        if batch.delivery is not None:
+                            sink.delivered(batch.delivery)
                 now = time.monotonic()
                 sink.tick(now)
                 self.collector.tick(now)
@@ -152,6 +165,10 @@ class EventStream:
                 lost = len(batch.items) if batch is not None else 0
                 self.rejections.reject("internal_error", f"{type(exc).__name__}: {exc}", lost)
                 log.debug("consumer error", exc_info=True)
+
+    def acknowledge(self, delivery: Delivery) -> None:
+        """Everything up to ``delivery`` is safe (the sink says so, from any thread)."""
+        self.reader.acknowledge(delivery)
 
     def consume(self, kind: str, items: list, received_at: float) -> None:
         """One batch, as the consumer thread handles it: decode, check, hand to the sink."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from exporters.stream.acks import Delivery
 from exporters.stream.backoff import Backoff
 from exporters.stream.batches import BatchQueue
 from exporters.stream.status import StreamStatus
@@ -29,3 +30,7 @@ class EventReader:
     def run(self, stop: threading.Event) -> None:
         """Read until ``stop`` is set, reconnecting with backoff whenever the link breaks."""
         raise NotImplementedError
+
+    def acknowledge(self, delivery: Delivery) -> None:
+        """Everything up to ``delivery`` is safe; any thread may call it. Nothing to do for a
+        stream without acknowledgements (Redis pub/sub, auto-ack queues)."""

@@ -13,6 +13,8 @@ class StreamStatus:
     messages: int = 0
     bytes: int = 0
     last_error: str = ""
+    # Messages delivered on the current channel and not yet acknowledged (manual acks only).
+    unacked: int = 0
     # Monotonic time of the last disconnect; None while connected or before the first connect.
     disconnected_since: float | None = field(default_factory=time.monotonic)
     # Monotonic time the reader thread last went round its loop (at least once a second while
