@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from alerts import recording
+from alerts import recording, replicas
 from alerts.config import AlertsConfig, duration_seconds
 from alerts.rules import (
     ALERTS,
@@ -106,7 +106,10 @@ def vocabulary(points: BreakingPoints, config: AlertsConfig) -> dict[str, str]:
         "exporter_matchers": sel.exporter,
         "flower_matchers": sel.flower,
         "recorder_matchers": sel.recorder,
-        "task_counters": recording.completed_selector(sel.exporter),
+        "task_rate": recording.completed_rate(sel.exporter, config.events.window),
+        # One copy of each fleet series however many exporter replicas serve it.
+        "one": replicas.ONE,
+        "freshest": replicas.FRESHEST,
         "latency_p95": recording.LATENCY_P95,
         "lookback": config.backlog.lookback,
         "horizon": config.backlog.horizon,

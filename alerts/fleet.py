@@ -21,6 +21,7 @@ from alerts.stack import (
     prometheus_argv,
     render_stack,
 )
+from exporters.metrics.settings import default_replica
 from fleetops import breaking_points
 from fleetops import ports as default_ports
 from fleetops.fleet.spec import FleetContext, ProcessSpec, http_ready
@@ -64,6 +65,11 @@ def fleet_settings(env: dict[str, str]) -> AlertsFleetSettings:
     return load_settings(AlertsFleetSettings, **given)
 
 
+def exporter_replica(env: dict[str, str]) -> str:
+    """The replica name the fleet's exporter runs with (its setting, else the default)."""
+    return env.get(ENV_PREFIX + "EXPORTER_REPLICA") or default_replica()
+
+
 def processes(ctx: FleetContext) -> list[ProcessSpec]:
     settings = fleet_settings(ctx.env)
     points = breaking_points.load(ctx.env.get(breaking_points.FILE_ENV))
@@ -78,8 +84,10 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
         points=points,
         config=config,
         ports=ports,
-        exporter_targets=[host_port(ctx.endpoints["exporter"])] if "exporter" in ctx.endpoints
-        else [],
+        # The fleet's one exporter, labelled with the replica name it logs.
+        exporter_targets=[],
+        exporter_replicas={exporter_replica(ctx.env): host_port(ctx.endpoints["exporter"])}
+        if "exporter" in ctx.endpoints else None,
         flower_targets=[host_port(ctx.endpoints["flower"])] if "flower" in ctx.endpoints else [],
         recorder_targets=[host_port(ctx.endpoints["history_metrics"])]
         if "history_metrics" in ctx.endpoints else [],

@@ -3,6 +3,8 @@ and Alertmanager, load the generated rules and send alerts to Alertmanager."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 # The job names the default selectors of [alerts.selectors] expect.
 from alerts.config import EXPORTER_JOB, FLOWER_JOB, RECORDER_JOB, AlertsConfig
 
@@ -22,11 +24,26 @@ def render(
     scrape_interval: str,
     evaluation_interval: str,
     rule_files: list[str],
+    exporter_replicas: Mapping[str, str] | None = None,
 ) -> dict:
+    """``exporter_replicas``: replica name -> target of exporters run side by side; each target
+    gets its name as the ``replica`` target label (docs/exporter.md, "Replicas")."""
+
     def job(name: str, targets: list[str]) -> dict:
         return {"job_name": name, "static_configs": [{"targets": targets}]}
 
-    scrape_configs = [job(EXPORTER_JOB, exporter_targets)]
+    exporters = job(EXPORTER_JOB, exporter_targets)
+    # A target label rather than a label the exporter writes: Prometheus puts it on `up` too,
+    # and it stays the same across restarts of the replica and changes of its address.
+    if exporter_replicas:
+        exporters["static_configs"] = [
+            *(exporters["static_configs"] if exporter_targets else []),
+            *(
+                {"targets": [target], "labels": {"replica": name}}
+                for name, target in exporter_replicas.items()
+            ),
+        ]
+    scrape_configs = [exporters]
     if flower_targets:
         scrape_configs.append(job(FLOWER_JOB, flower_targets))
     if recorder_targets:

@@ -3,12 +3,16 @@ share. The names below are the one place each recorded series is named; import t
 writing a name again.
 
 Names follow ``level:metric:operations``. Ratios are recorded as numerator and denominator
-separately, so a dashboard can aggregate them correctly across queues.
+separately, so a dashboard can aggregate them correctly across queues. Every rate is taken per
+exporter replica and only the largest copy kept (``alerts/replicas.py``) before summing, so two
+replicas side by side count each task once.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from alerts.replicas import one
 
 if TYPE_CHECKING:  # the configuration imports the alert specs, which import these names
     from alerts.config import AlertsConfig
@@ -42,11 +46,19 @@ def failure_ratio(window: str) -> str:
     return FAILURE_RATIO.format(window=window)
 
 
-def completed_selector(*matchers: str) -> str:
-    """Both outcome counters in one selector, so that a queue without any failure yet still
-    has a denominator."""
-    both = f'__name__=~"{SUCCEEDED_COUNTER}|{FAILED_COUNTER}"'
-    return "{" + ", ".join(m for m in (both, *matchers) if m) + "}"
+def completed_rate(matchers: str, window: str) -> str:
+    """The rate of finished tasks, one copy per replica (``alerts/replicas.py``), per series.
+
+    Not one selector over both counters: the exporter serves a series without failures as
+    ``exception=""``, which Prometheus reads as no label at all, so with the names dropped by
+    rate() it has the labels of the succeeded series and Prometheus refuses the pair ("vector
+    cannot contain metrics with the same labelset"). ``or`` keeps both outcomes of every
+    series, drops only that 0 failed twin, and keeps a queue without any failure yet."""
+
+    def counter(name: str) -> str:
+        return one(f"rate({name}{{{matchers}}}[{window}])")
+
+    return f"{counter(SUCCEEDED_COUNTER)} or {counter(FAILED_COUNTER)}"
 
 
 def recorded_names() -> list[str]:
@@ -62,11 +74,13 @@ def recording_groups(config: AlertsConfig) -> list[dict]:
         failure_rules += [
             {
                 "record": failed(window),
-                "expr": f"sum by (queue_name) (rate({FAILED_COUNTER}{{{exporter}}}[{window}]))",
+                "expr": "sum by (queue_name) ("
+                + one(f"rate({FAILED_COUNTER}{{{exporter}}}[{window}])")
+                + ")",
             },
             {
                 "record": completed(window),
-                "expr": f"sum by (queue_name) (rate({completed_selector(exporter)}[{window}]))",
+                "expr": "sum by (queue_name) (" + completed_rate(exporter, window) + ")",
             },
             {
                 "record": failure_ratio(window),
@@ -76,8 +90,9 @@ def recording_groups(config: AlertsConfig) -> list[dict]:
     latency_rules = [
         {
             "record": LATENCY_BUCKETS,
-            "expr": f"sum by (queue_name, le) (rate({LATENCY_HISTOGRAM}_bucket"
-            f"{{{exporter}}}[{LATENCY_WINDOW}]))",
+            "expr": "sum by (queue_name, le) ("
+            + one(f"rate({LATENCY_HISTOGRAM}_bucket{{{exporter}}}[{LATENCY_WINDOW}])")
+            + ")",
         },
         {
             "record": LATENCY_P95,

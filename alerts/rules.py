@@ -5,6 +5,11 @@ Labels: exactly one ``severity`` (``critical`` pages, ``warning`` is a ticket, `
 watchdog); tiered signals also carry ``signal`` and ``level`` so Alertmanager can let a higher
 level inhibit a lower one for the same queue or worker.
 
+Fleet metrics (queues, workers, tasks, Beat) are read through ``{one}`` (or ``{freshest}`` for
+ages), which keeps one copy per series however many exporter replicas serve it
+(``alerts/replicas.py``), so two replicas never double a value or page twice. The exporter's own
+health (``up``, ``fleetops_exporter_*``) is read per replica.
+
 Every string of a spec may hold ``{placeholders}`` (a lower-case name in single braces, never
 PromQL's ``{label="..."}`` nor Go's ``{{ ... }}``); ``alerts/catalog.py`` fills them from the
 breaking points and the ``[alerts]`` settings. A spec's ``hold`` is the default ``for`` of its
@@ -149,22 +154,62 @@ def error_budget_alerts() -> tuple[AlertSpec, ...]:
 
 
 def target_down(
-    name: str, job: str, what: str, severity: str, hold: str, dashboard: Dashboard, impact: str
+    name: str,
+    job: str,
+    what: str,
+    severity: str,
+    hold: str,
+    dashboard: Dashboard,
+    impact: str,
+    *,
+    replicated: bool = False,
 ) -> AlertSpec:
-    """Prometheus fails to scrape ``job`` (a selector placeholder: exporter, flower...)."""
+    """Prometheus fails to scrape ``job`` (a selector placeholder: exporter, flower...).
+
+    ``replicated``: the job runs replicas side by side, and it is down only once none of them
+    answers (one replica down is ``replica_down``)."""
+    down = f"max by (job) (up{{{job}}}) == 0" if replicated else f"up{{{job}}} == 0"
+    failed = (
+        "every target of job {{ $labels.job }}" if replicated
+        else "{{ $labels.instance }} of job {{ $labels.job }}"
+    )  # fmt: skip
+    # absent() yields 1 with the selector's job, never an instance; a down job yields 0.
+    scraped = "eq $value 0.0" if replicated else "$labels.instance"
     return AlertSpec(
         name=name,
         group="fleetops-meta",
         severity=severity,
         hold=hold,
         # Down, or not scraped at all (no target configured): the same page either way.
-        expr=f"up{{{job}}} == 0\nor\nabsent(up{{{job}}})",
+        expr=f"{down}\nor\nabsent(up{{{job}}})",
         summary=f"Prometheus cannot scrape {what}.",
         description=(
-            "{{ if $labels.instance }}Prometheus failed to scrape {{ $labels.instance }}"
-            " of job {{ $labels.job }} (up = {{ $value | humanize }})."
+            f"{{{{ if {scraped} }}}}Prometheus failed to scrape {failed}"
+            " (up = {{ $value | humanize }})."
             f"{{{{ else }}}}Prometheus has no scrape target matching {{{job}_matchers}}: it is"
             f" not configured to scrape {what}.{{{{ end }}}} {impact}"
+        ),
+        dashboard=dashboard,
+    )
+
+
+def replica_down(
+    name: str, job: str, what: str, hold: str, dashboard: Dashboard, all_down: str
+) -> AlertSpec:
+    """One replica of ``job`` cannot be scraped while another still is: a ticket, since the
+    others serve every metric; ``all_down`` is the alert that pages once none answers."""
+    return AlertSpec(
+        name=name,
+        group="fleetops-meta",
+        severity="warning",
+        hold=hold,
+        expr=f"up{{{job}}} == 0\nand on (job)\nmax by (job) (up{{{job}}}) > 0",
+        summary=f"Prometheus cannot scrape one replica of {what}.",
+        description=(
+            "Prometheus failed to scrape {{ $labels.instance }}{{ with $labels.replica }}"
+            " (replica {{ . }}){{ end }} of job {{ $labels.job }} (up = {{ $value | humanize }})."
+            " The other replicas still serve every metric, so no alert is blind, but none is"
+            f" spare: if they stop too, {all_down} pages."
         ),
         dashboard=dashboard,
     )
@@ -195,7 +240,7 @@ QUEUE_DEPTH = level_alerts(
     "queue_depth",
     prefix="CeleryQueueDepth",
     group="celery-queues",
-    expr="celery_queue_length{queues} >= {threshold}",
+    expr="{one} (celery_queue_length{queues}) >= {threshold}",
     holds={"warning": "15m", "critical": "5m", "breaking": "1m"},
     summaries={
         "warning": "A Celery queue is backing up past its warning depth.",
@@ -217,7 +262,7 @@ QUEUES = (
         severity="critical",
         hold="5m",
         expr=(
-            "predict_linear(celery_queue_length{queues}[{lookback}], {horizon_seconds})\n"
+            "{one} (predict_linear(celery_queue_length{queues}[{lookback}], {horizon_seconds}))\n"
             "  >= {threshold}"
         ),
         summary="A Celery queue grows fast enough to reach its breaking point soon.",
@@ -238,8 +283,10 @@ QUEUES = (
         severity="{drain_severity}",
         hold="15m",
         expr=(
-            "fleetops_queue_drain_seconds{queues} >= {drain_limit}\n"
-            "and\ncelery_queue_length{queues} >= {drain_min_depth}"
+            # The shortest estimate: a replica that has just started has seen no completions
+            # yet and would estimate forever.
+            "{freshest} (fleetops_queue_drain_seconds{queues}) >= {drain_limit}\n"
+            "and\n{one} (celery_queue_length{queues}) >= {drain_min_depth}"
         ),
         summary="A Celery queue drains too slowly for its tasks to meet the latency limit.",
         description=(
@@ -256,8 +303,8 @@ QUEUES = (
         severity="critical",
         hold="5m",
         expr=(
-            "celery_queue_length{queues} > 0\nunless on (queue_name)\n"
-            "celery_active_consumer_count{queues} > 0"
+            "{one} (celery_queue_length{queues}) > 0\nunless on (queue_name)\n"
+            "{one} (celery_active_consumer_count{queues}) > 0"
         ),
         summary="Messages wait in a Celery queue that no worker consumes.",
         description=(
@@ -296,7 +343,7 @@ WORKERS = (
         "worker_memory",
         prefix="CeleryWorkerMemory",
         group="celery-workers",
-        expr="fleetops_worker_memory_percent{exporter} >= {threshold}",
+        expr="{one} (fleetops_worker_memory_percent{exporter}) >= {threshold}",
         holds={"warning": "15m", "critical": "5m", "breaking": "2m"},
         summaries={
             "warning": "A Celery worker uses more memory than its warning level.",
@@ -315,10 +362,11 @@ WORKERS = (
         severity="warning",
         hold="5m",
         expr=(
-            "fleetops_worker_heartbeat_age_seconds{exporter}\n"
-            "and\ncelery_worker_up{exporter} == 0\n"
+            # Down only when no replica heard it; its age as the replica that heard it last saw.
+            "{freshest} (fleetops_worker_heartbeat_age_seconds{exporter})\n"
+            "and\n{one} (celery_worker_up{exporter}) == 0\n"
             # A worker that announced its shutdown (scale-down, deploy) is not missing.
-            "unless on (hostname)\nfleetops_worker_stopped_cleanly{exporter} == 1"
+            "unless on (hostname)\n{one} (fleetops_worker_stopped_cleanly{exporter}) == 1"
         ),
         summary="A Celery worker stopped sending heartbeats.",
         description=(
@@ -336,8 +384,8 @@ BEAT_AND_DEAD_LETTERS = (
         severity="critical",
         hold="1m",
         expr=(
-            "time() - fleetops_beat_last_run_timestamp_seconds{exporter}\n"
-            "  > fleetops_beat_interval_seconds{exporter} * {beat_late_after}"
+            "time() - {one} (fleetops_beat_last_run_timestamp_seconds{exporter})\n"
+            "  > {one} (fleetops_beat_interval_seconds{exporter}) * {beat_late_after}"
         ),
         summary="Celery Beat missed a scheduled run.",
         description=(
@@ -351,7 +399,7 @@ BEAT_AND_DEAD_LETTERS = (
         group="celery-queues",
         severity="warning",
         hold="5m",
-        expr="delta(fleetops_dead_letter_length{exporter}[15m]) > 0",
+        expr="{one} (delta(fleetops_dead_letter_length{exporter}[15m])) > 0",
         summary="Tasks that failed for good are piling up in the dead-letter queue.",
         description=(
             "About {{ $value | humanize }} tasks from queue {{ $labels.queue_name }} were"
@@ -400,9 +448,9 @@ PIPELINE = (
         severity="warning",
         hold="10m",
         expr=(
-            "sum by (job, hostname) (increase(fleetops_worker_processed_total{exporter}"
-            "[{events_window}])) > 0\nunless on (job, hostname)\n"
-            "sum by (job, hostname) (rate({task_counters}[{events_window}])) > 0"
+            "sum by (job, hostname) ({one} (increase(fleetops_worker_processed_total{exporter}"
+            "[{events_window}]))) > 0\nunless on (job, hostname)\n"
+            "sum by (job, hostname) ({task_rate}) > 0"
         ),
         summary="A worker processes tasks but sends no task events.",
         description=(
@@ -475,6 +523,11 @@ LIVENESS = (
     target_down(
         "FleetopsExporterDown", "exporter", "fleetops-exporter", "critical", "3m",
         EXPORTER_DASHBOARD, "Without the exporter every queue, worker and task alert is blind.",
+        replicated=True,
+    ),
+    replica_down(
+        "FleetopsExporterReplicaDown", "exporter", "fleetops-exporter", "5m", EXPORTER_DASHBOARD,
+        "FleetopsExporterDown",
     ),
     stalled(
         "FleetopsExporterStalled", "fleetops_exporter_stalled", "exporter", "exporter",

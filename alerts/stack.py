@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def render_stack(
     exporter_targets: list[str],
     flower_targets: list[str],
     recorder_targets: list[str] | None = None,
+    exporter_replicas: Mapping[str, str] | None = None,
     scrape_interval: str | None = None,
     evaluation_interval: str | None = None,
     group_wait: str | None = None,
@@ -83,6 +85,7 @@ def render_stack(
         dump(
             prometheus.render(
                 exporter_targets=exporter_targets,
+                exporter_replicas=exporter_replicas,
                 flower_targets=flower_targets,
                 recorder_targets=recorder_targets or [],
                 prometheus_target=f"127.0.0.1:{ports.prometheus}",

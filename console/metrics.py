@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from alerts import recording
+from alerts.replicas import freshest, one
 from console.sources.prometheus import Prometheus
 from fleetops.breaking_points import BreakingPoints, Level
 
@@ -17,7 +18,9 @@ def exporter_selector(points: BreakingPoints) -> str:
 
 
 def per_queue(prom: Prometheus, aggregation: str, metric: str, selector: str) -> dict[str, float]:
-    return prom.by_label(f"{aggregation} by (queue_name) ({metric}{{{selector}}})", "queue_name")
+    return prom.by_label(
+        f"{aggregation} by (queue_name) ({one(f'{metric}{{{selector}}}')})", "queue_name"
+    )
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,21 @@ def work_queue_selector(points: BreakingPoints) -> str:
 
 def queue_states(prom: Prometheus, points: BreakingPoints) -> list[QueueState]:
     sel = work_queue_selector(points)
+
+    def fleet(metric: str) -> str:
+        # One copy per series however many exporter replicas serve it, as the alerts read it.
+        return one(f"{metric}{{{sel}}}")
+
     found = prom.many(
         {
-            "depth": f"sum by (queue_name) (celery_queue_length{{{sel}}})",
-            "arrival": f"sum by (queue_name) (fleetops_queue_arrival_rate{{{sel}}})",
-            "completion": f"sum by (queue_name) (fleetops_queue_completion_rate{{{sel}}})",
-            "drain": f"max by (queue_name) (fleetops_queue_drain_seconds{{{sel}}})",
-            "consumers": f"sum by (queue_name) (celery_active_consumer_count{{{sel}}})",
+            "depth": f"sum by (queue_name) ({fleet('celery_queue_length')})",
+            "arrival": f"sum by (queue_name) ({fleet('fleetops_queue_arrival_rate')})",
+            "completion": f"sum by (queue_name) ({fleet('fleetops_queue_completion_rate')})",
+            # The shortest estimate, as CeleryQueueDrainTooSlow reads it.
+            "drain": "max by (queue_name) ("
+            + freshest(f"fleetops_queue_drain_seconds{{{sel}}}")
+            + ")",
+            "consumers": f"sum by (queue_name) ({fleet('celery_active_consumer_count')})",
             # Recorded per queue by alerts/recording.py, as the latency alerts read it.
             "p95": recording.LATENCY_P95,
         },
@@ -117,8 +128,13 @@ def worker_states(prom: Prometheus, points: BreakingPoints) -> list[WorkerState]
         "processed": "fleetops_worker_processed_total",
         "pool": "fleetops_worker_pool_size",
     }
+    # The largest copy of each across exporter replicas; the heartbeat age is the smallest,
+    # as heard by the replica that heard the worker last.
     found = prom.many(
-        {key: f"max by (hostname) ({metric}{{{sel}}})" for key, metric in names.items()},
+        {
+            key: f"{'min' if key == 'age' else 'max'} by (hostname) ({metric}{{{sel}}})"
+            for key, metric in names.items()
+        },
         "hostname",
     )
     up, memory, age = found["up"], found["memory"], found["age"]

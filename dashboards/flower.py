@@ -16,6 +16,7 @@ from dashboards.promql import (
     FLOWER_TASK,
     FLOWER_WORKER,
     JOB,
+    fleet_rate,
     max_by,
     quantile,
     rate,
@@ -100,7 +101,7 @@ def build(options: BuildOptions) -> models.Dashboard:
             [
                 Query(f"sum({rate(sel('flower_events_total', JOB, TASK_EVENTS))})", "Flower"),
                 Query(
-                    f"sum({rate(sel('fleetops_exporter_events_total', TASK_EVENTS))})",
+                    f"sum({fleet_rate(sel('fleetops_exporter_events_total', TASK_EVENTS))})",
                     "fleetops exporter",
                 ),
             ],

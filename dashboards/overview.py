@@ -17,7 +17,7 @@ from dashboards.panels import (
     timeseries_panel,
     value_thresholds,
 )
-from dashboards.promql import JOB, QUEUE, or_zero, rate, sel, sum_by
+from dashboards.promql import JOB, QUEUE, fleet, fleet_rate, or_zero, sel, sum_by
 from dashboards.queries import percentiles
 from dashboards.runbooks import Topic
 from fleetops.breaking_points import BreakingPoints, current
@@ -77,9 +77,12 @@ def build(options: BuildOptions) -> models.Dashboard:
             "Tasks finished per second on the selected queues, by outcome.",
             "ops",
             [
-                Query(f"sum({rate(sel('celery_task_succeeded_total', JOB, QUEUE))})", "succeeded"),
                 Query(
-                    or_zero(f"sum({rate(sel('celery_task_failed_total', JOB, QUEUE))})"),
+                    f"sum({fleet_rate(sel('celery_task_succeeded_total', JOB, QUEUE))})",
+                    "succeeded",
+                ),
+                Query(
+                    or_zero(f"sum({fleet_rate(sel('celery_task_failed_total', JOB, QUEUE))})"),
                     "failed",
                 ),
             ],
@@ -90,7 +93,7 @@ def build(options: BuildOptions) -> models.Dashboard:
         stat_panel(
             "Workers up",
             "Workers whose heartbeats arrive. 0 means nothing consumes any queue.",
-            Query(f"sum({sel('celery_worker_up', JOB)})", "workers up"),
+            Query(f"sum({fleet(sel('celery_worker_up', JOB))})", "workers up"),
             width=4,
             links=options.runbooks(Topic.WORKERS_UP),
         ),
@@ -108,8 +111,8 @@ def build(options: BuildOptions) -> models.Dashboard:
             "percentunit",
             [
                 Query(
-                    f"sum({sel('celery_worker_tasks_active', JOB)})"
-                    f" / sum({sel('fleetops_worker_pool_size', JOB)})",
+                    f"sum({fleet(sel('celery_worker_tasks_active', JOB))})"
+                    f" / sum({fleet(sel('fleetops_worker_pool_size', JOB))})",
                     "busy",
                 )
             ],
@@ -123,8 +126,8 @@ def build(options: BuildOptions) -> models.Dashboard:
             "short",
             [
                 Query(
-                    f"max by (name) ((time() - {sel(BEAT_LAST_RUN, JOB)})"
-                    f" / {sel(BEAT_INTERVAL, JOB)})",
+                    f"max by (name) ((time() - {fleet(sel(BEAT_LAST_RUN, JOB))})"
+                    f" / {fleet(sel(BEAT_INTERVAL, JOB))})",
                     "{{name}}",
                 )
             ],

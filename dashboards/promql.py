@@ -1,7 +1,15 @@
 """Small PromQL writers, so every query filters by the dashboard variables the same way and
-every rate() uses Grafana's $__rate_interval."""
+every rate() uses Grafana's $__rate_interval.
+
+Fleet metrics (queues, workers, tasks, Beat) go through ``fleet()`` / ``fleet_rate()``, which
+keep one copy of each series however many exporter replicas serve it, exactly as the alerts
+and recording rules do (``alerts/replicas.py``); the exporter's own health metrics, Flower's and
+the recorder's do not.
+"""
 
 from __future__ import annotations
+
+from alerts.replicas import freshest, one
 
 JOB = 'job=~"$job"'
 RECORDER_JOB = 'job=~"$recorder_job"'
@@ -24,6 +32,17 @@ def rate(selector: str) -> str:
     return f"rate({selector}[{RATE_INTERVAL}])"
 
 
+def fleet(selector: str, *, least: bool = False) -> str:
+    """One copy of a fleet gauge per series: the largest, or with ``least`` the smallest (ages,
+    and estimates that a replica which has just started overstates)."""
+    return freshest(selector) if least else one(selector)
+
+
+def fleet_rate(selector: str) -> str:
+    """The rate of a fleet counter, once: per replica, then the largest (see replicas.one)."""
+    return one(rate(selector))
+
+
 def aggregate(operator: str, labels: tuple[str, ...] | list[str], expr: str) -> str:
     """``operator by (labels) (expr)``; with no labels, one series over everything."""
     if not labels:
@@ -42,6 +61,11 @@ def max_by(labels: tuple[str, ...] | list[str], expr: str) -> str:
 def quantile(q: float, bucket_selector: str, by: tuple[str, ...] = ()) -> str:
     """``histogram_quantile`` over the rate of a histogram's buckets, grouped by ``by``."""
     return f"histogram_quantile({q}, {sum_by(('le', *by), rate(bucket_selector))})"
+
+
+def fleet_quantile(q: float, bucket_selector: str, by: tuple[str, ...] = ()) -> str:
+    """``quantile`` over one copy of the exporter replicas' buckets."""
+    return f"histogram_quantile({q}, {sum_by(('le', *by), fleet_rate(bucket_selector))})"
 
 
 def or_zero(expr: str) -> str:

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from alerts.recording import FAILED_COUNTER, SUCCEEDED_COUNTER
 from dashboards.panels import Query
-from dashboards.promql import JOB, QUEUE, WORKER, aggregate, or_zero, quantile, rate, sel
+from dashboards.promql import (
+    JOB,
+    QUEUE,
+    WORKER,
+    aggregate,
+    fleet,
+    fleet_quantile,
+    fleet_rate,
+    or_zero,
+    sel,
+)
 
 
-def per_queue(metric: str, operator: str = "sum") -> str:
+def per_queue(metric: str, operator: str = "sum", *, least: bool = False) -> str:
     """A queue gauge over the selected queues, one series per queue."""
-    return aggregate(operator, ["queue_name"], sel(metric, JOB, QUEUE))
+    return aggregate(operator, ["queue_name"], fleet(sel(metric, JOB, QUEUE), least=least))
 
 
-def per_worker(metric: str, operator: str = "max") -> str:
+def per_worker(metric: str, operator: str = "max", *, least: bool = False) -> str:
     """A worker gauge over the selected workers, one series per worker."""
-    return aggregate(operator, ["hostname"], sel(metric, JOB, WORKER))
+    return aggregate(operator, ["hostname"], fleet(sel(metric, JOB, WORKER), least=least))
 
 
 def failure_ratio(*matchers: str) -> str:
@@ -23,8 +33,8 @@ def failure_ratio(*matchers: str) -> str:
     The ratio of the recording rules (alerts/recording.py), from the same counters, but not
     their recorded series: those keep only ``queue_name`` over a fixed 5m window, while a panel
     follows the ``$job`` and ``$task`` variables and Grafana's ``$__rate_interval``."""
-    failed = or_zero(f"sum({rate(sel(FAILED_COUNTER, *matchers))})")
-    succeeded = or_zero(f"sum({rate(sel(SUCCEEDED_COUNTER, *matchers))})")
+    failed = or_zero(f"sum({fleet_rate(sel(FAILED_COUNTER, *matchers))})")
+    succeeded = or_zero(f"sum({fleet_rate(sel(SUCCEEDED_COUNTER, *matchers))})")
     return f"{failed} / ({succeeded} + {failed})"
 
 
@@ -36,4 +46,4 @@ def error_budget() -> Query:
 def percentiles(bucket_metric: str, *matchers: str) -> list[Query]:
     """The 50th, 95th and 99th percentile of a histogram, over everything selected."""
     bucket = sel(bucket_metric, *matchers)
-    return [Query(quantile(q, bucket), f"p{round(q * 100)}") for q in (0.5, 0.95, 0.99)]
+    return [Query(fleet_quantile(q, bucket), f"p{round(q * 100)}") for q in (0.5, 0.95, 0.99)]

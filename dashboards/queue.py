@@ -15,7 +15,7 @@ from dashboards.panels import (
     timeseries_panel,
     up_thresholds,
 )
-from dashboards.promql import JOB, QUEUE, or_zero, quantile, rate, sel, sum_by
+from dashboards.promql import JOB, QUEUE, fleet, fleet_quantile, fleet_rate, or_zero, sel, sum_by
 from dashboards.queries import per_queue
 from dashboards.runbooks import Topic
 from fleetops.breaking_points import current
@@ -37,7 +37,7 @@ def build(options: BuildOptions) -> models.Dashboard:
                 Query(
                     sum_by(
                         ["queue_name", "priority"],
-                        sel("fleetops_queue_length_by_priority", JOB, QUEUE),
+                        fleet(sel("fleetops_queue_length_by_priority", JOB, QUEUE)),
                     ),
                     "{{queue_name}} priority {{priority}}",
                 )
@@ -92,7 +92,7 @@ def build(options: BuildOptions) -> models.Dashboard:
             "s",
             [
                 Query(
-                    quantile(
+                    fleet_quantile(
                         0.95,
                         sel("celery_task_queue_wait_time_bucket", JOB, QUEUE),
                         ("queue_name",),
@@ -108,7 +108,7 @@ def build(options: BuildOptions) -> models.Dashboard:
             "ops",
             [
                 Query(
-                    sum_by(["name"], rate(sel("celery_task_sent_total", JOB, QUEUE))),
+                    sum_by(["name"], fleet_rate(sel("celery_task_sent_total", JOB, QUEUE))),
                     "{{name}}",
                 )
             ],

@@ -56,7 +56,7 @@ def time_to_drain(
         "Time to drain",
         description + describe_levels(latency),
         "s",
-        [Query(per_queue("fleetops_queue_drain_seconds", "max"), "{{queue_name}}")],
+        [Query(per_queue("fleetops_queue_drain_seconds", "max", least=True), "{{queue_name}}")],
         width=width,
         thresholds=signal_thresholds(latency),
         links=options.runbooks(Topic.QUEUE_DRAIN),

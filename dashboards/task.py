@@ -9,7 +9,7 @@ from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
 from dashboards.links import drill_down
 from dashboards.panels import Query, describe_levels, timeseries_panel
-from dashboards.promql import JOB, QUEUE, TASK, or_zero, quantile, rate, sel, sum_by
+from dashboards.promql import JOB, QUEUE, TASK, fleet_quantile, fleet_rate, or_zero, sel, sum_by
 from dashboards.queries import percentiles
 from dashboards.runbooks import Topic
 from fleetops.breaking_points import current
@@ -18,11 +18,11 @@ SELECTED = (JOB, QUEUE, TASK)
 
 
 def _outcome_rate(metric: str) -> str:
-    return f"sum({rate(sel(metric, *SELECTED))})"
+    return f"sum({fleet_rate(sel(metric, *SELECTED))})"
 
 
 def _p95_by_task(bucket_metric: str) -> Query:
-    return Query(quantile(0.95, sel(bucket_metric, *SELECTED), ("name",)), "{{name}}")
+    return Query(fleet_quantile(0.95, sel(bucket_metric, *SELECTED), ("name",)), "{{name}}")
 
 
 def build(options: BuildOptions) -> models.Dashboard:
@@ -62,7 +62,7 @@ def build(options: BuildOptions) -> models.Dashboard:
                     or_zero(
                         sum_by(
                             ["name", "exception"],
-                            rate(sel("celery_task_failed_total", *SELECTED)),
+                            fleet_rate(sel("celery_task_failed_total", *SELECTED)),
                         )
                     ),
                     "{{name}}: {{exception}}",
@@ -105,7 +105,7 @@ def build(options: BuildOptions) -> models.Dashboard:
             "ops",
             [
                 Query(
-                    sum_by(["hostname"], rate(sel("celery_task_succeeded_total", *SELECTED))),
+                    sum_by(["hostname"], fleet_rate(sel("celery_task_succeeded_total", *SELECTED))),
                     "{{hostname}}",
                 )
             ],

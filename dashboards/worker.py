@@ -8,13 +8,13 @@ from dashboards import shared, variables
 from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
 from dashboards.panels import Query, stat_panel, timeseries_panel
-from dashboards.promql import JOB, WORKER, or_zero, quantile, rate, sel, sum_by
+from dashboards.promql import JOB, WORKER, fleet_quantile, fleet_rate, or_zero, sel, sum_by
 from dashboards.queries import per_worker
 from dashboards.runbooks import Topic
 
 
 def _rate_per_worker(counter: str) -> str:
-    return sum_by(["hostname"], rate(sel(counter, JOB, WORKER)))
+    return sum_by(["hostname"], fleet_rate(sel(counter, JOB, WORKER)))
 
 
 def build(options: BuildOptions) -> models.Dashboard:
@@ -30,7 +30,11 @@ def build(options: BuildOptions) -> models.Dashboard:
             "Heartbeat age",
             "Seconds since the last heartbeat. Celery marks a worker offline after 60 s.",
             "s",
-            [Query(per_worker("fleetops_worker_heartbeat_age_seconds"), "{{hostname}}")],
+            [
+                Query(
+                    per_worker("fleetops_worker_heartbeat_age_seconds", least=True), "{{hostname}}"
+                )
+            ],
             width=9,
         ),
         timeseries_panel(
@@ -87,7 +91,9 @@ def build(options: BuildOptions) -> models.Dashboard:
             "s",
             [
                 Query(
-                    quantile(0.95, sel("celery_task_runtime_bucket", JOB, WORKER), ("hostname",)),
+                    fleet_quantile(
+                        0.95, sel("celery_task_runtime_bucket", JOB, WORKER), ("hostname",)
+                    ),
                     "{{hostname}}",
                 )
             ],

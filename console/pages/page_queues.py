@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from alerts.replicas import one
 from console import metrics, ui
 from console.sources.prometheus import range_frame
 
@@ -44,7 +45,7 @@ if frame is not None:
     depth_history = ui.fetch(
         lambda: range_frame(
             ctx.prometheus,
-            f"sum by (queue_name) (celery_queue_length{{{sel}}})",
+            f"sum by (queue_name) ({one(f'celery_queue_length{{{sel}}}')})",
             "queue_name",
             seconds=hours * 3600,
             step=max(15, hours * 3600 / 240),

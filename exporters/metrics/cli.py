@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
         broker_url: str = _option("broker_url"),
         host: str = _option("exporter_host"),
         port: int = _option("exporter_port"),
+        replica: str = _option("exporter_replica"),
         metric_prefix: str = _option("exporter_metric_prefix"),
         static_label: list[str] = _option("exporter_static_labels", "repeat for several"),
         buckets: str = _option("exporter_buckets", "comma separated"),
@@ -78,6 +79,7 @@ def register(app: typer.Typer) -> None:
             broker_url=broker_url,
             exporter_host=host,
             exporter_port=port,
+            exporter_replica=replica,
             exporter_metric_prefix=metric_prefix,
             exporter_static_labels=_static_labels(static_label),
             exporter_buckets=_buckets(buckets),
@@ -102,7 +104,8 @@ def register(app: typer.Typer) -> None:
         service.start()
         server.start()
         logging.getLogger("exporters.metrics").info(
-            "serving http://%s:%d/metrics for %s",
+            "replica %s serving http://%s:%d/metrics for %s",
+            settings.exporter_replica,
             settings.exporter_host,
             server.port,
             redact_url(settings.broker_url),  # logs travel further than secrets

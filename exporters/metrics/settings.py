@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -10,12 +11,20 @@ from pydantic import Field, field_validator
 from exporters.metrics.histogram import DEFAULT_BUCKETS
 from exporters.stream.health import STALL_AFTER
 from fleetops import ports
-from fleetops.settings import FleetSettings, load_settings
+from fleetops.settings import FleetSettings, load_settings, shown_as
 from workers.queues import DEAD_LETTER
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = {"name", "hostname", "queue_name", "exception", "le", "state", "priority"}
+# A replica name becomes a Prometheus label value and a log field: short and printable.
+_REPLICA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
+
+
+def default_replica() -> str:
+    """This host's name: two replicas on one host must be given names."""
+    name = socket.gethostname().split(".")[0]
+    return name if _REPLICA_NAME.match(name) else "exporter"
 
 
 class ExporterSettings(FleetSettings):
@@ -23,6 +32,12 @@ class ExporterSettings(FleetSettings):
     """Address to listen on; 0.0.0.0 lets Prometheus on other hosts scrape."""
     exporter_port: int = Field(ports.EXPORTER, ge=0, le=65535)
     """Port of /metrics and /healthz."""
+    # The scrape configuration gives the same name as the `replica` target label, which the
+    # shipped rules and dashboards drop when they deduplicate (docs/exporter.md, "Replicas").
+    exporter_replica: str = Field(
+        default_factory=default_replica, json_schema_extra=shown_as("this host's name")
+    )
+    """Name of this exporter among replicas reading the same fleet side by side."""
     exporter_metric_prefix: str = "celery_"
     """Prefix of the peer-compatible metrics."""
     exporter_static_labels: dict[str, str] = Field(default_factory=dict)
@@ -73,6 +88,16 @@ class ExporterSettings(FleetSettings):
     def _prefix(cls, value: str) -> str:
         if value and not _METRIC_NAME.match(value):
             raise ValueError(f"{value!r} is not a valid Prometheus metric name prefix")
+        return value
+
+    @field_validator("exporter_replica")
+    @classmethod
+    def _replica(cls, value: str) -> str:
+        if not _REPLICA_NAME.match(value):
+            raise ValueError(
+                f"{value[:80]!r} is not a replica name: 1 to 63 letters, digits, '_', '.', ':'"
+                " or '-', starting with a letter or digit"
+            )
         return value
 
     @field_validator("exporter_static_labels")

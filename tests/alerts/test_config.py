@@ -77,7 +77,9 @@ def test_alerts_dashboards_and_console_read_the_same_settings(custom_file: Path)
 
     points, config = load_inputs(custom_file)
     depth = next(a for a in enabled_alerts(points, config) if a.name == "CeleryQueueDepthWarning")
-    assert depth.expr.startswith('celery_queue_length{job="celery-exporter", ')
+    assert depth.expr.startswith(
+        'max without (instance, replica) (celery_queue_length{job="celery-exporter", '
+    )
     assert depth.to_rule(config)["annotations"]["runbook_url"] == (
         "https://runbooks.example/rb/CeleryQueueDepthWarning.md"
     )

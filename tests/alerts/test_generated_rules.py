@@ -41,7 +41,8 @@ def test_check_fails_and_shows_the_difference(tmp_path: Path) -> None:
         (tmp_path / name).write_text(text.replace(">= 5000", ">= 4999"))
     diffs = differences(generated, tmp_path)
     assert len(diffs) == 1
-    assert "-        expr: celery_queue_length" in diffs[0] and ">= 5000" in diffs[0]
+    assert "-        expr: max without (instance, replica) (celery_queue_length" in diffs[0]
+    assert ">= 5000" in diffs[0]
 
     result = subprocess.run(
         [*fleetops_command(), "alerts", "generate", "--check", "--out-dir", str(tmp_path)],

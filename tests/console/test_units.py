@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from alerts.replicas import ONE
 from console import audit
 from console.metrics import minutes_text, queue_states, wait_for_new_task, work_queue_selector
 from console.sources import runbooks
@@ -35,7 +36,8 @@ def test_queues_are_selected_like_the_alerts_select_them() -> None:
         for rule in group["rules"]
         if rule["alert"] == "CeleryQueueDepthWarning"
     ]
-    selected = re.fullmatch(r"celery_queue_length\{(.+)\} >= \d+", depth)
+    # One copy per exporter replica, as every rule reads fleet metrics.
+    selected = re.fullmatch(rf"{re.escape(ONE)} \(celery_queue_length\{{(.+)\}}\) >= \d+", depth)
     assert selected, depth
     assert work_queue_selector(current()) == selected.group(1)
     assert 'queue_name!="dead_letter"' in selected.group(1)
