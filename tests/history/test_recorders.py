@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
-from exporters.history import migrate
+from sqlalchemy import Engine, event, select
+
+from exporters.history import migrate, retention
 from exporters.history.database import create_history_engine
+from exporters.history.retention import DAY, RetentionPolicy, prune, row_counts
+from exporters.history.schema import tasks
+from exporters.history.writer import HistoryWriter
 from tests.helpers import wait_for
+from tests.history.events import task_lifecycle
 from tests.processes import REPO, child_env
 
 # Enough processes that, without the lock, two of them reliably create the same table.
@@ -55,3 +63,46 @@ def test_recorders_starting_together_on_an_empty_database_all_migrate(
         assert migrate.current_revision(engine) == migrate.head_revision()
     finally:
         engine.dispose()
+
+
+def test_retention_never_waits_on_a_writer_nor_on_another_pruner(postgres_url: str) -> None:
+    """A row a writer holds is skipped, not waited for (so no deadlock with writers that lock
+    in key order); while one recorder prunes, another skips its round."""
+    engine = create_history_engine(postgres_url)
+    migrate.upgrade(engine)
+    now = time.time()
+    writer = HistoryWriter(engine)
+    for index in range(4):
+        writer.write(task_lifecycle(f"old-{index}", start=now - 30 * DAY))
+    pruner = impatient_engine(postgres_url)
+    policy = RetentionPolicy(retention_days=7)
+    try:
+        with engine.connect() as writing:
+            # A writer's transaction holding one old row, as an upsert of a late event does.
+            writing.execute(
+                select(tasks.c.task_id).where(tasks.c.task_id == "old-1").with_for_update()
+            ).all()
+            result = prune(pruner, policy, now=now)
+            assert result.by_age == 3 and not result.skipped
+            with retention._only_pruner(engine) as alone:
+                assert alone
+                assert prune(pruner, policy, now=now).skipped
+            writing.rollback()
+        assert prune(pruner, policy, now=now).by_age == 1
+        assert row_counts(engine) == {"other": 0, "failed": 0}
+    finally:
+        pruner.dispose()
+        engine.dispose()
+
+
+def impatient_engine(url: str) -> Engine:
+    """Waits at most 20 s for a row lock, then fails, instead of hanging the test."""
+    engine = create_history_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _lock_timeout(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '20s'")
+        dbapi_connection.commit()
+
+    return engine
