@@ -30,6 +30,7 @@ from exporters.history.outage import OutageLog
 from exporters.history.quarantine import Quarantine
 from exporters.history.retention import RetentionPolicy, prune
 from exporters.history.settings import HistorySettings
+from exporters.history.spool_lock import SpoolLock
 from exporters.history.writer import HistoryWriter, WriteResult
 from exporters.stream.consumer import EventStream, is_amqp_url
 from exporters.stream.events import KNOWN_TYPES
@@ -90,6 +91,8 @@ class Recorder:
             stall_after=settings.history_stall_after,
         )
         self.quarantine = Quarantine(settings.effective_quarantine_dir)
+        # Before the buffer: it replays what it finds in the spool, which must be ours alone.
+        self.spool_lock = SpoolLock(settings.effective_spool_dir)
         self.buffer = SpillingBuffer(
             settings.history_buffer_events,
             settings.effective_spool_dir,
@@ -142,6 +145,7 @@ class Recorder:
             self.stream.join(timeout=30)
             writer_thread.join()
             self.engine.dispose()
+            self.spool_lock.release()
             log.info("recorder: stopped; %d events wait on disk", self.buffer.pending())
 
     def stop(self) -> None:

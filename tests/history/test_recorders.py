@@ -363,3 +363,27 @@ def test_two_recorders_one_killed_in_turn_keep_every_task_once(
         assert value(samples, "fleetops_history_write_errors_total", kind="unavailable") == 0
         assert value(samples, "fleetops_history_events_quarantined_total") == 0
         assert total(samples, "fleetops_history_events_dropped_total") == 0
+
+
+def test_a_second_recorder_on_the_same_spool_refuses_to_start(
+    redis_server: RedisServer, processes: Processes, tmp_path: Path
+) -> None:
+    database = f"sqlite:///{tmp_path / 'history.db'}"
+    first = start_recorder(processes, "recorder-a", redis_server.url, database, wait=True)
+    spool = processes.run_dir / "recorder-a" / "history-spool"
+    argv = [sys.executable, "-c", "from fleetops.cli import main; main()", "recorder"]
+    env = child_env({
+        "FLEETOPS_BROKER_URL": redis_server.url,
+        "FLEETOPS_DATA_DIR": str(tmp_path / "b"),
+        "FLEETOPS_HISTORY_DATABASE_URL": database,
+        "FLEETOPS_HISTORY_METRICS_PORT": "0",
+        "FLEETOPS_HISTORY_SPOOL_DIR": str(spool),
+    })  # fmt: skip
+    second = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2, second.stderr[-3000:]
+    assert "FLEETOPS_HISTORY_SPOOL_DIR" in second.stderr
+    assert first.child.alive() and first.healthz() == 200
+    # Killed, the first leaves no lock behind: the next recorder on that spool starts.
+    first.child.kill(signal.SIGKILL)
+    first.child.start()
+    assert first.healthz() == 200
