@@ -29,14 +29,16 @@ from exporters.history import migrate, retention
 from exporters.history.database import create_history_engine
 from exporters.history.fleet import processes as recorder_specs
 from exporters.history.merge import LIFECYCLE_COLUMNS
+from exporters.history.recorder import Recorder
 from exporters.history.retention import DAY, RetentionPolicy, prune, row_counts
 from exporters.history.schema import tasks
-from exporters.history.writer import HistoryWriter
+from exporters.history.writer import HistoryWriter, WriteResult
 from exporters.stream.redis_reader import EXCHANGE
 from fleetops.fleet.spec import FleetContext
 from tests.exporter.process import Samples, parse, total, value
 from tests.helpers import wait_for
 from tests.history.events import task_lifecycle
+from tests.history.recording import history_settings, metric
 from tests.processes import REPO, Child, Processes, child_env
 from tests.servers import CeleryProcess, RedisServer
 from workers import deadletter
@@ -387,3 +389,51 @@ def test_a_second_recorder_on_the_same_spool_refuses_to_start(
     first.child.kill(signal.SIGKILL)
     first.child.start()
     assert first.healthz() == 200
+
+
+def test_a_batch_that_loses_a_real_deadlock_is_written_again_and_counted(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Another transaction takes task b then a while the recorder's batch holds a and waits
+    for b: PostgreSQL aborts the batch (the first waiter finds the cycle), which is written
+    again at once; the database is not reported down."""
+    settings = history_settings("redis://127.0.0.1:1/0", postgres_url, tmp_path)
+    recorder = Recorder(settings)
+    migrate.upgrade(recorder.engine)
+    now = time.time()
+    events = task_lifecycle("a", start=now) + task_lifecycle("b", start=now)
+    recorder.writer.write(events)
+    other = create_history_engine(postgres_url)
+    try:
+        with other.connect() as connection:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            connection.execute(tasks.update().where(tasks.c.task_id == "b").values(worker="x"))
+            outcome: list[BaseException | WriteResult] = []
+
+            def write() -> None:
+                try:
+                    outcome.append(recorder._write_through_conflicts(events))
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            thread = threading.Thread(target=write, daemon=True)
+            thread.start()
+            # The batch has locked a and waits for b, held by this transaction.
+            wait_for(lambda: waiting_on(other, pid), timeout=30, message="the batch waiting")
+            connection.execute(tasks.update().where(tasks.c.task_id == "a").values(worker="x"))
+            connection.commit()
+            thread.join(timeout=60)
+        assert outcome and isinstance(outcome[0], WriteResult), outcome
+        assert metric(recorder, "fleetops_history_write_errors_total", kind="conflict") == 1
+        assert metric(recorder, "fleetops_history_write_errors_total", kind="unavailable") == 0
+    finally:
+        other.dispose()
+        recorder.engine.dispose()
+        recorder.spool_lock.release()
+
+
+def waiting_on(engine: Engine, pid: int) -> bool:
+    """Whether some session waits for a lock that session ``pid`` holds."""
+    with engine.connect() as connection:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE %(pid)s = ANY(pg_blocking_pids(pid))"
+        return bool(connection.exec_driver_sql(query, {"pid": pid}).scalar())
