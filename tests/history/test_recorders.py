@@ -263,9 +263,10 @@ def stored_tasks(database_url: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_two_recorders_one_killed_in_turn_keep_every_task_once(
+    # First: the database outlives the processes, which stop before it is dropped.
+    postgres_url: str,
     redis_server: RedisServer,
     processes: Processes,
-    postgres_url: str,
     start_worker: Callable[..., CeleryProcess],
     client: Celery,
 ) -> None:
@@ -365,6 +366,8 @@ def test_two_recorders_one_killed_in_turn_keep_every_task_once(
         assert value(samples, "fleetops_history_write_errors_total", kind="unavailable") == 0
         assert value(samples, "fleetops_history_events_quarantined_total") == 0
         assert total(samples, "fleetops_history_events_dropped_total") == 0
+    for recorder in recorders:
+        assert recorder.child.stop() == 0, recorder.child.log()[-3000:]
 
 
 def test_a_second_recorder_on_the_same_spool_refuses_to_start(
