@@ -84,7 +84,7 @@ class RecorderMetrics:
         )
         for reason in ("overflow", "buffer_full", "spool_error", "quarantine_full"):
             self.dropped.labels(reason)
-        for kind in ("unavailable", "rejected"):
+        for kind in ("unavailable", "rejected", "conflict"):
             self.write_errors.labels(kind)
 
     def watch_stream(self, rejections: Rejections, parts: Callable[[], list[Part]]) -> None:

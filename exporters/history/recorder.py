@@ -30,7 +30,8 @@ from exporters.history.outage import OutageLog
 from exporters.history.quarantine import Quarantine
 from exporters.history.retention import RetentionPolicy, prune
 from exporters.history.settings import HistorySettings
-from exporters.history.writer import HistoryWriter
+from exporters.history.spool_lock import SpoolLock
+from exporters.history.writer import HistoryWriter, WriteResult
 from exporters.stream.acks import Delivery
 from exporters.stream.consumer import EventStream, is_amqp_url
 from exporters.stream.events import KNOWN_TYPES
@@ -43,6 +44,18 @@ log = logging.getLogger(__name__)
 WRITER_WAIT_STEP = 1.0
 # At most one log line this often for a loss that goes on: the counter says how much.
 LOG_EVERY = 60.0
+# PostgreSQL's "deadlock detected" and "could not serialize": the transaction was rolled back
+# only because another one (a second recorder, retention, an operator) touched the same rows.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+# Immediate retries of a batch that lost such a conflict, before it is treated as an outage.
+CONFLICT_RETRIES = 5
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True when the database rolled the batch back for a concurrent transaction: writing it
+    again at once is right (a batch is one transaction of idempotent upserts)."""
+    original = getattr(exc, "orig", None)
+    return getattr(original, "sqlstate", None) in CONFLICT_SQLSTATES
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -80,6 +93,8 @@ class Recorder:
             stall_after=settings.history_stall_after,
         )
         self.quarantine = Quarantine(settings.effective_quarantine_dir)
+        # Before the buffer: it replays what it finds in the spool, which must be ours alone.
+        self.spool_lock = SpoolLock(settings.effective_spool_dir)
         self.buffer = SpillingBuffer(
             settings.history_buffer_events,
             settings.effective_spool_dir,
@@ -136,6 +151,7 @@ class Recorder:
             self.stream.join(timeout=30)
             writer_thread.join()
             self.engine.dispose()
+            self.spool_lock.release()
             log.info("recorder: stopped; %d events wait on disk", self.buffer.pending())
 
     def stop(self) -> None:
@@ -287,7 +303,7 @@ class Recorder:
             self._schema_ready = True
             log.info("recorder: schema at revision %s", migrate.head_revision())
         try:
-            result = self.writer.write(batch.events)
+            result = self._write_through_conflicts(batch.events)
         except SQLAlchemyError as exc:
             if is_unavailable(exc):
                 raise
@@ -298,6 +314,22 @@ class Recorder:
             return
         self._written(result.events, result.malformed)
 
+    def _write_through_conflicts(self, events: list[Any]) -> WriteResult:
+        """Write a batch, again at once if a concurrent transaction made the database roll it
+        back; each such retry counted as write_errors{kind="conflict"}. Conflicts that go on
+        raise: an OperationalError, so the caller backs off as for an outage."""
+        attempt = 1
+        while True:
+            try:
+                return self.writer.write(events)
+            except SQLAlchemyError as exc:
+                if not is_conflict(exc) or attempt >= CONFLICT_RETRIES:
+                    raise
+                self.metrics.write_errors.labels("conflict").inc()
+                log.info("recorder: batch rolled back by a concurrent write (%s); writing it"
+                         " again", _reason(exc))  # fmt: skip
+                attempt += 1
+
     def _isolate(self, batch: Batch, reason: str) -> None:
         """A batch the database refuses (a value out of range, say): write it event by event
         so only the bad ones are set aside, each counted and kept in the quarantine."""
@@ -306,7 +338,7 @@ class Recorder:
         for event in batch.events:
             self.writer_beat.now()
             try:
-                result = self.writer.write([event])
+                result = self._write_through_conflicts([event])
             except SQLAlchemyError as exc:
                 if is_unavailable(exc):
                     raise
@@ -340,6 +372,9 @@ class Recorder:
             result = prune(self.engine, self.policy)
         except Exception as exc:  # retention is best effort: the next interval tries again
             log.warning("recorder: retention skipped (%s)", _reason(exc))
+            return
+        if result.skipped:
+            log.debug("recorder: retention skipped, another recorder is pruning")
             return
         self.metrics.pruned.labels("age").inc(result.by_age)
         self.metrics.pruned.labels("count").inc(result.by_count)

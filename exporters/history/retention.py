@@ -1,13 +1,22 @@
 """Retention: drop task rows by age and by count, failures kept longer, and forget workers
 not seen for the retention period. Deletes go in chunks so the console and the recorder never
-wait long on a lock."""
+wait long on a lock.
+
+Several recorders may share a database (docs/history.md, "Several recorders"). On PostgreSQL
+one prunes at a time (a session advisory lock, tried, not waited for: the others skip that
+round), and every delete skips rows another transaction holds (FOR UPDATE SKIP LOCKED), so
+retention never waits on a writer's row lock: it cannot be one side of a deadlock with the
+writers, who lock their rows in key order. A skipped row is old; the next round takes it.
+SQLite has one writer at a time anyway, and ignores both."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, text
 
 from exporters.history.schema import tasks, workers
 from exporters.history.settings import HistorySettings
@@ -15,6 +24,8 @@ from fleetops.settings import field_default
 
 FAILED = "FAILURE"
 DAY = 86_400.0
+# The key of the advisory lock held while one recorder prunes ("fohist02" as a number).
+PRUNE_LOCK_KEY = int.from_bytes(b"fohist02", "big")
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,8 @@ class PruneResult:
     by_age: int
     by_count: int
     workers: int
+    # True when another process was pruning this database: this round did nothing.
+    skipped: bool = False
 
     @property
     def total(self) -> int:
@@ -42,16 +55,44 @@ def prune(
     engine: Engine, policy: RetentionPolicy, *, now: float | None = None, chunk: int = 10_000
 ) -> PruneResult:
     now = time.time() if now is None else now
-    others, failed = tasks.c.state != FAILED, tasks.c.state == FAILED
-    by_age = _delete_older(engine, others, now - policy.retention_days * DAY, chunk)
-    by_age += _delete_older(engine, failed, now - policy.failed_retention_days * DAY, chunk)
-    by_count = _delete_beyond(engine, others, policy.max_rows, chunk)
-    by_count += _delete_beyond(engine, failed, policy.max_failed_rows, chunk)
-    with engine.begin() as connection:
-        gone = connection.execute(
-            delete(workers).where(workers.c.last_seen < now - policy.retention_days * DAY)
-        ).rowcount
+    with _only_pruner(engine) as alone:
+        if not alone:
+            return PruneResult(0, 0, 0, skipped=True)
+        others, failed = tasks.c.state != FAILED, tasks.c.state == FAILED
+        by_age = _delete_older(engine, others, now - policy.retention_days * DAY, chunk)
+        by_age += _delete_older(engine, failed, now - policy.failed_retention_days * DAY, chunk)
+        by_count = _delete_beyond(engine, others, policy.max_rows, chunk)
+        by_count += _delete_beyond(engine, failed, policy.max_failed_rows, chunk)
+        unseen = (
+            select(workers.c.hostname)
+            .where(workers.c.last_seen < now - policy.retention_days * DAY)
+            .with_for_update(skip_locked=True)
+        )
+        with engine.begin() as connection:
+            gone = connection.execute(
+                delete(workers).where(workers.c.hostname.in_(unseen.scalar_subquery()))
+            ).rowcount
     return PruneResult(by_age, by_count, gone)
+
+
+@contextlib.contextmanager
+def _only_pruner(engine: Engine) -> Iterator[bool]:
+    """Whether this process may prune now: on PostgreSQL, holds the prune lock for the block
+    (released with the session if the process dies); SQLite: always."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    with engine.connect() as connection:
+        taken = connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": PRUNE_LOCK_KEY}
+        ).scalar()
+        connection.commit()
+        try:
+            yield bool(taken)
+        finally:
+            if taken:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PRUNE_LOCK_KEY})
+                connection.commit()
 
 
 def _delete_older(engine: Engine, which: object, cutoff: float, chunk: int) -> int:
@@ -81,6 +122,7 @@ def _delete_chunks(engine: Engine, which: object, older: object, chunk: int) -> 
             .where(which, older)  # type: ignore[arg-type]
             .order_by(tasks.c.timestamp)
             .limit(chunk)
+            .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
         with engine.begin() as connection:
