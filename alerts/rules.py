@@ -513,12 +513,14 @@ LIVENESS = (
     target_down(
         "FleetopsRecorderDown", "recorder", "fleetops-recorder", "warning", "5m",
         RECORDER_DASHBOARD,
-        "Task events go unrecorded: the console's task history has a gap from then on.",
+        "This recorder records nothing: unless another recorder writes the same history"
+        " database, the console's task history has a gap from then on.",
     ),
     stalled(
         "FleetopsHistoryRecorderStalled", "fleetops_history_stalled", "recorder", "recorder",
         "A part of the task-history recorder has stopped making progress.", RECORDER_DASHBOARD,
-        "Task events are not being recorded: the task history has a gap from then on.",
+        "This recorder records nothing: unless another recorder writes the same history"
+        " database, the task history has a gap from then on.",
     ),
     target_down(
         "FleetopsExporterDown", "exporter", "fleetops-exporter", "critical", "3m",
