@@ -10,7 +10,6 @@ crossing the threshold to the page, and from the worker's start to the resolutio
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import time
 from collections.abc import Callable
@@ -31,13 +30,7 @@ from tests.processes import Processes
 from tests.servers import CeleryProcess, RedisServer
 from workers.client import client_app
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("exporters.metrics.cli") is None,
-        reason="the exporter (exporters.metrics.cli, `fleetops exporter`) is not built yet",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 QUEUE = "maintenance"
 TASK = "maintenance.probe"

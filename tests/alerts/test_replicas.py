@@ -11,7 +11,6 @@ from 0) the warning clears and the rate still neither spikes nor drops.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import re
 import time
@@ -34,13 +33,7 @@ from tests.processes import Processes
 from tests.servers import CeleryProcess, RedisServer
 from workers.client import client_app
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("exporters.metrics.cli") is None,
-        reason="the exporter (exporters.metrics.cli, `fleetops exporter`) is not built yet",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 QUEUE = "maintenance"
 TASK = "maintenance.probe"
