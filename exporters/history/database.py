@@ -12,6 +12,16 @@ from sqlalchemy.exc import ArgumentError
 from fleetops.errors import ConfigError
 
 
+def _advisory_key(name: bytes) -> int:
+    return int.from_bytes(name, "big")
+
+
+# PostgreSQL advisory locks the recorders of one database take, in one table so that no two
+# uses share a key. Each is a constant no other application uses for its own advisory locks.
+MIGRATION_LOCK_KEY = _advisory_key(b"fohist01")  # one migration at a time (migrate.py)
+PRUNE_LOCK_KEY = _advisory_key(b"fohist02")  # one pruner at a time (retention.py)
+
+
 def normalise_url(url: str) -> str:
     """``postgresql://`` means psycopg 3 here (the driver we ship), not psycopg2."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):

@@ -16,11 +16,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
+from exporters.history.database import MIGRATION_LOCK_KEY
 from exporters.history.schema import VERSION_TABLE
-
-# The key of PostgreSQL's advisory lock that serialises the migrations of one database ("fohist01"
-# as a number): any constant no other application uses for its own advisory locks.
-MIGRATION_LOCK_KEY = int.from_bytes(b"fohist01", "big")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

@@ -18,14 +18,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, func, select, text
 
+from exporters.history.database import PRUNE_LOCK_KEY
 from exporters.history.schema import tasks, workers
 from exporters.history.settings import HistorySettings
 from fleetops.settings import field_default
 
 FAILED = "FAILURE"
 DAY = 86_400.0
-# The key of the advisory lock held while one recorder prunes ("fohist02" as a number).
-PRUNE_LOCK_KEY = int.from_bytes(b"fohist02", "big")
 
 
 @dataclass(frozen=True)
