@@ -11,7 +11,7 @@ import streamlit as st
 from celery import Celery
 from sqlalchemy import Engine
 
-from console import auth
+from console import auth, links
 from console.settings import ConsoleSettings, load
 from console.sources import SourceDown, control, history
 from console.sources.alertmanager import Alertmanager
@@ -84,4 +84,4 @@ def band(level: Level | None) -> str:
 
 
 def runbook_link(alert_name: str) -> str:
-    return f"[runbook](/runbooks?runbook={alert_name})"
+    return links.markdown("runbook", links.runbook(alert_name))
