@@ -67,11 +67,13 @@ if letters is not None:
                 "No filter: select ALL entries of the dead-letter queue", key="dl_all"
             )
             selection = replace(selection, everything=everything)
-        if selection is None or not (selection.filtered or selection.everything):
+        chosen = selection is not None and (selection.filtered or selection.everything)
+        # A dry run only reads: anyone may see what an action would touch.
+        dry_run = st.button("Dry run", key="dl_dry_run")
+        if selection is None or not chosen:
             st.info("Give entry or task ids, a task name or an exception (or choose ALL).")
         else:
-            # A dry run only reads: anyone may see what an action would touch.
-            if st.button("Dry run", key="dl_dry_run"):
+            if dry_run:
                 touched = ui.fetch(lambda: control.requeue(ctx.celery, selection, dry_run=True))
                 if touched is not None:
                     listed = ", ".join(d.id for d in touched[:SHOWN_IDS])
