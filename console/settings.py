@@ -37,7 +37,7 @@ class ConsoleSettings(FleetSettings):
     console_local_operator: str | None = Field(
         None, json_schema_extra=shown_as("the OS user that started the console")
     )
-    """Who acts after a password login, as the audit log writes it (local:<name>)."""
+    """Who acts after a password login; the audit log writes local:NAME."""
     # A shared password cannot tell people apart; slowing it down is what keeps guessing slow.
     console_login_free_attempts: int = Field(3, ge=1, le=100)
     """Failed password logins in a row before each further one locks the login..."""
