@@ -81,22 +81,34 @@ def _execute(
     # click can reuse it.
     _disarm(key)
     details = {"via": identity.via, **details}
-    action_id = audit.intent(settings.audit_log, who=identity.who, what=what, **details)
+    try:
+        action_id = audit.intent(settings.audit_log, who=identity.who, what=what, **details)
+    except OSError as exc:
+        # No action without its audit entry.
+        st.session_state[outcome_key] = (
+            "error",
+            f"The audit log {settings.audit_log} cannot be written ({exc}): nothing was done.",
+        )
+        return
     try:
         produced = run()
     except Exception as exc:
-        failed = f"failed: {type(exc).__name__}: {exc}"
-        audit.outcome(
-            settings.audit_log, action_id, who=identity.who, what=what, result=failed, **details
-        )
-        st.session_state[outcome_key] = ("error", f"{what}: {failed}")
-        return
-    if isinstance(produced, Outcome):
-        text, extra = produced.text, {**details, **produced.details}
+        text, extra, kind = f"failed: {type(exc).__name__}: {exc}", details, "error"
     else:
-        text, extra = str(produced), dict(details)
-    audit.outcome(settings.audit_log, action_id, who=identity.who, what=what, result=text, **extra)
-    st.session_state[outcome_key] = ("success", f"{what}: {text}", text)
+        kind = "success"
+        if isinstance(produced, Outcome):
+            text, extra = produced.text, {**details, **produced.details}
+        else:
+            text, extra = str(produced), details
+    message = f"{what}: {text}"
+    try:
+        audit.outcome(
+            settings.audit_log, action_id, who=identity.who, what=what, result=text, **extra
+        )
+    except OSError as exc:
+        kind = "error"
+        message += f" (but its result could not be written to the audit log: {exc})"
+    st.session_state[outcome_key] = (kind, message, text) if kind == "success" else (kind, message)
 
 
 def guarded(

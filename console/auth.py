@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import getpass
 import hmac
+import logging
 import math
 import threading
 import time
@@ -26,6 +27,8 @@ import streamlit as st
 
 from console import audit
 from console.settings import ConsoleSettings, load
+
+log = logging.getLogger(__name__)
 
 SESSION_KEY = "fleetops_operator"
 FAILED_KEY = "fleetops_failed_logins"
@@ -191,18 +194,16 @@ def attempt_password_login(settings: ConsoleSettings, password: str) -> str | No
         gate.succeeded()
         who = local_operator(settings)
         st.session_state[SESSION_KEY] = who
-        audit.append(settings.audit_log, who=who, what="log in", result="ok", via="password")
+        _audit(settings, who=who, result="ok")
         return None
     delay = gate.failed()
     st.session_state[FAILED_KEY] = int(st.session_state.get(FAILED_KEY, 0)) + 1
     # Exported through the audit log: each counted failure is one line, and the lock keeps
     # counted failures to one per lock period, so guessing cannot flood the log.
-    audit.append(
-        settings.audit_log,
+    _audit(
+        settings,
         who="anonymous",
-        what="log in",
         result="wrong password",
-        via="password",
         failures_in_a_row=gate.in_a_row,
         failures_total=gate.total,
         locked_seconds=delay,
@@ -210,6 +211,16 @@ def attempt_password_login(settings: ConsoleSettings, password: str) -> str | No
     if delay:
         return f"Wrong password. Too many failed logins: locked for {math.ceil(delay)} s."
     return "Wrong password."
+
+
+def _audit(settings: ConsoleSettings, *, who: str, result: str, **details: object) -> None:
+    # A login is not an action: an unwritable audit log is logged, and the login goes on.
+    try:
+        audit.append(
+            settings.audit_log, who=who, what="log in", result=result, via="password", **details
+        )
+    except OSError as exc:
+        log.error("cannot write the audit log %s: %s", settings.audit_log, exc)
 
 
 def sidebar(settings: ConsoleSettings) -> None:

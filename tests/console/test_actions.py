@@ -403,3 +403,18 @@ def test_failed_logins_are_counted_and_slowed_down(
         (2, 1),
         (3, 2),
     ]
+
+
+def test_an_action_that_cannot_be_audited_does_not_run(
+    console_env: Fleet, workload: Workload, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "data"
+    blocked.write_text("a file where the data directory should be")
+    monkeypatch.setenv("FLEETOPS_DATA_DIR", str(blocked))
+    before = _pool(console_env)
+    app = login(run(page("workers")), console_env.console_password)  # a login is not held up
+    run(app.checkbox(key="worker_confirm").check())
+    run(app.button(key="worker_run").click())
+    assert "cannot be written" in texts(app) and "nothing was done" in texts(app)
+    assert _pool(console_env) == before
+    assert not app.checkbox(key="worker_confirm").value
