@@ -92,6 +92,17 @@ def _browse(app: Celery) -> Iterator[tuple[Connection, Callable[[], object | Non
             channel.close()
 
 
+def _parse(message) -> DeadLetter | None:  # type: ignore[no-untyped-def]
+    # Anything can be published to the queue: an entry that is not ours stays where it is,
+    # untouched, rather than stopping every listing and action.
+    try:
+        body = message.payload
+        return DeadLetter.from_body(body) if isinstance(body, dict) else None
+    except Exception:
+        log.warning("dead-letter queue: skipped a message that is not a dead letter")
+        return None
+
+
 def entries(app: Celery, limit: int = 1000) -> list[DeadLetter]:
     found: list[DeadLetter] = []
     with _browse(app) as (_conn, get):
@@ -99,7 +110,9 @@ def entries(app: Celery, limit: int = 1000) -> list[DeadLetter]:
             message = get()
             if message is None:
                 break
-            found.append(DeadLetter.from_body(message.payload))
+            letter = _parse(message)
+            if letter is not None:
+                found.append(letter)
     return found
 
 
@@ -108,18 +121,23 @@ def take(
     select: Callable[[DeadLetter], bool],
     act: Callable[[DeadLetter], None],
     limit: int = 100_000,
+    dry_run: bool = False,
 ) -> list[DeadLetter]:
-    """Run ``act`` on each selected entry and remove it; leave every other entry in place."""
+    """Run ``act`` on each selected entry and remove it; leave every other entry in place.
+
+    A dry run walks the same loop and selects the same way, but neither acts nor removes: what
+    it returns is exactly what the real run would touch at that moment."""
     taken: list[DeadLetter] = []
     with _browse(app) as (_conn, get):
         for _ in range(limit):
             message = get()
             if message is None:
                 break
-            letter = DeadLetter.from_body(message.payload)
-            if select(letter):
-                act(letter)
-                message.ack()
+            letter = _parse(message)
+            if letter is not None and select(letter):
+                if not dry_run:
+                    act(letter)
+                    message.ack()
                 taken.append(letter)
     return taken
 
@@ -127,23 +145,18 @@ def take(
 def requeue(
     app: Celery, select: Callable[[DeadLetter], bool], dry_run: bool = False
 ) -> list[DeadLetter]:
-    if dry_run:
-        return [letter for letter in entries(app) if select(letter)]
-
     def resend(letter: DeadLetter) -> None:
         app.send_task(
             letter.name, args=letter.args, kwargs=letter.kwargs, queue=letter.queue or None
         )
 
-    return take(app, select, resend)
+    return take(app, select, resend, dry_run=dry_run)
 
 
 def purge(
     app: Celery, select: Callable[[DeadLetter], bool], dry_run: bool = False
 ) -> list[DeadLetter]:
-    if dry_run:
-        return [letter for letter in entries(app) if select(letter)]
-    return take(app, select, lambda _letter: None)
+    return take(app, select, lambda _letter: None, dry_run=dry_run)
 
 
 def selector(

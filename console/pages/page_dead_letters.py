@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
 from console import actions, ui
 from console.sources import control
+from workers import deadletter
+
+SHOWN_IDS = 50
 
 ctx = ui.page("Dead letters")
+
+
+def _batch(
+    act: Callable[..., list[deadletter.DeadLetter]], verb: str, selection: control.Selection
+) -> actions.Outcome:
+    touched = act(ctx.celery, selection, dry_run=False)
+    # The audit names every entry touched: an entry id is how a purge is traced afterwards.
+    return actions.Outcome(
+        f"{len(touched)} {verb}d",
+        {"entry_ids": [d.id for d in touched], "task_ids": [d.task_id for d in touched]},
+    )
+
+
 letters = ui.fetch(lambda: control.dead_letters(ctx.celery))
 if letters is not None:
     if not letters:
@@ -36,22 +56,39 @@ if letters is not None:
         ids = first.text_input("Entry or task ids (comma separated)", key="dl_ids")
         name = second.text_input("Task name", key="dl_name")
         exception = third.text_input("Exception", key="dl_exception")
-        wanted = [part.strip() for part in ids.split(",") if part.strip()]
-        select = control.selector(wanted, name or None, exception or None)
-        # A dry run only reads: anyone may see what an action would touch.
-        if st.button("Dry run", key="dl_dry_run"):
-            touched = ui.fetch(lambda: control.requeue(ctx.celery, select, dry_run=True))
-            if touched is not None:
-                listed = ", ".join(d.id for d in touched[:20])
-                st.info(f"Dry run: {len(touched)} entries would be requeued: {listed}")
-        scope = f"ids={wanted or 'any'} name={name or 'any'} exception={exception or 'any'}"
-        for verb, act in (("requeue", control.requeue), ("purge", control.purge)):
-            actions.guarded(
-                ctx.settings,
-                key=verb,
-                label=verb.title(),
-                what=f"{verb} dead letters matching {scope}",
-                run=lambda act=act, verb=verb: (
-                    f"{len(act(ctx.celery, select, dry_run=False))} {verb}d"
-                ),
+        try:
+            selection = control.Selection.parse(ids, name, exception, everything=False)
+        except control.NoSelection as exc:
+            st.error(f"{exc}: nothing selected.")
+            selection = None
+        if selection is not None and not selection.filtered:
+            # No filter means every entry: that has to be said, never the default.
+            everything = st.checkbox(
+                "No filter: select ALL entries of the dead-letter queue", key="dl_all"
             )
+            selection = replace(selection, everything=everything)
+        chosen = selection is not None and (selection.filtered or selection.everything)
+        # A dry run only reads: anyone may see what an action would touch.
+        dry_run = st.button("Dry run", key="dl_dry_run")
+        if selection is None or not chosen:
+            st.info("Give entry or task ids, a task name or an exception (or choose ALL).")
+        else:
+            if dry_run:
+                touched = ui.fetch(lambda: control.requeue(ctx.celery, selection, dry_run=True))
+                if touched is not None:
+                    listed = ", ".join(d.id for d in touched[:SHOWN_IDS])
+                    hidden = len(touched) - SHOWN_IDS
+                    more = f" and {hidden} more" if hidden > 0 else ""
+                    st.info(
+                        f"Dry run: {len(touched)} entries would be requeued or purged: "
+                        f"{listed}{more}"
+                    )
+            for verb, act in (("requeue", control.requeue), ("purge", control.purge)):
+                actions.guarded(
+                    ctx.settings,
+                    key=verb,
+                    label=verb.title(),
+                    what=f"{verb} dead letters: {selection.describe()}",
+                    run=partial(_batch, act, verb, selection),
+                    details=selection.audit(),
+                )

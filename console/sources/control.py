@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -97,16 +98,65 @@ def dead_letters(app: Celery, limit: int = 500) -> list[deadletter.DeadLetter]:
     return _guard(lambda: deadletter.entries(app, limit=limit))
 
 
-def requeue(
-    app: Celery, select: Callable[[deadletter.DeadLetter], bool], *, dry_run: bool
-) -> list[deadletter.DeadLetter]:
+MAX_IDS = 1000
+
+
+class NoSelection(ValueError):
+    """A batch action with no filter that did not say "all"."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dead letters a requeue, purge or dry run touches: ids (entry or task), a task name,
+    an exception class; with none of them, only ``everything`` selects anything."""
+
+    ids: tuple[str, ...] = ()
+    name: str | None = None
+    exception: str | None = None
+    everything: bool = False
+
+    @classmethod
+    def parse(cls, ids: str, name: str, exception: str, *, everything: bool) -> Selection:
+        wanted = tuple(dict.fromkeys(part.strip() for part in ids.split(",") if part.strip()))
+        if len(wanted) > MAX_IDS:
+            raise NoSelection(f"at most {MAX_IDS} ids at once, {len(wanted)} given")
+        return cls(wanted, name.strip() or None, exception.strip() or None, everything)
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.ids or self.name or self.exception)
+
+    def describe(self) -> str:
+        if not self.filtered:
+            return "ALL entries" if self.everything else "no entries (no filter, not all)"
+        parts = [f"ids={','.join(self.ids)}"] if self.ids else []
+        parts += [f"name={self.name}"] if self.name else []
+        parts += [f"exception={self.exception}"] if self.exception else []
+        return " ".join(parts)
+
+    def audit(self) -> dict[str, Any]:
+        return {
+            "selection": {
+                "ids": list(self.ids),
+                "name": self.name,
+                "exception": self.exception,
+                "all": self.everything and not self.filtered,
+            }
+        }
+
+    def predicate(self) -> Callable[[deadletter.DeadLetter], bool]:
+        if not self.filtered and not self.everything:
+            raise NoSelection("no filter given: name ids, a task name or an exception, or all")
+        return deadletter.selector(list(self.ids), self.name, self.exception)
+
+
+# Dry run and action go through the same function (deadletter.take): the dry run returns
+# exactly the entries the action would touch.
+def requeue(app: Celery, selection: Selection, *, dry_run: bool) -> list[deadletter.DeadLetter]:
+    select = selection.predicate()
     return _guard(lambda: deadletter.requeue(app, select, dry_run=dry_run))
 
 
-def purge(
-    app: Celery, select: Callable[[deadletter.DeadLetter], bool], *, dry_run: bool
-) -> list[deadletter.DeadLetter]:
+def purge(app: Celery, selection: Selection, *, dry_run: bool) -> list[deadletter.DeadLetter]:
+    select = selection.predicate()
     return _guard(lambda: deadletter.purge(app, select, dry_run=dry_run))
-
-
-selector = deadletter.selector

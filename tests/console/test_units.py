@@ -7,15 +7,21 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from alerts.replicas import ONE
 from console import audit
+from console.auth import Identity, LoginThrottle, oidc_identity, role_from_claims
 from console.metrics import minutes_text, queue_states, wait_for_new_task, work_queue_selector
+from console.settings import ConsoleSettings
 from console.sources import runbooks
+from console.sources.control import NoSelection, Selection
 from console.timeline import phases
 from fleetops.breaking_points import current
+from fleetops.settings import load_settings
 from tests.servers import REPO
+from workers.deadletter import DeadLetter
 
 
 def test_the_wait_of_a_new_task_is_the_work_ahead_of_it() -> None:
@@ -92,3 +98,98 @@ def test_audit_entries_are_json_lines(tmp_path: Path) -> None:
     ]
     assert datetime.fromisoformat(entries[0]["when"]).tzinfo is not None
     assert len(log.read_text().splitlines()) == 2
+
+
+def test_audit_intent_and_result_share_an_id_and_a_torn_line_is_skipped(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    action_id = audit.intent(log, who="local:amy", what="purge dead letters: ALL entries")
+    with log.open("a") as torn:
+        torn.write('{"who": "half a line')  # a disk that filled mid-line
+    torn_free = log.read_text() + "\n"
+    log.write_text(torn_free)
+    audit.outcome(log, action_id, who="local:amy", what="purge", result="2 purged", entry_ids=["a"])
+    intent, result = audit.read(log)
+    assert (intent["phase"], result["phase"]) == ("intent", "result")
+    assert intent["action_id"] == result["action_id"] == action_id
+    assert audit.results(log) == [result]
+    assert result["entry_ids"] == ["a"]
+
+
+def _settings(**values: object) -> ConsoleSettings:
+    return ConsoleSettings(**values)  # type: ignore[arg-type]
+
+
+def test_oidc_roles_come_from_the_allow_list_or_the_role_claim() -> None:
+    """A plain mapping stands in for st.user: no identity provider can run here (the page
+    tests feed the same claims through AppTest.user)."""
+    allow = _settings(console_operators="Amy@Example.com, sub-7")
+    assert role_from_claims({"email": "amy@example.com"}, allow) == "operator"
+    assert role_from_claims({"sub": "sub-7", "email": "x@example.com"}, allow) == "operator"
+    assert role_from_claims({"email": "bob@example.com", "sub": "sub-8"}, allow) == "viewer"
+    claim = _settings(console_role_claim="groups", console_operator_role="ops")
+    assert role_from_claims({"groups": ["staff", "ops"]}, claim) == "operator"
+    assert role_from_claims({"groups": "staff ops"}, claim) == "operator"
+    assert role_from_claims({"groups": ["opsx", 7, None]}, claim) == "viewer"
+    assert role_from_claims({"roles": ["ops"]}, claim) == "viewer"
+    # Hostile or missing claims: a viewer, never an error.
+    for claims in ({}, {"email": 5}, {"email": ""}, {"groups": {"ops": 1}}):
+        assert role_from_claims(claims, allow) == "viewer"
+        assert role_from_claims(claims, claim) == "viewer"
+    # Without an allow-list entry or a role claim setting, nobody signed in may act.
+    assert role_from_claims({"email": "amy@example.com", "groups": ["ops"]}, _settings()) == (
+        "viewer"
+    )
+    identity = oidc_identity({"email": " amy@example.com ", "sub": "s"}, allow)
+    assert identity == Identity("amy@example.com", "operator", "oidc")
+    assert oidc_identity({"sub": "sub-9"}, allow) == Identity("sub-9", "viewer", "oidc")
+    assert oidc_identity({"name": "Amy"}, allow) is None  # no identity the audit can name
+
+
+def test_failed_logins_lock_for_doubling_times_up_to_the_cap() -> None:
+    now = [0.0]
+    gate = LoginThrottle(free_attempts=3, max_delay=5.0, clock=lambda: now[0])
+    assert [gate.failed(), gate.failed()] == [0.0, 0.0]
+    assert gate.retry_after() == 0
+    assert gate.failed() == 1.0
+    assert gate.retry_after() == 1.0
+    now[0] += 0.5
+    assert gate.retry_after() == 0.5  # refused until the lock ends
+    now[0] += 0.5
+    assert [gate.failed(), gate.failed(), gate.failed(), gate.failed()] == [2.0, 4.0, 5.0, 5.0]
+    assert gate.total == 7
+    gate.succeeded()
+    assert gate.retry_after() == 0 and gate.in_a_row == 0 and gate.total == 7
+    # Thousands in a row: the exponent never overflows, the cap holds.
+    for _ in range(2000):
+        gate.failed()
+    assert gate.retry_after() == 5.0
+
+
+def test_a_dead_letter_batch_without_a_filter_needs_all() -> None:
+    nothing = Selection.parse(" , ", "  ", "", everything=False)
+    assert not nothing.filtered
+    with pytest.raises(NoSelection):
+        nothing.predicate()
+    letter = DeadLetter(
+        task_id="t1", name="maintenance.probe", args=[], kwargs={}, queue="q", exception="E",
+        reason="r", id="e1",
+    )  # fmt: skip
+    everything = Selection.parse("", "", "", everything=True)
+    assert everything.predicate()(letter)
+    assert everything.describe() == "ALL entries"
+    assert everything.audit()["selection"]["all"] is True
+    by_id = Selection.parse("e1, t9, e1", "", "", everything=False)
+    assert by_id.ids == ("e1", "t9")
+    assert by_id.predicate()(letter)
+    assert not Selection.parse("", "other.task", "", everything=False).predicate()(letter)
+    # A filter with "all" is still only the filter.
+    narrowed = Selection.parse("", "", "KeyError", everything=True)
+    assert not narrowed.predicate()(letter)
+    assert narrowed.audit()["selection"]["all"] is False
+    with pytest.raises(NoSelection, match="at most"):
+        Selection.parse(",".join(str(n) for n in range(5000)), "", "", everything=False)
+
+
+def test_operators_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEETOPS_CONSOLE_OPERATORS", " a@example.com,,b@example.com ")
+    assert load_settings(ConsoleSettings).console_operators == ["a@example.com", "b@example.com"]
