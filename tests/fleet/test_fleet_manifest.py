@@ -1,0 +1,159 @@
+"""How commands find the running fleet: a manifest whose `fleetops up` has gone is ignored with
+a note, one that cannot be read stops the command with the file's name (never a traceback), and
+the environment wins over the manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fleetops.errors import ConfigError
+from fleetops.fleet import manifest
+from fleetops.fleet.manifest import Manifest
+from fleetops.settings import ENV_PREFIX
+
+BROKER = ENV_PREFIX + "BROKER_URL"
+
+
+def a_manifest(run_dir: Path, pid: int | None = None, started_at: float | None = None) -> Manifest:
+    if started_at is None:
+        started_at = manifest.process_started_at(os.getpid()) if pid is None else time.time()
+    return Manifest(
+        run_dir=str(run_dir),
+        pid=os.getpid() if pid is None else pid,
+        started_at=started_at,
+        env={BROKER: "redis://127.0.0.1:1/0", ENV_PREFIX + "DATA_DIR": str(run_dir / "data")},
+        parts=[manifest.Part(name="redis", url="redis://127.0.0.1:1/0")],
+    )
+
+
+def started_fleet(here: Path, fleet: Manifest) -> Path:
+    """A run directory under ``here/runs`` with ``fleet`` in it, runs/current pointing at it."""
+    run_dir = Path(fleet.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest.write(run_dir, fleet)
+    manifest.point_at(here / "runs", run_dir)
+    return run_dir
+
+
+def exited_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def fleetops(here: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return subprocess.run(
+        [sys.executable, "-m", "fleetops", *args],
+        cwd=here, env={**clean, **env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_running_fleet_is_found_from_below_and_the_environment_wins(tmp_path: Path) -> None:
+    run_dir = started_fleet(tmp_path, a_manifest(tmp_path / "runs" / "one"))
+    below = tmp_path / "a" / "b"
+    below.mkdir(parents=True)
+    found = manifest.find(below)
+    assert found.manifest is not None and found.manifest.run_dir == str(run_dir)
+    environ = {BROKER: "redis://mine:6379/0"}
+    manifest.apply(found, environ)
+    assert environ[BROKER] == "redis://mine:6379/0"
+    assert found.overridden == {BROKER: "redis://127.0.0.1:1/0"}
+    assert environ[ENV_PREFIX + "DATA_DIR"] == str(run_dir / "data")
+    assert manifest.find(below, "none").manifest is None
+    assert manifest.find(tmp_path.parent / "elsewhere").manifest is None
+
+
+def test_a_fleet_whose_up_has_gone_is_ignored_with_a_note(tmp_path: Path) -> None:
+    started_fleet(tmp_path, a_manifest(tmp_path / "runs" / "one", pid=exited_pid()))
+    found = manifest.find(tmp_path)
+    assert found.manifest is None
+    assert found.note and "is not running" in found.note
+    # The pid of a live process started at another time: a later process with a reused pid.
+    started_fleet(tmp_path, a_manifest(tmp_path / "runs" / "two", started_at=1.0))
+    assert manifest.find(tmp_path).manifest is None
+    # Named explicitly, a stopped fleet is an error, not a silent fallback to the defaults.
+    with pytest.raises(ConfigError, match="is not running"):
+        manifest.find(tmp_path, str(tmp_path / "runs" / "two"))
+
+
+def test_a_pointer_at_a_removed_run_is_ignored(tmp_path: Path) -> None:
+    run_dir = started_fleet(tmp_path, a_manifest(tmp_path / "runs" / "one"))
+    (run_dir / manifest.MANIFEST).unlink()
+    found = manifest.find(tmp_path)
+    assert found.manifest is None and found.note and "points at nothing" in found.note
+
+
+HOSTILE = {
+    "not JSON": b"{",
+    "not UTF-8": b'{"run_dir": "\xff"}',
+    "a list": b"[]",
+    "pid a string": json.dumps({"run_dir": "/r", "pid": "1", "started_at": 1.0, "env": {}}),
+    "started_at NaN": b'{"run_dir": "/r", "pid": 1, "started_at": NaN, "env": {}}',
+    "a secret in env": json.dumps(
+        {"run_dir": "/r", "pid": 1, "started_at": 1.0, "env": {"FLEETOPS_CONSOLE_PASSWORD": "x"}}
+    ),
+    "NUL in a value": json.dumps(
+        {"run_dir": "/r", "pid": 1, "started_at": 1.0, "env": {BROKER: "redis://a\u0000b"}}
+    ),
+    "huge": b'{"run_dir": "' + b"x" * (manifest.MAX_BYTES + 10) + b'"}',
+}
+
+
+@pytest.mark.parametrize("content", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_hostile_manifest_is_an_error_naming_the_file(tmp_path: Path, content) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / manifest.MANIFEST
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ConfigError, match=str(path)):
+        manifest.read(path)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+KEYS = st.sampled_from(["version", "run_dir", "pid", "started_at", "env", "parts"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(document=st.dictionaries(KEYS, JSON, max_size=6))
+def test_any_json_is_a_manifest_or_a_config_error(tmp_path_factory, document) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path_factory.mktemp("hostile") / manifest.MANIFEST
+    path.write_text(json.dumps(document))
+    try:
+        manifest.read(path)
+    except ConfigError as exc:
+        assert str(path) in str(exc)
+
+
+def test_the_cli_says_what_is_wrong_without_a_traceback(tmp_path: Path) -> None:
+    run_dir = started_fleet(tmp_path, a_manifest(tmp_path / "runs" / "one"))
+    (run_dir / manifest.MANIFEST).write_text('{"run_dir": ')
+    broken = fleetops(tmp_path, "dlq", "list")
+    assert broken.returncode == 2, broken.stderr
+    assert str(run_dir.parent / "current" / manifest.MANIFEST) in broken.stderr
+    assert "Traceback" not in broken.stderr
+    # --fleet none, or the variable, and the broken file is not even read.
+    assert fleetops(tmp_path, "--fleet", "none", "load", "--help").returncode == 0
+    assert fleetops(tmp_path, "load", "--help", FLEETOPS_FLEET="none").returncode == 0
+
+
+def test_a_stopped_fleet_is_noted_and_status_says_none_runs(tmp_path: Path) -> None:
+    started_fleet(tmp_path, a_manifest(tmp_path / "runs" / "one", pid=exited_pid()))
+    helped = fleetops(tmp_path, "load", "--help")
+    assert helped.returncode == 0, helped.stderr
+    [note] = helped.stderr.splitlines()
+    assert note.startswith("fleetops: ignoring the fleet of") and "has exited" in note
+    status = fleetops(tmp_path, "status")
+    assert status.returncode == 1, status.stderr
+    assert "no fleet is running" in status.stderr
