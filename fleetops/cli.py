@@ -17,7 +17,7 @@ import typer
 from fleetops.errors import ConfigError
 from fleetops.fleet import manifest
 from fleetops.plugins import hooks, optional_hook
-from fleetops.settings import ENV_PREFIX
+from fleetops.settings import ENV_PREFIX, FleetSettings, field_default
 from fleetops.urls import redact_url
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ DEFAULT_LOAD = optional_hook("workers.fleet:DEFAULT_SCENARIO") or "none"
 # one must not share the first one's broker), `docs` documents the models' own defaults and
 # `status` reports on the fleet rather than using it.
 OWN_SETTINGS = {"up", "docs", "status"}
+BROKER_ENV = ENV_PREFIX + "BROKER_URL"
 # `fleetops status` exit codes (2 is a configuration error, as for every command).
 STATUS_NO_FLEET = 1
 STATUS_PART_DOWN = 3
@@ -71,6 +72,13 @@ def use_running_fleet(
     found = manifest.apply(manifest.find(Path.cwd(), fleet), os.environ)
     if found.note:
         typer.echo(f"fleetops: {found.note}", err=True)
+    elif found.path is None and not fleet and BROKER_ENV not in os.environ:
+        # Quietly falling back to the defaults sent a whole load to another Redis once.
+        typer.echo(
+            f"fleetops: no running fleet (no runs/{manifest.POINTER} in {Path.cwd()} or above)"
+            f" and no {BROKER_ENV}: using {field_default(FleetSettings, 'broker_url')}",
+            err=True,
+        )
     for name, value in found.overridden.items():
         typer.echo(
             f"fleetops: {name} is set, so it is used rather than the running fleet's"
@@ -139,7 +147,7 @@ def up(
         specs = assemble(ctx)
         # Every address is known once the fleet is assembled: commands find it from now on,
         # and `fleetops status` shows each part coming up.
-        manifest.write(run_dir, manifest.of_fleet(run_dir, ctx.env, specs))
+        manifest.write(run_dir, manifest.of_fleet(run_dir, ctx.env, specs, given=os.environ))
         replaced = manifest.running_elsewhere(runs_dir, run_dir)
         manifest.point_at(runs_dir, run_dir)
         if replaced:

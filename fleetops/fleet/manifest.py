@@ -70,6 +70,13 @@ SHARED = tuple(
     )
 )
 
+DATA_DIR = ENV_PREFIX + "DATA_DIR"
+# The addresses a fleet derives from its data directory unless given: a command that sets its
+# own FLEETOPS_DATA_DIR derives them from that one, not from the fleet's.
+FROM_DATA_DIR = tuple(
+    ENV_PREFIX + name for name in ("DATABASE_URL", "OBJECT_STORE_DIR", "HISTORY_DATABASE_URL")
+)
+
 # No NUL: the environment cannot hold one, and a value with one is not an address anyway.
 Text = Annotated[str, StringConstraints(max_length=4096, pattern=r"^[^\x00]*$")]
 
@@ -95,6 +102,8 @@ class Manifest(BaseModel):
     # that got the same pid.
     started_at: float = Field(allow_inf_nan=False)
     env: dict[Text, Text]
+    # Which of env the fleet derived from its FLEETOPS_DATA_DIR rather than being given.
+    derived: list[Text] = Field(default_factory=list, max_length=len(FROM_DATA_DIR))
     parts: list[Part] = Field(default_factory=list, max_length=1000)
 
     @field_validator("env")
@@ -104,6 +113,14 @@ class Manifest(BaseModel):
         if unknown:
             raise ValueError(f"names variables a fleet does not share: {', '.join(unknown)}")
         return env
+
+    @field_validator("derived")
+    @classmethod
+    def _only_from_data_dir(cls, derived: list[str]) -> list[str]:
+        unknown = sorted(set(derived) - set(FROM_DATA_DIR))
+        if unknown:
+            raise ValueError(f"names variables not derived from the data dir: {unknown}")
+        return derived
 
     @property
     def started(self) -> str:
@@ -260,7 +277,10 @@ def apply(found: Found, environ: MutableMapping[str, str]) -> Found:
     wins. Records in ``found.overridden`` what the environment set differently."""
     if found.manifest is None:
         return found
+    own_data_dir = environ.get(DATA_DIR) not in (None, found.manifest.env.get(DATA_DIR))
     for name, value in found.manifest.env.items():
+        if own_data_dir and name in found.manifest.derived:
+            continue
         given = environ.get(name)
         if given is None:
             environ[name] = value
@@ -282,7 +302,7 @@ def pin_addresses(env: MutableMapping[str, str]) -> None:
     from fleetops.settings import FleetSettings, settings_from
 
     settings = settings_from(FleetSettings, env)
-    env[ENV_PREFIX + "DATA_DIR"] = str(settings.data_dir.resolve())
+    env[DATA_DIR] = str(settings.data_dir.resolve())
     env.setdefault(ENV_PREFIX + "DATABASE_URL", settings.effective_database_url)
     workers = optional_hook("workers.config:WorkerSettings")
     if workers is not None:
@@ -290,8 +310,11 @@ def pin_addresses(env: MutableMapping[str, str]) -> None:
         env.setdefault(ENV_PREFIX + "OBJECT_STORE_DIR", str(store))
 
 
-def of_fleet(run_dir: Path, env: Mapping[str, str], specs: list[ProcessSpec]) -> Manifest:
-    """The manifest of the fleet `fleetops up` (this process) is about to start."""
+def of_fleet(
+    run_dir: Path, env: Mapping[str, str], specs: list[ProcessSpec], given: Mapping[str, str]
+) -> Manifest:
+    """The manifest of the fleet `fleetops up` (this process) is about to start with ``env``;
+    ``given``: the variables its own environment set."""
     shared = shared_env(env)
     for spec in specs:
         # What a process is given on its own (the console its Prometheus) is shared too.
@@ -302,5 +325,6 @@ def of_fleet(run_dir: Path, env: Mapping[str, str], specs: list[ProcessSpec]) ->
         pid=pid,
         started_at=process_started_at(pid),
         env=shared,
+        derived=[name for name in FROM_DATA_DIR if name in shared and name not in given],
         parts=[Part(name=spec.name, url=spec.url) for spec in specs],
     )

@@ -21,6 +21,8 @@ from fleetops.fleet.manifest import Manifest
 from fleetops.settings import ENV_PREFIX
 
 BROKER = ENV_PREFIX + "BROKER_URL"
+DATA_DIR = ENV_PREFIX + "DATA_DIR"
+DATABASE = ENV_PREFIX + "DATABASE_URL"
 
 
 def a_manifest(run_dir: Path, pid: int | None = None, started_at: float | None = None) -> Manifest:
@@ -30,7 +32,12 @@ def a_manifest(run_dir: Path, pid: int | None = None, started_at: float | None =
         run_dir=str(run_dir),
         pid=os.getpid() if pid is None else pid,
         started_at=started_at,
-        env={BROKER: "redis://127.0.0.1:1/0", ENV_PREFIX + "DATA_DIR": str(run_dir / "data")},
+        env={
+            BROKER: "redis://127.0.0.1:1/0",
+            DATA_DIR: str(run_dir / "data"),
+            DATABASE: f"sqlite:///{run_dir / 'data' / 'fleetops.db'}",
+        },
+        derived=[DATABASE],
         parts=[manifest.Part(name="redis", url="redis://127.0.0.1:1/0")],
     )
 
@@ -68,7 +75,12 @@ def test_a_running_fleet_is_found_from_below_and_the_environment_wins(tmp_path: 
     manifest.apply(found, environ)
     assert environ[BROKER] == "redis://mine:6379/0"
     assert found.overridden == {BROKER: "redis://127.0.0.1:1/0"}
-    assert environ[ENV_PREFIX + "DATA_DIR"] == str(run_dir / "data")
+    assert environ[DATA_DIR] == str(run_dir / "data")
+    assert environ[DATABASE] == f"sqlite:///{run_dir / 'data' / 'fleetops.db'}"
+    # A data dir of one's own: what the fleet derived from its data dir is not taken either.
+    environ = {DATA_DIR: str(tmp_path / "mine")}
+    manifest.apply(manifest.find(below), environ)
+    assert DATABASE not in environ and environ[BROKER] == "redis://127.0.0.1:1/0"
     assert manifest.find(below, "none").manifest is None
     assert manifest.find(tmp_path.parent / "elsewhere").manifest is None
 
@@ -157,3 +169,11 @@ def test_a_stopped_fleet_is_noted_and_status_says_none_runs(tmp_path: Path) -> N
     status = fleetops(tmp_path, "status")
     assert status.returncode == 1, status.stderr
     assert "no fleet is running" in status.stderr
+
+
+def test_no_fleet_and_no_broker_says_which_broker_it_falls_back_to(tmp_path: Path) -> None:
+    alone = fleetops(tmp_path, "load", "--help")
+    assert alone.returncode == 0, alone.stderr
+    assert "no running fleet" in alone.stderr and "redis://127.0.0.1:6379/0" in alone.stderr
+    told = fleetops(tmp_path, "load", "--help", FLEETOPS_BROKER_URL="redis://127.0.0.1:7/0")
+    assert told.returncode == 0 and told.stderr == ""
