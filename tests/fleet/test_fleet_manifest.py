@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from fleetops.errors import ConfigError
 from fleetops.fleet import manifest
 from fleetops.fleet.manifest import Manifest
+from fleetops.fleet.spec import free_port
 from fleetops.settings import ENV_PREFIX
+from workers.images import samples
 
 BROKER = ENV_PREFIX + "BROKER_URL"
 DATA_DIR = ENV_PREFIX + "DATA_DIR"
@@ -177,3 +179,14 @@ def test_no_fleet_and_no_broker_says_which_broker_it_falls_back_to(tmp_path: Pat
     assert "no running fleet" in alone.stderr and "redis://127.0.0.1:6379/0" in alone.stderr
     told = fleetops(tmp_path, "load", "--help", FLEETOPS_BROKER_URL="redis://127.0.0.1:7/0")
     assert told.returncode == 0 and told.stderr == ""
+
+
+def test_a_broker_that_does_not_answer_is_one_line_naming_it(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(samples.jpeg(1, 64, 48))
+    # Nothing listens there: the port was free a moment ago and nobody was told about it.
+    broker = f"redis://user:secret@127.0.0.1:{free_port()}/0"
+    failed = fleetops(tmp_path, "upload", "photo.jpg", FLEETOPS_BROKER_URL=broker)
+    assert failed.returncode == 1, failed.stderr
+    assert "cannot reach the broker redis://user:***@127.0.0.1" in failed.stderr
+    assert "Traceback" not in failed.stderr and "secret" not in failed.stderr
