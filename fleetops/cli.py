@@ -11,6 +11,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -19,6 +20,9 @@ from fleetops.fleet import manifest
 from fleetops.plugins import hooks, optional_hook
 from fleetops.settings import ENV_PREFIX, FleetSettings, field_default
 from fleetops.urls import redact_url
+
+if TYPE_CHECKING:
+    from fleetops.fleet.runner import FleetRunner, Running
 
 app = typer.Typer(
     name="fleetops",
@@ -157,10 +161,17 @@ def up(
                 err=True,
             )
         typer.echo(f"fleetops: starting {len(specs)} processes; logs in {run_dir}")
+        # Side by side, so that a slow starter does not hold up the others; only what the
+        # others connect to at start (the broker) is waited for first.
+        waiting = []
         for spec in specs:
-            runner.start(spec, ctx.child_env())
-            where = f"  {spec.url}" if spec.url else ""
-            typer.echo(f"  ready  {spec.name:<16}{where}")
+            running = runner.launch(spec, ctx.child_env())
+            if spec.others_wait:
+                _ready(runner, running)
+            else:
+                waiting.append(running)
+        for running in waiting:
+            _ready(runner, running)
         typer.echo(
             "fleetops: the fleet is running; a process that exits is restarted;"
             " Ctrl-C stops every process."
@@ -174,6 +185,12 @@ def up(
         runner.stop()
         manifest.unpoint(runs_dir, run_dir)
         typer.echo("fleetops: stopped every process.")
+
+
+def _ready(runner: FleetRunner, running: Running) -> None:
+    runner.wait_ready(running)
+    where = f"  {running.spec.url}" if running.spec.url else ""
+    typer.echo(f"  ready  {running.spec.name:<16}{where}")
 
 
 @app.command()
