@@ -7,6 +7,7 @@ settings models are the exception: their defaults are what the options' help sho
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from datetime import datetime
@@ -96,7 +97,8 @@ def status(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="One JSON document."),
 ) -> None:
-    """Where the running fleet's parts are and whether each is up (exit 1: none runs)."""
+    """Where the running fleet's parts are and whether each is up (exit 1: no fleet runs,
+    3: a part is down)."""
     from fleetops.fleet import status as report
 
     found = manifest.find(Path.cwd(), ctx.obj)
@@ -108,6 +110,8 @@ def status(
         else:
             reason = f"no runs/{manifest.POINTER} in {Path.cwd()} or above"
         typer.echo(f"fleetops status: no fleet is running: {reason}", err=True)
+        if as_json:
+            typer.echo(json.dumps({"running": False, "reason": reason}))
         raise typer.Exit(STATUS_NO_FLEET)
     render = report.as_json if as_json else report.render
     text, all_up = render(found.manifest, found.path)

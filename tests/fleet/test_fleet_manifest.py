@@ -190,3 +190,28 @@ def test_a_broker_that_does_not_answer_is_one_line_naming_it(tmp_path: Path) -> 
     assert failed.returncode == 1, failed.stderr
     assert "cannot reach the broker redis://user:***@127.0.0.1" in failed.stderr
     assert "Traceback" not in failed.stderr and "secret" not in failed.stderr
+
+
+def test_status_says_which_part_is_down_and_why(tmp_path: Path) -> None:
+    # The test process stands in for `fleetops up` (alive) and for a part that runs but does
+    # not answer on its port; a finished child is a part that has exited.
+    silent = f"http://127.0.0.1:{free_port()}"
+    fleet = a_manifest(tmp_path / "runs" / "one").model_copy(
+        update={
+            "parts": [
+                manifest.Part(name="gone", url=None),
+                manifest.Part(name="silent", url=silent),
+                manifest.Part(name="fine", url=None),
+            ]
+        }
+    )
+    run_dir = started_fleet(tmp_path, fleet)
+    pids = [{"name": "gone", "pid": exited_pid()}, {"name": "silent", "pid": os.getpid()},
+            {"name": "fine", "pid": os.getpid()}]  # fmt: skip
+    (run_dir / "processes.json").write_text(json.dumps(pids))
+    status = fleetops(tmp_path, "status")
+    assert status.returncode == 3, status.stderr
+    lines = {line.split()[0]: line for line in status.stdout.splitlines() if line.startswith("  ")}
+    assert " down " in lines["gone"] and "has exited" in lines["gone"]
+    assert " down " in lines["silent"] and "no answer on 127.0.0.1" in lines["silent"]
+    assert " up " in lines["fine"]
