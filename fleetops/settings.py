@@ -8,6 +8,7 @@ the environment variable at fault.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -145,6 +146,15 @@ def option_help(model: type[BaseSettings], name: str, text: str | None = None) -
     fallback = shown_default(model, name)
     otherwise = f" or {fallback}" if fallback else ""
     return f"{text} (default: ${env_name(model, name)}{otherwise})."
+
+
+def settings_from(cls: type[S], env: Mapping[str, str], **overrides: object) -> S:
+    """Settings from ``env`` (e.g. the variables `fleetops up` gives its processes, which need
+    not be in os.environ) on top of the environment, or ConfigError naming the bad variable."""
+    given = {
+        name: env[env_name(cls, name)] for name in cls.model_fields if env_name(cls, name) in env
+    }
+    return load_settings(cls, **{**given, **overrides})
 
 
 def load_settings(cls: type[S], **overrides: object) -> S:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetops.fleet.manifest import FLEET_ENV, NO_FLEET
 from fleetops.fleet.runner import FleetError, FleetRunner, Running
 from fleetops.fleet.spec import ProcessSpec
 from fleetops.settings import ENV_PREFIX
@@ -24,10 +25,14 @@ LOG_END = 3000
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This environment without any FLEETOPS_ variable (a test sets each one it means), with
-    unbuffered Python output (a log must be complete when a process dies), plus ``extra``."""
+    """This environment without any FLEETOPS_ variable (a test sets each one it means), with no
+    running fleet to take defaults from, with unbuffered Python output (a log must be complete
+    when a process dies), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env["PYTHONUNBUFFERED"] = "1"
+    # A fleet someone runs from the repository (runs/current) must not lend its addresses to
+    # the fleetops commands a test starts there.
+    env[FLEET_ENV] = NO_FLEET
     env.update(extra or {})
     return env
 

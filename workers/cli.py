@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
+from fleetops.urls import redact_url
 from workers.fleet import DEFAULT_SCENARIO
 
 dlq = typer.Typer(help="The dead-letter queue: tasks that failed for good.", no_args_is_help=True)
@@ -32,23 +35,27 @@ def load(
     """Drive the fleet with a load scenario."""
     from workers import config
     from workers import load as scenarios
+    from workers.client import client_app
 
     if scenario not in scenarios.SCENARIOS:
         raise typer.BadParameter(f"unknown scenario {scenario!r}; one of {scenarios.SCENARIOS}")
-    runner = scenarios.Load(config.load(), seed=seed)
+    settings = config.load()
+    # A plain client of the broker: the fleet's app would also subscribe to every task's result.
+    runner = scenarios.Load(settings, seed=seed, app=client_app(settings.broker_url))
     stopping = {"flag": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(flag=True))
     # Without --count each scenario runs its own default size (workers/load.py).
     sized = {"count": count} if count else {}
     try:
-        if scenario == "steady":
-            scenarios.steady(runner, rate, duration, stop=lambda: stopping["flag"])
-        elif scenario == "burst":
-            scenarios.burst(runner, **sized)
-        elif scenario == "failure-storm":
-            scenarios.failure_storm(runner, **sized)
-        else:
-            scenarios.reminders(runner, **sized)
+        with _reaching(settings.broker_url):
+            if scenario == "steady":
+                scenarios.steady(runner, rate, duration, stop=lambda: stopping["flag"])
+            elif scenario == "burst":
+                scenarios.burst(runner, **sized)
+            elif scenario == "failure-storm":
+                scenarios.failure_storm(runner, **sized)
+            else:
+                scenarios.reminders(runner, **sized)
     except KeyboardInterrupt:
         pass
     typer.echo(f"load {scenario}: {runner.report}")
@@ -57,9 +64,35 @@ def load(
 def upload(path: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None:
     """Upload an image and queue its processing; prints the image id."""
     from workers import config
+    from workers.client import client_app
     from workers.images.upload import submit_file
 
-    typer.echo(submit_file(path, config.load()))
+    settings = config.load()
+    with _reaching(settings.broker_url):
+        typer.echo(submit_file(path, settings, app=client_app(settings.broker_url)))
+
+
+@contextmanager
+def _reaching(broker_url: str) -> Iterator[None]:
+    """A broker that does not answer is one line naming it, not a traceback."""
+    import kombu.exceptions
+    import redis.exceptions
+
+    try:
+        yield
+    except (
+        kombu.exceptions.OperationalError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        ConnectionError,
+        TimeoutError,
+    ) as exc:
+        typer.echo(
+            f"fleetops: cannot reach the broker {redact_url(broker_url)}: {exc}"
+            " (is the fleet running? `fleetops status` says)",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
 
 
 def _filters(ids: list[str] | None, name: str | None, exception: str | None):  # type: ignore[no-untyped-def]
@@ -77,7 +110,8 @@ def dlq_list(
     from workers import deadletter
     from workers.app import app
 
-    letters = deadletter.entries(app, limit=limit)
+    with _reaching(app.conf.broker_url):
+        letters = deadletter.entries(app, limit=limit)
     for letter in letters:
         if as_json:
             typer.echo(json.dumps(letter.__dict__))
@@ -125,7 +159,8 @@ def _act(action: str, ids, name, exception, all_: bool, dry_run: bool, yes: bool
         raise typer.Exit(2)
     select = _filters(ids, name, exception)
     if not dry_run and not yes:
-        matching = [letter for letter in deadletter.entries(app) if select(letter)]
+        with _reaching(app.conf.broker_url):
+            matching = [letter for letter in deadletter.entries(app) if select(letter)]
         if not matching:
             typer.echo("no matching entries")
             return
@@ -133,7 +168,8 @@ def _act(action: str, ids, name, exception, all_: bool, dry_run: bool, yes: bool
             typer.echo("not confirmed; nothing changed (use --yes to skip the question)", err=True)
             raise typer.Exit(1)
     handler = deadletter.requeue if action == "requeue" else deadletter.purge
-    done = handler(app, select, dry_run=dry_run)
+    with _reaching(app.conf.broker_url):
+        done = handler(app, select, dry_run=dry_run)
     verb = f"would {action}" if dry_run else f"{action}d"
     for letter in done:
         typer.echo(f"{verb} {letter.id} {letter.name} -> {letter.queue}")

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from celery import Celery
+
 from workers.config import WorkerSettings
 from workers.db import session_scope
 from workers.images import samples
@@ -36,9 +38,15 @@ class LoadReport:
 
 class Load:
     def __init__(
-        self, settings: WorkerSettings, seed: int = 0, size: tuple[int, int] = (1024, 768)
+        self,
+        settings: WorkerSettings,
+        seed: int = 0,
+        size: tuple[int, int] = (1024, 768),
+        app: Celery | None = None,
     ) -> None:
         self.settings = settings
+        # Any Celery client of the fleet's broker; None: the fleet's own app (workers.app).
+        self.app = app
         self.rng = random.Random(seed)
         self.seeds = itertools.count(seed * 1_000_000)
         self.size = size
@@ -47,7 +55,7 @@ class Load:
 
     def upload(self, data: bytes, name: str) -> str:
         self.report.uploads += 1
-        return submit(io.BytesIO(data), name, self.settings)
+        return submit(io.BytesIO(data), name, self.settings, app=self.app)
 
     def good_upload(self) -> str:
         data = samples.jpeg(next(self.seeds), *self.size)

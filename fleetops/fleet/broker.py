@@ -38,4 +38,5 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
         "--save", "60 1",
         "--appendonly", "no",
     ]  # fmt: skip
-    return [ProcessSpec("redis", argv, ready=tcp_ready("127.0.0.1", port), url=url)]
+    ready = tcp_ready("127.0.0.1", port)
+    return [ProcessSpec("redis", argv, ready=ready, url=url, others_wait=True)]

@@ -22,6 +22,8 @@ class ProcessSpec:
     # Shown to the person who started the fleet ("where everything is").
     url: str | None = None
     cwd: Path | None = None
+    # The processes after it start only once it is ready: what they all connect to at start.
+    others_wait: bool = False
 
 
 @dataclass

@@ -47,10 +47,13 @@ def test_fleet_runs_load_through_workers_and_stops_every_process(
     env = {"FLEETOPS_REMINDER_INTERVAL_SECONDS": "5", "FLEETOPS_PROMETHEUS_SCRAPE_INTERVAL": "2s"}
     argv = [sys.executable, "-m", "fleetops", "up", "--run-dir", str(run_dir), "--load", "steady"]
     # Ready once it says so; a fleet that fails to come up exits, and the test fails at once.
-    spec = ProcessSpec("fleetops-up", argv, ready_timeout=240)
+    # Started from tmp_path, so that its runs/current is there, not in the repository.
+    spec = ProcessSpec("fleetops-up", argv, cwd=tmp_path, ready_timeout=240)
     fleet = processes.start(spec, env, ready_log="the fleet is running")
+    pointer = tmp_path / "runs" / "current"
     try:
         output = fleet.log()
+        assert pointer.resolve() == run_dir.resolve()
         for name in EXPECTED_PROCESSES:
             assert f"ready  {name}" in output, output
         manifest = json.loads((run_dir / "processes.json").read_text())
@@ -80,6 +83,7 @@ def test_fleet_runs_load_through_workers_and_stops_every_process(
     rest = fleet.log()
     assert code == 0, rest
     assert "stopped every process" in rest
+    assert not pointer.is_symlink(), "runs/current outlives the fleet"
     assert _group_members(pgids) == []
     for entry in manifest:
         assert Path(entry["log"]).exists()

@@ -56,6 +56,8 @@ def fleetops(
 ) -> subprocess.CompletedProcess:
     """Run the real CLI, as an operator would."""
     merged = {k: v for k, v in os.environ.items() if not k.startswith("FLEETOPS_")}
+    # Only what the test sets: never the addresses of a fleet running from the repository.
+    merged["FLEETOPS_FLEET"] = "none"
     merged.update(env)
     return subprocess.run(
         [sys.executable, "-m", "fleetops", *args], env=merged, cwd=REPO, capture_output=True,

@@ -44,6 +44,6 @@ def submit(
     return image_id
 
 
-def submit_file(path: Path, settings: WorkerSettings) -> str:
+def submit_file(path: Path, settings: WorkerSettings, app: Celery | None = None) -> str:
     with path.open("rb") as stream:
-        return submit(stream, path.name, settings)
+        return submit(stream, path.name, settings, app=app)
