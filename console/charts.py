@@ -43,8 +43,17 @@ LEVEL_BADGE_COLOURS: dict[Level, str] = {
 }
 LEVEL_RANK: dict[Level, int] = {level: rank for rank, level in enumerate(Level)}
 LEVELS = [level.value for level in Level]
+# Lines of a history chart: no green, yellow, orange or red, which belong to the levels.
+LINE_COLOURS = [
+    "#1565c0", "#6a1b9a", "#00838f", "#5d4037", "#37474f",
+    "#ad1457", "#283593", "#00695c", "#8d6e63", "#78909c",
+]  # fmt: skip
+# Room for long names (hostnames, dotted queue names) left of the bars.
+LABEL_PIXELS = 300
 MAX_ROWS = 60
 ROW_PIXELS = 22
+# Streamlit fits the whole chart (axes, titles) into its height: room for the axis below.
+AXIS_PIXELS = 80
 BAND_OPACITY = 0.18
 # Room beyond the breaking point, so its band shows however small the values are.
 HEADROOM = 1.25
@@ -128,6 +137,24 @@ def bands_frame(bands: Bands, top: float) -> pd.DataFrame:
             "start": edges[:-1],
             "end": edges[1:],
         }
+    )
+
+
+def rows_height(rows: int, per_row: float = 1.0) -> int:
+    """Height of a bar chart: one row per item, so 50 queues get 50 readable rows."""
+    return int(max(1, rows) * ROW_PIXELS * per_row) + AXIS_PIXELS
+
+
+def log_ticks(bands: Bands, top: float) -> list[float]:
+    """Ticks of a symlog axis: 0, the powers of ten below the warning edge, then the band
+    edges themselves (Vega's own symlog ticks crowd into an unreadable comb)."""
+    ticks = [0.0]
+    power = 1.0
+    while power < bands.warning:
+        ticks.append(power)
+        power *= 10
+    return [*ticks, bands.warning, bands.critical, bands.breaking] + (
+        [top] if top > bands.breaking * HEADROOM else []
     )
 
 
@@ -299,13 +326,14 @@ def bars_chart(
     """Horizontal bars, worst on top, over the shaded bands; a bar opens its link."""
     top = axis_top(bands, frame["value"].tolist())
     scale = alt.Scale(domain=[0, top], type="symlog" if log else "linear", nice=False)
+    axis = alt.Axis(values=log_ticks(bands, top), format=",.6~g") if log else alt.Axis()
     order = frame["name"].tolist()
     bars = (
         alt.Chart(frame)
         .mark_bar(height={"band": 0.7})
         .encode(
-            y=alt.Y("name:N", sort=order, title=None),
-            x=alt.X("value:Q", scale=scale, title=value_title),
+            y=alt.Y("name:N", sort=order, title=None, axis=alt.Axis(labelLimit=LABEL_PIXELS)),
+            x=alt.X("value:Q", scale=scale, axis=axis, title=value_title),
             color=alt.Color("level:N", scale=_level_colour(), title="level"),
             href="link:N",
             tooltip=["name:N", alt.Tooltip("value:Q", format=",.4~g"), "level:N"],
@@ -313,7 +341,7 @@ def bars_chart(
     )
     return (
         alt.layer(_band_layer(bands, top, horizontal=True), bars)
-        .properties(height=max(1, len(frame)) * ROW_PIXELS + 40, usermeta=_meta(key))
+        .properties(height=rows_height(len(frame)), usermeta=_meta(key))
         .resolve_scale(y="shared")
     )
 
@@ -322,7 +350,7 @@ def wait_chart(frame: pd.DataFrame, bands: Bands, *, key: str) -> alt.LayerChart
     top = axis_top(bands, frame["drawn"].tolist())
     order = frame["name"].tolist()
     base = alt.Chart(frame).encode(
-        y=alt.Y("name:N", sort=order, title=None),
+        y=alt.Y("name:N", sort=order, title=None, axis=alt.Axis(labelLimit=LABEL_PIXELS)),
         x=alt.X("drawn:Q", scale=alt.Scale(domain=[0, top], nice=False), title="minutes"),
     )
     bars = base.mark_bar(height={"band": 0.7}).encode(
@@ -332,7 +360,7 @@ def wait_chart(frame: pd.DataFrame, bands: Bands, *, key: str) -> alt.LayerChart
     )
     labels = base.mark_text(align="right", dx=-4, color="white").encode(text="text:N")
     return alt.layer(_band_layer(bands, top, horizontal=True), bars, labels).properties(
-        height=max(1, len(frame)) * ROW_PIXELS + 40, usermeta=_meta(key)
+        height=rows_height(len(frame)), usermeta=_meta(key)
     )
 
 
@@ -346,7 +374,7 @@ def flow_chart(frame: pd.DataFrame, *, key: str) -> alt.Chart:
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            y=alt.Y("name:N", sort=queues, title=None),
+            y=alt.Y("name:N", sort=queues, title=None, axis=alt.Axis(labelLimit=LABEL_PIXELS)),
             yOffset=alt.YOffset("direction:N", sort=[ARRIVAL, COMPLETION]),
             x=alt.X("rate:Q", title="tasks / s"),
             color=alt.Color(
@@ -357,7 +385,7 @@ def flow_chart(frame: pd.DataFrame, *, key: str) -> alt.Chart:
             href="link:N",
             tooltip=["name:N", "direction:N", alt.Tooltip("rate:Q", format=",.3~f")],
         )
-        .properties(height=max(1, len(queues)) * ROW_PIXELS * 1.5 + 40, usermeta=_meta(key))
+        .properties(height=rows_height(len(queues), per_row=1.6), usermeta=_meta(key))
     )
 
 
@@ -367,13 +395,14 @@ def history_chart(
     """Lines over time (one per series) over the bands shaded across the whole time axis."""
     top = axis_top(bands, frame["value"].tolist())
     scale = alt.Scale(domain=[0, top], type="symlog" if log else "linear", nice=False)
+    axis = alt.Axis(values=log_ticks(bands, top), format=",.6~g") if log else alt.Axis()
     lines = (
         alt.Chart(frame)
         .mark_line(point=False)
         .encode(
             x=alt.X("time:T", title=None),
-            y=alt.Y("value:Q", scale=scale, title=value_title),
-            color=alt.Color("name:N", title=None),
+            y=alt.Y("value:Q", scale=scale, axis=axis, title=value_title),
+            color=alt.Color("name:N", title=None, scale=alt.Scale(range=LINE_COLOURS)),
             tooltip=["name:N", "time:T", alt.Tooltip("value:Q", format=",.4~g")],
         )
     )

@@ -87,7 +87,7 @@ def queue_charts(queues: list[metrics.QueueState], ratios: dict[str, float]) -> 
                 f"- {links.markdown(name, links.queue(name))}: the last task enqueued now waits "
                 f"about **{metrics.minutes_text(q.wait_seconds)}** ({q.depth:g} ahead of it, "
                 f"{q.completion_rate:.2f} done/s; "
-                f"drains in {metrics.minutes_text(q.drain_seconds)})."
+                f"time to drain: {metrics.minutes_text(q.drain_seconds)})."
             )
         st.markdown("\n".join(lines))
 

@@ -90,7 +90,7 @@ def focus(w: metrics.WorkerState) -> None:
     cols = st.columns(4)
     cols[0].metric("State", "up" if w.up else "down")
     mem = charts.finite(w.memory_percent)
-    cols[1].metric("Memory", "n/a" if mem is None else f"{mem:.1f} %", ui.band(w.memory_band))
+    cols[1].metric("Memory", "n/a" if mem is None else f"{mem:.1f} % ({ui.band(w.memory_band)})")
     age = charts.finite(w.heartbeat_age)
     cols[2].metric("Last heartbeat", "n/a" if age is None else f"{age:.0f} s ago")
     cols[3].metric(
