@@ -143,6 +143,17 @@ def test_overview_charts_draw_what_prometheus_holds(console_env: Fleet, workload
     mem_file = points.worker_memory
     assert edges(app, "memory") == [mem_file.warning, mem_file.critical, mem_file.breaking]
 
+    # The workload's tasks all finished before Prometheus first scraped their counters, so no
+    # rate shows them: fail more now, twice, as a counter's first sample is not an increase.
+    # KeyError, not the workload's ValueError: the other pages' counts stay as they were.
+    client = console_env.client()
+    failed = 'celery_task_failed_total{queue_name="maintenance", exception="KeyError"}'
+    client.send_task("maintenance.probe", kwargs={"fail": "KeyError"})
+    wait_for(lambda: console_env.prometheus_value(failed), timeout=60, message="a KeyError")
+    client.send_task("maintenance.probe", kwargs={"fail": "KeyError"})
+    client.close()
+    ratio = f'{recording.failure_ratio("1h")}{{queue_name="maintenance"}} > 0'
+    wait_for(lambda: console_env.prometheus_value(ratio), timeout=60, message="a failure rate")
     app = wait_same(
         console_env,
         "overview",
@@ -152,6 +163,8 @@ def test_overview_charts_draw_what_prometheus_holds(console_env: Fleet, workload
         scale=100,
     )
     failures = bars(app, "failures")
+    assert failures.loc["maintenance", "value"] > 0
+    assert failures.loc["maintenance", "level"] == "breaking"  # far above 14.4x the budget
     # A queue's bar opens its failures.
     assert failures["link"].to_dict() == {q: f"/failures?queue={q}" for q in failures.index}
     budget = points.objectives.error_budget * 100
