@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import altair as alt
@@ -73,17 +74,24 @@ def prometheus_by(fleet: Fleet, expr: str, label: str) -> dict[str, float]:
 
 
 def wait_same(
-    fleet: Fleet, page_name: str, chart: str, expr: str, label: str, scale: float = 1
+    fleet: Fleet,
+    page_name: str,
+    chart: str,
+    expr: str,
+    label: str,
+    scale: float = 1,
+    drawn_of: Callable[[AppTest], dict[str, float]] | None = None,
 ) -> AppTest:
     """Run the page until its chart and Prometheus, read right after, agree (values move while
-    the fleet runs and the two are read a moment apart); the page that agreed."""
+    the fleet runs and the two are read a moment apart); the page that agreed. The chart's
+    values are its bars' unless ``drawn_of`` reads them."""
     seen: dict[str, object] = {}
 
     def agree() -> bool:
         app = seen["app"] = run(page(page_name))
         if not drawn_charts(app).get(chart):
             return False  # not drawn yet: e.g. no rate over the window before two scrapes
-        drawn = bars(app, chart)["value"].to_dict()
+        drawn = drawn_of(app) if drawn_of else bars(app, chart)["value"].to_dict()
         held = {k: v * scale for k, v in prometheus_by(fleet, expr, label).items()}
         seen["last"] = (drawn, held)
         return drawn.keys() == held.keys() and all(
@@ -95,6 +103,16 @@ def wait_same(
     except Exception as exc:
         raise AssertionError(f"{chart} (drawn, Prometheus): {seen.get('last')}") from exc
     return seen["app"]  # type: ignore[return-value]
+
+
+def flow_of(direction: str) -> Callable[[AppTest], dict[str, float]]:
+    def read(app: AppTest) -> dict[str, float]:
+        [flow] = chart_layers(app, "flow")
+        rows = flow[flow["direction"] == direction]
+        # Queues without any traffic are left out of the chart: leave their zeros out too.
+        return {n: r for n, r in zip(rows["name"], rows["rate"], strict=True) if r}
+
+    return read
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,6 +142,20 @@ def test_overview_charts_draw_what_prometheus_holds(console_env: Fleet, workload
         latency.critical / 60,
         latency.breaking / 60,
     ]
+    for direction, metric in [
+        ("arrival", "fleetops_queue_arrival_rate"),
+        ("completion", "fleetops_queue_completion_rate"),
+    ]:
+        wait_same(
+            console_env,
+            "overview",
+            "flow",
+            f'sum by (queue_name) ({metric}{{queue_name!="dead_letter"}}) > 0',
+            "queue_name",
+            drawn_of=flow_of(direction),
+        )
+    # Beat's reminders finish every 2 s: their p95 is recorded.
+    wait_same(console_env, "overview", "latency", recording.LATENCY_P95, "queue_name", 1 / 60)
     # Nobody consumes images: drawn at the axis end, saying so.
     waits = chart_layers(app, "wait")[1].set_index("name")
     assert (
