@@ -155,3 +155,48 @@ def worker_states(prom: Prometheus, points: BreakingPoints) -> list[WorkerState]
             )
         )
     return states
+
+
+# The window of the failure ratio the Overview draws: the long window of the fastest page.
+FAILURE_WINDOW = "1h"
+
+
+def failure_ratios(prom: Prometheus) -> dict[str, float]:
+    """Failed per completed task per queue over FAILURE_WINDOW, as the burn-rate alerts read it
+    (recorded by alerts/recording.py; a queue that completed nothing has no ratio)."""
+    return prom.by_label(recording.failure_ratio(FAILURE_WINDOW), "queue_name")
+
+
+def depth_expr(points: BreakingPoints) -> str:
+    """Depth per queue, every queue of the exporter (the dead-letter queue too)."""
+    sel = exporter_selector(points)
+    return f"sum by (queue_name) ({one(f'celery_queue_length{{{sel}}}')})"
+
+
+def memory_expr(points: BreakingPoints) -> str:
+    """Memory percent per worker, the largest copy across exporter replicas."""
+    return f"max by (hostname) (fleetops_worker_memory_percent{{{exporter_selector(points)}}})"
+
+
+# Who worked on a queue lately: Prometheus has no worker-to-queue binding, but every task a
+# worker receives is counted with both labels.
+RECENT_WINDOW = "1h"
+
+
+def received_by_queue_and_worker(
+    prom: Prometheus, points: BreakingPoints
+) -> dict[str, dict[str, float]]:
+    """Tasks each worker received from each queue over RECENT_WINDOW: {queue: {worker: n}}."""
+    sel = exporter_selector(points)
+    expr = (
+        "sum by (queue_name, hostname) ("
+        + one(f"increase(celery_task_received_total{{{sel}}}[{RECENT_WINDOW}])")
+        + ")"
+    )
+    found: dict[str, dict[str, float]] = {}
+    for sample in prom.query(expr):
+        if math.isnan(sample.value) or sample.value <= 0:
+            continue
+        queue, host = sample.labels.get("queue_name", ""), sample.labels.get("hostname", "")
+        found.setdefault(queue, {})[host] = sample.value
+    return found

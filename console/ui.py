@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TypeVar
 
+import altair as alt
 import streamlit as st
 from celery import Celery
 from sqlalchemy import Engine
 
 from console import auth, links
+from console.charts import Bands
 from console.settings import ConsoleSettings, load
 from console.sources import SourceDown, control, history
 from console.sources.alertmanager import Alertmanager
@@ -85,3 +87,15 @@ def band(level: Level | None) -> str:
 
 def runbook_link(alert_name: str) -> str:
     return links.markdown("runbook", links.runbook(alert_name))
+
+
+def chart(drawn: alt.TopLevelMixin, *, key: str, description: str) -> None:
+    """A chart with its key (tests find it) and a sentence for screen readers."""
+    st.altair_chart(drawn, key=key, alt=description, width="stretch")
+
+
+def bands_text(bands: Bands) -> str:
+    return (
+        f"{bands.title} bands: warning ≥ {bands.warning:g}, critical ≥ {bands.critical:g}, "
+        f"breaking ≥ {bands.breaking:g} {bands.unit}."
+    )

@@ -1,16 +1,21 @@
-"""Queues: priority sub-queues, unacknowledged, oldest message age, consumers, and history."""
+"""Queues: depth over time against the breaking points, then priority sub-queues,
+unacknowledged, oldest message age, consumers. ``?queue=<name>`` focuses on one queue: its
+depth history, the workers that took its tasks, links to its tasks and failures."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from alerts.replicas import one
-from console import metrics, ui
+from console import charts, links, metrics, trouble, ui
 from console.sources.prometheus import range_frame
 
 ctx = ui.page("Queues")
 sel = metrics.exporter_selector(ctx.points)
+bands = charts.signal_bands(ctx.points.queue_depth)
+# Lines on one history chart: more than this many stop being told apart by colour.
+HISTORY_LINES = 10
+MAX_NAME = 200
 
 
 def snapshot() -> pd.DataFrame:
@@ -32,24 +37,112 @@ def snapshot() -> pd.DataFrame:
         for sample in priorities:
             if sample.labels.get("queue_name") == queue:
                 row[f"priority {sample.labels.get('priority')}"] = sample.value
+        row["open"] = links.queue(queue)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def focus_name() -> str | None:
+    """The queue named in the URL, or None (a URL is anyone's text: bounded, never a query)."""
+    raw = st.query_params.get(links.QUEUE)
+    name = str(raw).strip() if raw else ""
+    return name[:MAX_NAME] or None
+
+
+def depth_history(hours: int) -> pd.DataFrame:
+    return range_frame(
+        ctx.prometheus,
+        metrics.depth_expr(ctx.points),
+        "queue_name",
+        seconds=hours * 3600,
+        step=max(15, hours * 3600 / 240),
+    )
+
+
+def focus(name: str, row: pd.Series, history: pd.DataFrame | None) -> None:
+    st.subheader(f"Queue {trouble.plain(name)}")
+    st.markdown(
+        " · ".join(
+            [
+                links.markdown("its tasks", links.tasks(queue=name)),
+                links.markdown("its failed tasks", links.tasks(queue=name, state="FAILURE")),
+                links.markdown("its failures", links.failures(queue=name)),
+            ]
+        )
+    )
+    depth = float(row["depth"])
+    level = ctx.points.queue_depth.level_of(depth)
+    cols = st.columns(4)
+    cols[0].metric("Depth", f"{depth:,.0f}")
+    cols[1].metric("Band", level.value)
+    cols[2].metric("Consumers", f"{float(row['consumers']):g}")
+    cols[3].metric("Oldest message", metrics.minutes_text(float(row["oldest message age (s)"])))
+    if history is not None:
+        frame = charts.history_frame(history, [name])
+        if frame.empty:
+            st.info("No depth history for this queue in that window.")
+        else:
+            ui.chart(
+                charts.history_chart(
+                    frame, bands, key="focus_history", value_title="messages", log=True
+                ),
+                key="queue_focus_history",
+                description=f"Depth of queue {name} over time against the queue depth bands.",
+            )
+    received = ui.fetch(lambda: metrics.received_by_queue_and_worker(ctx.prometheus, ctx.points))
+    if received is not None:
+        st.markdown(f"**Workers that took its tasks in the last {metrics.RECENT_WINDOW}**")
+        workers = received.get(name, {})
+        if not workers:
+            st.info(f"No worker took a task from {trouble.plain(name)} lately.")
+        else:
+            st.markdown(
+                "\n".join(
+                    f"- {links.markdown(host, links.worker(host))}: {count:,.0f} tasks "
+                    f"({links.markdown('tasks', links.tasks(queue=name, worker=host))})"
+                    for host, count in sorted(workers.items(), key=lambda kv: -kv[1])
+                )
+            )
+
+
 frame = ui.fetch(snapshot)
 if frame is not None:
-    st.dataframe(frame, hide_index=True, width="stretch")
     hours = st.select_slider(
         "History", options=[1, 3, 6, 24], value=1, format_func=lambda h: f"{h} h"
     )
-    depth_history = ui.fetch(
-        lambda: range_frame(
-            ctx.prometheus,
-            f"sum by (queue_name) ({one(f'celery_queue_length{{{sel}}}')})",
-            "queue_name",
-            seconds=hours * 3600,
-            step=max(15, hours * 3600 / 240),
-        )
+    history = ui.fetch(lambda: depth_history(hours))
+    name = focus_name()
+    known = frame.set_index("queue") if not frame.empty else None
+    if name is not None:
+        if known is not None and name in known.index:
+            focus(name, known.loc[name], history)
+            st.divider()
+        else:
+            st.warning(f"No queue named {trouble.plain(name)} is known: showing every queue.")
+    st.subheader("Depth over time")
+    st.caption(ui.bands_text(bands) + " A log scale: a queue of 4 stays visible.")
+    if history is not None:
+        # The deepest queues now; the table below lists every one.
+        latest = history.ffill().iloc[-1] if not history.empty else pd.Series(dtype=float)
+        deepest = latest.sort_values(ascending=False).index[:HISTORY_LINES].tolist()
+        lines = charts.history_frame(history, deepest)
+        if lines.empty:
+            st.info("No depth history in that window.")
+        else:
+            if len(history.columns) > HISTORY_LINES:
+                st.caption(
+                    f"The {HISTORY_LINES} deepest of {len(history.columns)} queues; "
+                    "open a queue below for its own chart."
+                )
+            ui.chart(
+                charts.history_chart(lines, bands, key="history", value_title="messages", log=True),
+                key="queues_history",
+                description="Depth of the deepest queues over time against the depth bands.",
+            )
+    st.subheader("Every queue")
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        column_config={"open": st.column_config.LinkColumn("open", display_text="focus")},
     )
-    if depth_history is not None and not depth_history.empty:
-        st.line_chart(depth_history)

@@ -8,8 +8,9 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from console import actions, metrics, ui
+from console import actions, charts, links, metrics, trouble, ui
 from console.sources import control
+from console.sources.prometheus import range_frame
 
 ctx = ui.page("Workers")
 memory = ctx.points.worker_memory
@@ -65,8 +66,87 @@ def act(host: str) -> None:
     )
 
 
+MAX_NAME = 200
+
+
+def focus_name() -> str | None:
+    """The worker named in the URL, or None (a URL is anyone's text: bounded, never a query)."""
+    raw = st.query_params.get(links.WORKER)
+    name = str(raw).strip() if raw else ""
+    return name[:MAX_NAME] or None
+
+
+def focus(w: metrics.WorkerState) -> None:
+    host = w.hostname
+    st.subheader(f"Worker {trouble.plain(host)}")
+    st.markdown(
+        " · ".join(
+            [
+                links.markdown("its tasks", links.tasks(worker=host)),
+                links.markdown("its failed tasks", links.tasks(worker=host, state="FAILURE")),
+            ]
+        )
+    )
+    cols = st.columns(4)
+    cols[0].metric("State", "up" if w.up else "down")
+    mem = charts.finite(w.memory_percent)
+    cols[1].metric("Memory", "n/a" if mem is None else f"{mem:.1f} % ({ui.band(w.memory_band)})")
+    age = charts.finite(w.heartbeat_age)
+    cols[2].metric("Last heartbeat", "n/a" if age is None else f"{age:.0f} s ago")
+    cols[3].metric(
+        "Active / pool", f"{w.active:g} / {'n/a' if w.pool_size is None else f'{w.pool_size:g}'}"
+    )
+    history = ui.fetch(
+        lambda: range_frame(
+            ctx.prometheus, metrics.memory_expr(ctx.points), "hostname", seconds=3600, step=15
+        )
+    )
+    if history is not None:
+        frame = charts.history_frame(history, [host])
+        if not frame.empty:
+            ui.chart(
+                charts.history_chart(
+                    frame, memory_bands, key="worker_memory_history", value_title="%"
+                ),
+                key="worker_focus_memory",
+                description=f"Memory of {host} over the last hour against the memory bands.",
+            )
+    received = ui.fetch(lambda: metrics.received_by_queue_and_worker(ctx.prometheus, ctx.points))
+    if received is not None:
+        queues = {q: by_host[host] for q, by_host in received.items() if host in by_host}
+        st.markdown(f"**Queues it took tasks from in the last {metrics.RECENT_WINDOW}**")
+        if not queues:
+            st.info("None lately.")
+        else:
+            st.markdown(
+                "\n".join(
+                    f"- {links.markdown(q, links.queue(q))}: {n:,.0f} tasks "
+                    f"({links.markdown('tasks', links.tasks(queue=q, worker=host))})"
+                    for q, n in sorted(queues.items(), key=lambda kv: -kv[1])
+                )
+            )
+
+
+memory_bands = charts.signal_bands(memory)
 workers = ui.fetch(lambda: metrics.worker_states(ctx.prometheus, ctx.points))
 if workers is not None:
+    name = focus_name()
+    by_host = {w.hostname: w for w in workers}
+    if name is not None:
+        if name in by_host:
+            focus(by_host[name])
+            st.divider()
+        else:
+            st.warning(f"No worker named {trouble.plain(name)} is known: showing every worker.")
+    bars = charts.memory_frame(workers, ctx.points)
+    if not bars.empty:
+        st.subheader("Memory")
+        ui.chart(
+            charts.bars_chart(bars, memory_bands, key="memory", value_title="% of its limit"),
+            key="workers_memory",
+            description="Memory of every worker, percent of its limit, against the memory bands.",
+        )
+    st.subheader("Every worker")
     frame = pd.DataFrame(
         [
             {
@@ -78,14 +158,26 @@ if workers is not None:
                 "active": w.active,
                 "processed": w.processed,
                 "pool": w.pool_size,
+                "open": links.worker(w.hostname),
+                "tasks": links.tasks(worker=w.hostname),
             }
             for w in workers
         ]
     )
-    st.dataframe(frame, hide_index=True, width="stretch")
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "open": st.column_config.LinkColumn("open", display_text="focus"),
+            "tasks": st.column_config.LinkColumn("tasks", display_text="its tasks"),
+        },
+    )
     st.subheader("Act on a worker")
     hosts = [w.hostname for w in workers if w.up]
     if hosts:
-        act(st.selectbox("Worker", hosts, key="pool_worker"))
+        # The worker in focus is the one to act on.
+        chosen = hosts.index(name) if name in hosts else 0
+        act(st.selectbox("Worker", hosts, index=chosen, key="pool_worker"))
     else:
         st.info("No worker is up.")
