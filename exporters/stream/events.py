@@ -245,6 +245,8 @@ class Checker:
             if not hostname:
                 raise Rejected("bad_field", f"{kind} with an unusable hostname")
         ts = body.get("timestamp")
+        if kind == "beat-schedule":
+            self._schedule_time(ts, now)  # refuses rather than repairs: before the repair
         if not (type(ts) is float and now - self._past <= ts <= now + self._future):
             ts = self.timestamp(ts, now)  # the rule; above, its common case without a call
         event: dict = {
@@ -336,16 +338,19 @@ class Checker:
         if exception is not None:
             event["exception_type"] = exception_type(exception)
 
-    def _beat_schedule(self, body: dict, event: dict, now: float) -> None:
-        """The schedule Beat announced. Its times come from Beat's clock, so the whole event is
-        refused when that clock is off by more than the future window, either way (or the
-        event is that old): every next run in it would be as wrong."""
-        sent = body.get("timestamp")
+    def _schedule_time(self, sent: object, now: float) -> None:
+        """A beat-schedule's times come from Beat's clock, so the whole event is refused when
+        that clock is off by more than the future window, either way (or the event is that
+        old): every next run in it would be as wrong. Not repaired, so not counted as such."""
         if type(sent) is not float and type(sent) is not int:
             raise Rejected("bad_field", f"beat-schedule whose timestamp is {_kind(sent)}")
         # Compared, not subtracted: an integer past a float's range must not raise here.
         if not now - self._future <= sent <= now + self._future:  # also false for NaN
             raise Rejected("bad_field", "beat-schedule from a clock far off ours, or stale")
+
+    def _beat_schedule(self, body: dict, event: dict, now: float) -> None:
+        """The schedule Beat announced (its timestamp checked by :meth:`_schedule_time`)."""
+        sent = body["timestamp"]
         entries = body.get("entries")
         if entries is None:
             raise Rejected("missing_field", "beat-schedule without entries")
@@ -354,6 +359,7 @@ class Checker:
         limit = self.limits.max_beat_entries
         if len(entries) > limit:
             raise Rejected("bad_field", f"beat-schedule of {len(entries)} entries (max {limit})")
+        before = dict(self.corrections)  # a refused event is counted as refused, only
         checked = {}
         for entry in entries:
             usable = self._beat_entry(entry, float(sent))
@@ -362,6 +368,8 @@ class Checker:
             else:
                 checked[usable["name"]] = usable  # the same name twice: the last one
         if entries and not checked:
+            self.corrections.clear()
+            self.corrections.update(before)
             raise Rejected("bad_field", "beat-schedule without a usable entry")
         total = body.get("entries_total")
         event["entries"] = list(checked.values())

@@ -116,6 +116,8 @@ def test_hostile_announcements_are_refused_and_earlier_entries_kept(
     with pytest.raises(Rejected) as refused:
         checker.check(body, NOW)
     assert refused.value.reason == reason
+    # Counted once, as refused: not also as repaired (a far-off timestamp, dropped entries).
+    assert not checker.corrections
     # A complete announcement that came through would have left the entry out.
     state.housekeeping(now=10**9)
     assert list(state.beat) == ["due-soon-reminders"]
