@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from console.metrics import exporter_selector
 from console.sources.prometheus import Prometheus
@@ -20,6 +21,11 @@ LAST_RUN = "fleetops_beat_last_run_timestamp_seconds"
 NEXT_RUN = "fleetops_beat_next_run_timestamp_seconds"
 INTERVAL = "fleetops_beat_interval_seconds"
 ENTRY_INFO = "fleetops_beat_entry_info"
+# Past this a count means "the schedule stopped long ago"; it also keeps absurd inputs (an
+# interval of 1e-300 s) from overflowing.
+MAX_MISSED = 10**9
+# Times outside these years are not dates any clock of the fleet can have meant.
+_EARLIEST, _LATEST = 0.0, 253_402_300_799.0  # 1970 to 9999
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,8 @@ def missed_runs(late: float, every: float | None, grace: float) -> int:
     since. 0 when it is within the grace or has no interval to be late against."""
     if not every or every <= 0 or late <= every * (grace - 1):
         return 0
-    return math.floor(late / every) + 1
+    runs = late / every
+    return MAX_MISSED if not runs < MAX_MISSED else math.floor(runs) + 1
 
 
 def lateness(next_run: float | None, now: float) -> float:
@@ -66,7 +73,11 @@ def entries(
         s.labels.get("name", ""): s.labels.get("task")
         for s in prom.query(f"max by (name, task) ({ENTRY_INFO}{{{sel}}})")
     }
-    last, upcoming, interval = found["last"], found["next"], found["interval"]
+    # Prometheus serves what any exporter sent: a time or interval that is not a usable
+    # number is treated as unknown rather than allowed to break the page.
+    last = {k: v for k, v in found["last"].items() if _EARLIEST <= v <= _LATEST}
+    upcoming = {k: v for k, v in found["next"].items() if _EARLIEST <= v <= _LATEST}
+    interval = {k: v for k, v in found["interval"].items() if 0 < v < math.inf}
     now = time.time() if now is None else now
     grace = points.objectives.beat_missed_after_intervals
     listed = []
@@ -89,6 +100,13 @@ def entries(
             )
         )
     return sorted(listed, key=lambda e: e.worst_first)
+
+
+def when_text(stamp: float | None, missing: str) -> str:
+    """A time as the page shows it (UTC, to the second), or ``missing``."""
+    if stamp is None or not _EARLIEST <= stamp <= _LATEST:
+        return missing
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def due_text(entry: BeatEntry, now: float) -> str:

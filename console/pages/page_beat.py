@@ -4,7 +4,6 @@ runs. Entries are known from Beat's schedule announcements, before their first r
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
@@ -26,12 +25,6 @@ if found is not None:
         )
     else:
         now = time.time()
-
-        def at(stamp: float | None, missing: str) -> str:
-            if stamp is None:
-                return missing
-            return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
         for entry in found:
             if entry.missed:
                 task = links.markdown(entry.name, links.tasks(name=entry.task))
@@ -45,9 +38,9 @@ if found is not None:
                     "periodic task": e.name,
                     "task": links.tasks(name=e.task) if e.task else None,
                     "every (s)": e.interval,
-                    "next run": at(e.next_run, "unknown"),
+                    "next run": beat.when_text(e.next_run, "unknown"),
                     "due": beat.due_text(e, now),
-                    "last run": at(e.last_run, "never yet"),
+                    "last run": beat.when_text(e.last_run, "never yet"),
                     "late (s)": round(e.late, 1),
                     "missed runs": e.missed,
                 }

@@ -7,6 +7,7 @@ console fleet runs Beat every 2 s, which cannot show an entry that has not run y
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -162,3 +163,11 @@ def test_the_worst_entries_come_first_and_misses_count_as_the_alert_does() -> No
     assert beat.due_text(made[0], now=1000.0) == "in 17 min"
     assert beat.due_text(made[1], now=1000.0) == "late by 40 s"
     assert beat.due_text(beat.BeatEntry("x", None, 1.0, None, 1000.4, 0.0, 0), 1000.0) == "due"
+
+
+def test_absurd_numbers_from_prometheus_cannot_break_the_page() -> None:
+    assert beat.missed_runs(late=1e308, every=1e-300, grace=2.0) == beat.MAX_MISSED
+    assert beat.missed_runs(late=math.inf, every=1.0, grace=2.0) == beat.MAX_MISSED
+    for stamp in (math.inf, -math.inf, math.nan, 1e300, -1e300):
+        assert beat.when_text(stamp, "unknown") == "unknown"
+    assert beat.when_text(0.0, "unknown") == "1970-01-01 00:00:00 UTC"
