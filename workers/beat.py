@@ -6,8 +6,9 @@ the exporter and the console; none of them may assume another runs on its host):
 
 * ``beat-sent`` after each run it sends (name, task, interval);
 * ``beat-schedule``, the whole schedule with each entry's next expected run: when Beat starts,
-  whenever the schedule changes, and every :data:`ANNOUNCE_EVERY` seconds, so an exporter that
-  starts later learns it within that time instead of after each entry's next run.
+  whenever the schedule changes, within a second after runs, and every :data:`ANNOUNCE_EVERY`
+  seconds, so an exporter that starts later learns it within that time instead of after each
+  entry's next run.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ SCHEDULE_EVENT_TYPE = "beat-schedule"
 # Often enough that a restarted exporter fills the Beat page within half a minute; Beat then
 # wakes at least this often (a tick costs microseconds) instead of sleeping up to 5 minutes.
 ANNOUNCE_EVERY = 30.0
+# After a run the schedule is announced again (its exact next run), at most once a second
+# however many entries run together.
+MIN_ANNOUNCE_GAP = 1.0
 # An event stays a few hundred KiB at most however large the schedule: the soonest entries are
 # announced and ``entries_total`` says how many there are (the exporter then purges nothing).
 MAX_ANNOUNCED_ENTRIES = 500
@@ -37,9 +41,14 @@ def interval_seconds(entry: ScheduleEntry) -> float:
     run_every = getattr(schedule, "run_every", None)
     if isinstance(run_every, timedelta):
         return run_every.total_seconds()
-    # crontab and solar schedules have no fixed period: use the gap to the next run.
-    remaining = schedule.remaining_estimate(schedule.now())
-    return max(remaining.total_seconds(), 1.0)
+    # crontab and solar schedules have no fixed period: use the gap between their next two
+    # runs, which stays put between runs (the time left to the next run shrinks to nothing
+    # before each, and lateness is measured in intervals). remaining_estimate(x) is the time
+    # from now to the first run after x; a second past the next run steps over it.
+    now = schedule.now()
+    first = now + schedule.remaining_estimate(now)
+    second = now + schedule.remaining_estimate(first + timedelta(seconds=1))
+    return max((second - first).total_seconds(), 1.0)
 
 
 def describe(entry: ScheduleEntry, now: float) -> dict:
@@ -77,6 +86,7 @@ class ReportingScheduler(PersistentScheduler):
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         self._dispatcher = None
         self._next_announce = 0.0  # monotonic; 0: at the first tick
+        self._announced_at = 0.0
         super().__init__(*args, **kwargs)
 
     def _events(self):  # type: ignore[no-untyped-def]
@@ -99,6 +109,7 @@ class ReportingScheduler(PersistentScheduler):
         now = time.monotonic()
         if now >= self._next_announce:
             self.announce()
+            self._announced_at = now
             self._next_announce = now + ANNOUNCE_EVERY
         return min(delay, max(self._next_announce - now, 0.0))
 
@@ -120,6 +131,7 @@ class ReportingScheduler(PersistentScheduler):
         except Exception:  # reporting must never stop the schedule
             log.exception("could not report beat run of %s", entry.name)
             self._dispatcher = None
+        self._next_announce = min(self._next_announce, self._announced_at + MIN_ANNOUNCE_GAP)
 
     def close(self) -> None:
         if self._dispatcher is not None:

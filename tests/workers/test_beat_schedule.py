@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from celery.beat import ScheduleEntry
+from celery.schedules import crontab
 
 from tests.helpers import wait_for
 from tests.processes import Processes
 from tests.servers import CeleryProcess, run_beat
+from workers.beat import describe
 
 ENTRY = "due-soon-reminders"
 
@@ -90,11 +93,25 @@ def test_beat_announces_each_entry_before_its_first_run_and_its_last_run_after_a
     first.stop()
 
     # Runs every second, then stops; its schedule file keeps the runs.
+    quick_from = time.time()
     quick = beat(1)
-    wait_for(lambda: quick.log().count(f"Sending due task {ENTRY}") >= 2, timeout=60,
-             message="two runs")  # fmt: skip
+    wait_for(lambda: quick.log().count(f"Sending due task {ENTRY}") >= 3, timeout=60,
+             message="three runs")  # fmt: skip
     quick.stop()
     stopped = time.time()
+
+    # Each run is announced again (the periodic announcement, every 30 s, could not see both
+    # the first and the second of runs a second apart).
+    def counts() -> set[int]:
+        return {
+            entry["total_run_count"]
+            for event in list(announcements.found)
+            if event["timestamp"] >= quick_from
+            for entry in event["entries"]
+        }
+
+    # Waited for: the receiver thread may still be reading the last announcements.
+    wait_for(lambda: {1, 2} <= counts(), timeout=30, message="an announcement after each run")
 
     # Back with an hour's interval: the last run comes from the file, the next one follows it.
     restarted_at = time.time()
@@ -103,3 +120,17 @@ def test_beat_announces_each_entry_before_its_first_run_and_its_last_run_after_a
     assert kept["total_run_count"] >= 2
     assert started < kept["last_run"] <= stopped
     assert kept["next_run"] == pytest.approx(kept["last_run"] + 3600, abs=1)
+
+
+def test_a_crontab_entry_is_announced_with_its_period_and_next_run() -> None:
+    app = Celery()
+    app.conf.timezone = "UTC"
+    for schedule, period in ((crontab(minute="*/5"), 300), (crontab(minute=0, hour=4), 86_400)):
+        entry = ScheduleEntry(name="cron", task="t", schedule=schedule, app=app)
+        now = time.time()
+        described = describe(entry, now)
+        # The gap between two runs, not the time left to the next one.
+        assert described["interval_seconds"] == pytest.approx(period, abs=1)
+        assert now <= described["next_run"] <= now + period + 1
+        assert round(described["next_run"]) % 300 == 0  # on a boundary of the schedule
+        assert described["last_run"] is None
