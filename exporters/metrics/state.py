@@ -570,9 +570,10 @@ class FleetState:
             entry.last_run = ran
         interval = event.get("interval_seconds")
         entry.interval = interval
-        # Until the next announcement says it exactly: a crontab's interval is already the
-        # gap to its next run (workers/beat.py).
-        entry.next_run = ran + interval if interval else None
+        # An estimate until the announcement Beat sends within a second of a run says it
+        # exactly (a crontab's gaps may differ from one run to the next).
+        if interval:
+            entry.next_run = ran + interval
         task = event.get("task")
         if task is not None:
             entry.task = self._names(task)
