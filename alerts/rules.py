@@ -383,13 +383,17 @@ BEAT_AND_DEAD_LETTERS = (
         group="celery-beat",
         severity="critical",
         hold="1m",
+        # Counted from the next expected run less one interval (the last run of an interval
+        # entry): the next run is announced before the first run, so an entry that never
+        # runs is caught too, which its last run alone could not do.
         expr=(
-            "time() - {one} (fleetops_beat_last_run_timestamp_seconds{exporter})\n"
+            "time() - {one} (fleetops_beat_next_run_timestamp_seconds{exporter})\n"
+            "  + {one} (fleetops_beat_interval_seconds{exporter})\n"
             "  > {one} (fleetops_beat_interval_seconds{exporter}) * {beat_late_after}"
         ),
         summary="Celery Beat missed a scheduled run.",
         description=(
-            "Beat last sent {{ $labels.name }} {{ $value | humanizeDuration }} ago, more"
+            "Beat has not sent {{ $labels.name }} for {{ $value | humanizeDuration }}, more"
             " than {beat_late_after_readable} times its interval: the schedule is not running."
         ),
         dashboard=OVERVIEW_DASHBOARD,

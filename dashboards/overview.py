@@ -22,7 +22,7 @@ from dashboards.queries import percentiles
 from dashboards.runbooks import Topic
 from fleetops.breaking_points import BreakingPoints, current
 
-BEAT_LAST_RUN = "fleetops_beat_last_run_timestamp_seconds"
+BEAT_NEXT_RUN = "fleetops_beat_next_run_timestamp_seconds"
 BEAT_INTERVAL = "fleetops_beat_interval_seconds"
 
 
@@ -121,13 +121,14 @@ def build(options: BuildOptions) -> models.Dashboard:
         ),
         timeseries_panel(
             "Beat: runs overdue",
-            "Seconds since each periodic task was last sent, in units of its interval. Above"
+            "Seconds since each periodic task was last sent (or, if it never ran, since Beat"
+            " scheduled it), in units of its interval, as CeleryBeatMissedRun counts them. Above"
             f" {missed:g} a run was missed (objective from fleetops/breaking_points.toml).",
             "short",
             [
                 Query(
-                    f"max by (name) ((time() - {fleet(sel(BEAT_LAST_RUN, JOB))})"
-                    f" / {fleet(sel(BEAT_INTERVAL, JOB))})",
+                    f"max by (name) ((time() - {fleet(sel(BEAT_NEXT_RUN, JOB))}"
+                    f" + {fleet(sel(BEAT_INTERVAL, JOB))}) / {fleet(sel(BEAT_INTERVAL, JOB))})",
                     "{{name}}",
                 )
             ],

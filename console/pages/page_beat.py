@@ -1,40 +1,59 @@
-"""Beat: each periodic task, its schedule, last and next run, missed runs."""
+"""Beat: every entry of the schedule, worst first: next expected run, last run, lateness, missed
+runs. Entries are known from Beat's schedule announcements, before their first run."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 
 import pandas as pd
 import streamlit as st
 
-from console import beat, ui
+from console import beat, links, ui
 
 ctx = ui.page("Beat")
 grace = ctx.points.objectives.beat_missed_after_intervals
-st.caption(f"A run counts as missed once the task is {grace:g} intervals late.")
+st.caption(
+    "Every entry of Beat's schedule, worst first. A run counts as missed once the task is"
+    f" {grace:g} intervals late (counted from its last run)."
+)
 found = ui.fetch(lambda: beat.entries(ctx.prometheus, ctx.points))
 if found is not None:
     if not found:
-        st.info("No periodic task has been reported by the exporter yet.")
+        st.info(
+            "The exporter has no Beat schedule yet. Beat announces it when it starts and then"
+            " twice a minute: is Beat running, with `workers.beat:ReportingScheduler`?"
+        )
     else:
-
-        def at(stamp: float) -> datetime:
-            return datetime.fromtimestamp(stamp, UTC)
-
+        now = time.time()
+        for entry in found:
+            if entry.missed:
+                task = links.markdown(entry.name, links.tasks(name=entry.task))
+                st.error(
+                    f"{task}: {entry.missed} runs missed, {beat.due_text(entry, now)}."
+                    f" {ui.runbook_link('CeleryBeatMissedRun')}"
+                )
         frame = pd.DataFrame(
             [
                 {
                     "periodic task": e.name,
+                    "task": links.tasks(name=e.task) if e.task else None,
                     "every (s)": e.interval,
-                    "last run": at(e.last_run),
-                    "next run": at(e.next_run),
+                    "next run": beat.when_text(e.next_run, "unknown"),
+                    "due": beat.due_text(e, now),
+                    "last run": beat.when_text(e.last_run, "never yet"),
+                    "late (s)": round(e.late, 1),
                     "missed runs": e.missed,
                 }
                 for e in found
             ]
         )
-        st.dataframe(frame, hide_index=True, width="stretch", key="beat")
-        for entry in found:
-            if entry.missed:
-                link = ui.runbook_link("CeleryBeatMissedRun")
-                st.error(f"{entry.name}: {entry.missed} runs missed. {link}")
+        st.dataframe(
+            frame,
+            hide_index=True,
+            width="stretch",
+            key="beat",
+            column_config={
+                # The task's runs on the Tasks page; the link shows the task's name.
+                "task": st.column_config.LinkColumn("task", display_text=r"name=([^&]*)"),
+            },
+        )

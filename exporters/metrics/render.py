@@ -427,17 +427,30 @@ class Renderer:
 
     def _beat(self, out: list[str], state: FleetState) -> None:
         entries = sorted(state.beat.items())
+        n = {name: self.labels(name=name) for name, _b in entries}
+        self._gauge_family(
+            out,
+            "fleetops_beat_next_run_timestamp_seconds",
+            "Next time Beat expects to send the periodic task (in the past while it is late).",
+            [(n[k], b.next_run) for k, b in entries if b.next_run is not None],
+        )
         self._gauge_family(
             out,
             "fleetops_beat_last_run_timestamp_seconds",
-            "Last time Beat sent the periodic task.",
-            [(self.labels(name=k), b.last_run) for k, b in entries],
+            "Last time Beat sent the periodic task; absent before its first run.",
+            [(n[k], b.last_run) for k, b in entries if b.last_run is not None],
         )
         self._gauge_family(
             out,
             "fleetops_beat_interval_seconds",
             "Expected interval of the periodic task.",
-            [(self.labels(name=k), b.interval) for k, b in entries if b.interval is not None],
+            [(n[k], b.interval) for k, b in entries if b.interval is not None],
+        )
+        self._gauge_family(
+            out,
+            "fleetops_beat_entry_info",
+            "1 for each entry of Beat's schedule, labelled with the task it sends.",
+            [(self.labels(name=k, task=b.task), 1) for k, b in entries if b.task is not None],
         )
 
     def _thresholds(self, out: list[str], thresholds: Thresholds) -> None:

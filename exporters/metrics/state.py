@@ -47,7 +47,7 @@ SENT_EVENTS_FRESH_FOR = 300.0
 TASK_SERIES_WEIGHT = 9  # 8 counters + celery_task_runtime
 TASK_QUEUE_SERIES_WEIGHT = 4  # runtime succeeded/failed, queue wait, latency
 WORKER_SERIES_WEIGHT = 8
-BEAT_SERIES_WEIGHT = 2
+BEAT_SERIES_WEIGHT = 4  # last run, interval, next run, entry info
 
 # The timestamp a task record keeps of each event kind that may arrive twice for one task
 # (None until it has): the same kind with the same timestamp again is a duplicate.
@@ -125,8 +125,15 @@ class WorkerSeries:
 
 @dataclass
 class BeatSeries:
-    last_run: float
-    interval: float | None
+    """One entry of Beat's schedule, from its announcements (beat-schedule) and runs
+    (beat-sent). Times are epoch seconds from Beat's clock, checked against ours."""
+
+    last_run: float | None = None  # None until Beat has run it
+    interval: float | None = None
+    next_run: float | None = None  # the next run Beat expects
+    task: str | None = None
+    # Monotonic time since which complete announcements no longer list it (left the schedule).
+    missing_since: float | None = None
 
 
 @dataclass
@@ -229,6 +236,7 @@ class FleetState:
             "worker-offline": self._worker_offline,
             "worker-telemetry": self._worker_telemetry,
             "beat-sent": self._beat_sent,
+            "beat-schedule": self._beat_schedule,
         }
         self._gap_until: float | None = None
         self._gap_first_clock: dict[str, int] = {}
@@ -543,15 +551,69 @@ class FleetState:
         worker.memory_limit_bytes = event.get("memory_limit_bytes")
         worker.memory_percent = event.get("memory_percent")
 
-    def _beat_sent(self, event: dict, now: float) -> None:
-        name = self._names(event["name"])
+    def _beat_entry(self, name: str) -> BeatSeries | None:
+        name = self._names(name)
         entry = self.beat.get(name)
         if entry is None:
-            if not self._admit(BEAT_SERIES_WEIGHT):
-                return
-            entry = self.beat[name] = BeatSeries(0.0, None)
-        entry.last_run = event["timestamp"]
-        entry.interval = event.get("interval_seconds")
+            if name == OVERFLOW or not self._admit(BEAT_SERIES_WEIGHT):
+                return None
+            entry = self.beat[name] = BeatSeries()
+        entry.missing_since = None
+        return entry
+
+    def _beat_sent(self, event: dict, now: float) -> None:
+        entry = self._beat_entry(event["name"])
+        if entry is None:
+            return
+        ran = event["timestamp"]
+        if entry.last_run is None or ran >= entry.last_run:
+            entry.last_run = ran
+        interval = event.get("interval_seconds")
+        entry.interval = interval
+        # An estimate until the announcement Beat sends within a second of a run says it
+        # exactly (a crontab's gaps may differ from one run to the next).
+        if interval:
+            entry.next_run = ran + interval
+        task = event.get("task")
+        if task is not None:
+            entry.task = self._names(task)
+
+    def _beat_schedule(self, event: dict, now: float) -> None:
+        listed = set()
+        for announced in event["entries"]:
+            entry = self._beat_entry(announced["name"])
+            if entry is None:
+                continue
+            listed.add(announced["name"])
+            entry.next_run = announced["next_run"]
+            entry.interval = announced.get("interval_seconds")
+            task = announced.get("task")
+            entry.task = None if task is None else self._names(task)
+            last_run = announced.get("last_run")
+            # Beat's own record wins only when newer: a Beat started with a fresh schedule
+            # file has forgotten a run this exporter saw.
+            if last_run is not None and (entry.last_run is None or last_run > entry.last_run):
+                entry.last_run = last_run
+        if event["complete"]:
+            for name, entry in self.beat.items():
+                if name not in listed and entry.missing_since is None:
+                    entry.missing_since = now
+
+    def purge_beat(self, now: float) -> list[str]:
+        """Forget entries that complete announcements have left out for ``purge_offline_after``
+        seconds: removed from the schedule. An entry is never forgotten for silence alone: a
+        dead Beat must go on showing (and alerting) its missed runs."""
+        limit = self.limits.purge_offline_after
+        gone = [
+            name
+            for name, entry in self.beat.items()
+            if limit > 0 and entry.missing_since is not None and now - entry.missing_since > limit
+        ]
+        for name in gone:
+            del self.beat[name]
+            self.series_count -= BEAT_SERIES_WEIGHT
+            log.info("purged Beat entry %s, no longer in the schedule", name)
+        return gone
 
     # ---- bookkeeping -------------------------------------------------------------------------
 
@@ -628,6 +690,8 @@ class FleetState:
         gone = [h for h, w in self.workers.items() if limit > 0 and now - w.last_seen > limit]
         for host in gone:
             self.purge_worker(host)
+        if self.beat:
+            self.purge_beat(now)
         return gone
 
     def purge_worker(self, host: str) -> None:

@@ -12,7 +12,11 @@ every value has been type-checked and bounded, so the metrics state and the hist
   ``parent_id``, ``retries``, ``runtime``, ``exception`` with ``exception_type``, ``traceback``,
   ``args``, ``kwargs``, ``result``, ``eta``, ``expires``;
 * worker events: the numbers of :data:`WORKER_NUMBERS`, ``sw_*`` and ``loadavg`` as text;
-* ``beat-sent``: ``name`` (required) and ``interval_seconds``.
+* ``beat-sent``: ``name`` (required), ``task`` and ``interval_seconds``;
+* ``beat-schedule``: ``entries``, a list of dicts with ``name`` (required), ``next_run``
+  (required, epoch seconds), ``task``, ``interval_seconds``, ``last_run`` and
+  ``total_run_count``; and ``complete``, true when the list is the whole schedule (nothing left
+  out by the sender or here), the only case in which a consumer may forget an entry it lacks.
 
 A field of the wrong type or out of range is left out and counted as a correction; an event
 that cannot be used at all (no id, unknown type, not an object) raises :class:`Rejected`.
@@ -44,7 +48,8 @@ TASK_TYPES = frozenset(TASK_EVENTS)
 WORKER_TYPES = frozenset(
     ("worker-online", "worker-heartbeat", "worker-offline", "worker-telemetry")
 )
-KNOWN_TYPES = TASK_TYPES | WORKER_TYPES | {"beat-sent"}
+BEAT_TYPES = frozenset(("beat-sent", "beat-schedule"))
+KNOWN_TYPES = TASK_TYPES | WORKER_TYPES | BEAT_TYPES
 
 UNKNOWN_EXCEPTION = "UnknownException"
 
@@ -67,6 +72,7 @@ CORRECTION_REASONS = (
     "bad_number",
     "bad_text",
     "text_cut",
+    "entry_dropped",  # an unusable entry of a beat-schedule, the others kept
 )
 
 
@@ -94,6 +100,11 @@ class EventLimits:
     # an event older than the past window (a broker queue kept for days) is dated now instead.
     max_future_seconds: float = 300.0
     max_past_seconds: float = 30 * 86_400.0
+    # Beat sends at most 500 entries (workers/beat.py); a longer list is not from our Beat.
+    max_beat_entries: int = 1000
+    # A schedule's times may lie this far from the event's own time: a yearly crontab's next
+    # or last run, with room to spare. Past it the sender's numbers are not believed.
+    max_schedule_horizon_seconds: float = 400 * 86_400.0
 
 
 DEFAULT_LIMITS = EventLimits()
@@ -234,6 +245,8 @@ class Checker:
             if not hostname:
                 raise Rejected("bad_field", f"{kind} with an unusable hostname")
         ts = body.get("timestamp")
+        if kind == "beat-schedule":
+            self._schedule_time(ts, now)  # refuses rather than repairs: before the repair
         if not (type(ts) is float and now - self._past <= ts <= now + self._future):
             ts = self.timestamp(ts, now)  # the rule; above, its common case without a call
         event: dict = {
@@ -251,7 +264,12 @@ class Checker:
             if not name:
                 raise Rejected("missing_field", "beat-sent without a name")
             event["name"] = name
+            task = self.text(body.get("task"), limits.max_name_chars)
+            if task:
+                event["task"] = task
             event["interval_seconds"] = self.number(body.get("interval_seconds"), True, 1e9)
+        elif kind == "beat-schedule":
+            self._beat_schedule(body, event, now)
         else:
             self._worker(body, event)
         return event
@@ -319,6 +337,76 @@ class Checker:
         exception = event.get("exception")
         if exception is not None:
             event["exception_type"] = exception_type(exception)
+
+    def _schedule_time(self, sent: object, now: float) -> None:
+        """A beat-schedule's times come from Beat's clock, so the whole event is refused when
+        that clock is off by more than the future window, either way (or the event is that
+        old): every next run in it would be as wrong. Not repaired, so not counted as such."""
+        if type(sent) is not float and type(sent) is not int:
+            raise Rejected("bad_field", f"beat-schedule whose timestamp is {_kind(sent)}")
+        # Compared, not subtracted: an integer past a float's range must not raise here.
+        if not now - self._future <= sent <= now + self._future:  # also false for NaN
+            raise Rejected("bad_field", "beat-schedule from a clock far off ours, or stale")
+
+    def _beat_schedule(self, body: dict, event: dict, now: float) -> None:
+        """The schedule Beat announced (its timestamp checked by :meth:`_schedule_time`)."""
+        sent = body["timestamp"]
+        entries = body.get("entries")
+        if entries is None:
+            raise Rejected("missing_field", "beat-schedule without entries")
+        if type(entries) is not list:
+            raise Rejected("bad_field", f"beat-schedule whose entries are {_kind(entries)}")
+        limit = self.limits.max_beat_entries
+        if len(entries) > limit:
+            raise Rejected("bad_field", f"beat-schedule of {len(entries)} entries (max {limit})")
+        before = dict(self.corrections)  # a refused event is counted as refused, only
+        checked = {}
+        for entry in entries:
+            usable = self._beat_entry(entry, float(sent))
+            if usable is None:
+                self._corrected("entry_dropped")
+            else:
+                checked[usable["name"]] = usable  # the same name twice: the last one
+        if entries and not checked:
+            self.corrections.clear()
+            self.corrections.update(before)
+            raise Rejected("bad_field", "beat-schedule without a usable entry")
+        total = body.get("entries_total")
+        event["entries"] = list(checked.values())
+        event["complete"] = type(total) is int and total == len(entries) == len(checked)
+
+    def _beat_entry(self, entry: object, sent: float) -> dict | None:
+        if type(entry) is not dict:
+            return None
+        limits = self.limits
+        name = self.text(entry.get("name"), limits.max_name_chars)
+        horizon = limits.max_schedule_horizon_seconds
+        next_run = self._epoch(entry.get("next_run"), sent - horizon, sent + horizon)
+        if not name or next_run is None:
+            return None
+        checked: dict = {"name": name, "next_run": next_run}
+        task = self.text(entry.get("task"), limits.max_name_chars)
+        if task:
+            checked["task"] = task
+        interval = self.number(entry.get("interval_seconds"), True, 1e9)
+        if interval:  # 0 is no interval: nothing could be late against it
+            checked["interval_seconds"] = interval
+        last_run = entry.get("last_run")
+        if last_run is not None:
+            last_run = self._epoch(last_run, sent - horizon, sent + self._future)
+            if last_run is not None:
+                checked["last_run"] = last_run
+        runs = self.number(entry.get("total_run_count"), False, _MAX_INT)
+        if runs is not None:
+            checked["total_run_count"] = runs
+        return checked
+
+    def _epoch(self, value: object, earliest: float, latest: float) -> float | None:
+        """A time in epoch seconds within [earliest, latest]; anything else counted, None."""
+        if (type(value) is float or type(value) is int) and earliest <= value <= latest:
+            return float(value)  # the bounds also refuse NaN and inf
+        self._corrected("bad_number")
+        return None
 
     def _worker(self, body: dict, event: dict) -> None:
         number = self.number

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -51,6 +52,11 @@ def corpus(now: float | None = None) -> list[Case]:
     worker = "celery@corpus"
     sent = {"type": "task-sent", "hostname": "gen1@corpus", "timestamp": now, "clock": 1,
             "name": "corpus.task", "queue": "corpus"}  # fmt: skip
+
+    entry = {"name": "corpus-entry", "task": "corpus.task", "interval_seconds": 60.0,
+             "next_run": now + 60, "last_run": None}  # fmt: skip
+    schedule = {"type": "beat-schedule", "hostname": "beat@corpus", "timestamp": now,
+                "entries": [entry], "entries_total": 1}  # fmt: skip
 
     def repaired(case: str, reason: str, /, **fields: object) -> Case:
         """A task-sent event with ``fields``, usable once one of them is repaired for ``reason``."""
@@ -103,6 +109,29 @@ def corpus(now: float | None = None) -> list[Case]:
             "beat without a name",
             envelope({"type": "beat-sent", "hostname": "beat@corpus"}),
             {"missing_field": 1},
+        ),
+        Case(
+            "beat schedule from a clock an hour ahead",
+            envelope({**schedule, "timestamp": now + 3600}),
+            {"bad_field": 1},
+        ),
+        Case(
+            "beat schedule whose entries are a string",
+            envelope({**schedule, "entries": "x" * 1000}),
+            {"bad_field": 1},
+        ),
+        Case(
+            "beat schedule of 5,000 entries",
+            envelope({**schedule, "entries": [entry] * 5000}),
+            {"bad_field": 1},
+        ),
+        Case(
+            "beat schedule with a NaN next run beside a good entry",
+            envelope(
+                {**schedule, "entries": [entry, {**entry, "name": "b", "next_run": math.nan}]}
+            ),
+            accepted=1,
+            corrected={"bad_number": 1, "entry_dropped": 1},
         ),
         Case(
             "junk in task.multi",
