@@ -36,10 +36,11 @@ def group_row(row: dict, since: str) -> str:
     exception = row.get("exception_type") or ""
     matching = links.tasks(name=name, state="FAILURE", exception=exception, since=since)
     example = row.get("example_task_id")
+    count = int(row["count"])
     cells = [
         links.anchor(name or "?", links.tasks(name=name, since=since)) if name else "?",
         escape(exception) or "?",
-        links.anchor(f"{int(row['count']):,} tasks", matching),
+        links.anchor(f"{count:,} task{'' if count == 1 else 's'}", matching),
         f"{row['first_seen']:%Y-%m-%d %H:%M:%S}",
         f"{row['last_seen']:%Y-%m-%d %H:%M:%S}",
         links.anchor(str(example)[:8] + "…", links.task(str(example))) if example else "",

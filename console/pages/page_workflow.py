@@ -67,7 +67,7 @@ if len(frame) > DRAW_MAX:
     )
 else:
     st.caption("Each box is a task, coloured by its state; click one to open its detail.")
-st.graphviz_chart(dot(frame, root, focus=asked), width="stretch")
+st.graphviz_chart(dot(frame, root, focus=asked))
 
 st.subheader("Timeline")
 bars = workflow_bars(frame.head(TIMELINE_MAX))
