@@ -41,11 +41,12 @@ def workflow_bars(frame: pd.DataFrame) -> pd.DataFrame:
     "queue wait" bar from sent (else received) to started and a "running" bar from started to
     its end (succeeded, failed, revoked or rejected; the last event seen while it runs).
 
-    Columns: task_id, task (name and short id, the chart's row), phase, start, end, seconds,
+    Columns: task_id, task (short id and name, the chart's row), phase, start, end, seconds,
     state, retries. A task missing the events for a phase has no bar for it."""
     bars: list[dict[str, Any]] = []
     for row in frame.to_dict("records"):
-        label = f"{row.get('name') or '?'} {str(row['task_id'])[:8]}"
+        # The short id first: a long task name is cut at the axis' label limit, the id never.
+        label = f"{str(row['task_id'])[:8]} {row.get('name') or '?'}"
         queued = row.get("sent_at") if _known(row.get("sent_at")) else row.get("received_at")
         started, done = row.get("started_at"), _done(row)
         if not _known(done) and _known(started):

@@ -89,9 +89,9 @@ else:
         alt.Chart(bars)
         .mark_bar()
         .encode(
-            x=alt.X("start:T", title="time (UTC)"),
+            x=alt.X("start:T", title="time (UTC)", axis=alt.Axis(format="%H:%M:%S.%L")),
             x2="end:T",
-            y=alt.Y("task:N", sort=order, title=None),
+            y=alt.Y("task:N", sort=order, title=None, axis=alt.Axis(labelLimit=300)),
             color=alt.Color(
                 "phase:N",
                 scale=alt.Scale(domain=["queue wait", "running"], range=["#bbbbbb", "#4c78a8"]),
