@@ -4,7 +4,13 @@ link pasted into a ticket opens the same view. Pages read the same names back wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from html import escape
 from urllib.parse import urlencode
+
+from celery import states as celery_states
+
+from exporters.history.queries import to_epoch
 
 # Query parameter names, shared by the pages that write and read them.
 TASK_ID = "task_id"
@@ -14,25 +20,37 @@ NAME = "name"
 STATE = "state"
 EXCEPTION = "exception"
 SINCE = "since"
+UNTIL = "until"
+EXCEPTION_TEXT = "exception_text"
+TEXT = "text"
 RUNBOOK = "runbook"
-TASK_FILTERS = (NAME, STATE, WORKER, QUEUE, SINCE, EXCEPTION)
+TASK_FILTERS = (NAME, STATE, WORKER, QUEUE, SINCE, UNTIL, EXCEPTION, EXCEPTION_TEXT, TEXT)
 
 
 def _url(page: str, **params: object) -> str:
     kept = {k: str(v) for k, v in params.items() if v not in (None, "")}
-    return f"/{page}?{urlencode(kept)}" if kept else f"/{page}"
+    # "@" and ":" stay readable (worker hostnames, times); everything else that could end a
+    # parameter is escaped.
+    return f"/{page}?{urlencode(kept, safe='@:')}" if kept else f"/{page}"
+
+
+def _known_filters(filters: Mapping[str, object]) -> None:
+    unknown = set(filters) - set(TASK_FILTERS)
+    if unknown:
+        raise ValueError(f"no task filter named {sorted(unknown)}")
 
 
 def tasks(**filters: object) -> str:
     """The Tasks page searching with these filters (names from TASK_FILTERS)."""
-    unknown = set(filters) - set(TASK_FILTERS)
-    if unknown:
-        raise ValueError(f"no task filter named {sorted(unknown)}")
+    _known_filters(filters)
     return _url("tasks", **filters)
 
 
-def task(task_id: str) -> str:
-    return _url("tasks", **{TASK_ID: task_id})
+def task(task_id: str, **search: object) -> str:
+    """One task's detail; ``search`` (TASK_FILTERS) keeps the search it was found by, so the
+    detail can link back to it."""
+    _known_filters(search)
+    return _url("tasks", **search, **{TASK_ID: task_id})
 
 
 def workflow(task_id: str) -> str:
@@ -56,6 +74,25 @@ def runbook(alert_name: str) -> str:
     return _url("runbooks", **{RUNBOOK: alert_name})
 
 
+def alert_targets(labels: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(text, url) of the pages an alert points at: its runbook, then its queue or worker."""
+    found = [("runbook", runbook(labels["alertname"]))] if labels.get("alertname") else []
+    if labels.get("queue_name"):
+        found.append((f"queue {labels['queue_name']}", queue(labels["queue_name"])))
+    if labels.get("hostname"):
+        found.append((f"worker {labels['hostname']}", worker(labels["hostname"])))
+    return found
+
+
+def anchor(text: str, url: str) -> str:
+    """An HTML link that opens in the same tab (Streamlit opens Markdown links in a new one,
+    which breaks the browser's back button); render with ``unsafe_allow_html=True``. Text and
+    URL are escaped, so hostile names stay text."""
+    # Markdown still reads the text between HTML tags: its markup characters become entities.
+    shown = "".join(f"&#{ord(ch)};" if ch in "*_`[]|\\~#" else ch for ch in escape(text))
+    return f'<a href="{escape(url)}" target="_self">{shown}</a>'
+
+
 def markdown(text: str, url: str) -> str:
     """A Markdown link whose text cannot break out of the brackets (hostile names)."""
     escaped = "".join("\\" + ch if ch in "[]()\\`*_<>" else ch for ch in text)
@@ -70,3 +107,43 @@ def filters_from_url(query_params: object, names: tuple[str, ...] = TASK_FILTERS
         if value:
             found[name] = str(value)
     return found
+
+
+# Longest value a URL parameter may carry: the history's name, queue, worker and id columns are
+# 255 characters, so anything longer cannot match and is refused before a query is made.
+MAX_PARAM_CHARS = 255
+# Celery's states and the history's REJECTED (a task-rejected event).
+TASK_STATES = frozenset(celery_states.ALL_STATES | {"REJECTED"})
+
+
+def problem_with(name: str, value: str) -> str | None:
+    """Why a URL parameter's value cannot be used, in words for the page; None when it can."""
+    if len(value) > MAX_PARAM_CHARS:
+        return (
+            f"The {name!r} in the link is {len(value):,} characters long "
+            f"(at most {MAX_PARAM_CHARS})."
+        )
+    if any(ord(ch) < 32 or ch in "\x7f\ufffd" for ch in value):
+        return f"The {name!r} in the link holds control characters or broken encoding."
+    if name in (SINCE, UNTIL):
+        try:
+            to_epoch(value)
+        except ValueError as exc:
+            return f"The {name!r} in the link: {exc}."
+    if name == STATE and value.upper() not in TASK_STATES:
+        known = ", ".join(sorted(TASK_STATES))
+        return f"The state {value!r} in the link is not a Celery state ({known})."
+    return None
+
+
+def checked(query_params: object, names: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """The usable parameters of a URL and a message for each one left out."""
+    usable: dict[str, str] = {}
+    problems: list[str] = []
+    for name, value in filters_from_url(query_params, names).items():
+        problem = problem_with(name, value)
+        if problem:
+            problems.append(problem)
+        else:
+            usable[name] = value.upper() if name == STATE else value
+    return usable, problems

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import pandas as pd
 import streamlit as st
 
-from console import actions, auth, ui
+from console import actions, auth, links, ui
+from console.sources.alertmanager import Alert
+
+
+def alert_line(alert: Alert, said: str) -> str:
+    """One alert as a list item: its labels, what it says, then links (same tab) to its runbook
+    and to the queue or worker it is about."""
+    labels = ", ".join(
+        f"{escape(k)}={escape(v)}" for k, v in sorted(alert.labels.items()) if k != "alertname"
+    )
+    targets = " · ".join(links.anchor(text, url) for text, url in links.alert_targets(alert.labels))
+    return f"- **{escape(alert.name)}** {labels}{said} {targets}"
+
 
 ctx = ui.page("Alerts")
 alerts = ui.fetch(ctx.alertmanager.alerts)
@@ -14,13 +28,11 @@ if alerts is not None:
     silenced = [a for a in alerts if a.state == "suppressed"]
     st.subheader(f"Firing ({len(firing)})")
     for alert in firing:
-        labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k != "alertname")
-        st.markdown(f"- **{alert.name}** {labels}: {alert.summary} {ui.runbook_link(alert.name)}")
+        st.markdown(alert_line(alert, f": {escape(alert.summary or '')}"), unsafe_allow_html=True)
     st.subheader(f"Silenced or inhibited ({len(silenced)})")
     for alert in silenced:
-        st.markdown(
-            f"- **{alert.name}** silenced by {', '.join(alert.silenced_by) or 'inhibition'}"
-        )
+        by = ", ".join(alert.silenced_by) or "inhibition"
+        st.markdown(alert_line(alert, f" silenced by {escape(by)}"), unsafe_allow_html=True)
 
 silences = ui.fetch(ctx.alertmanager.silences)
 if silences is not None:

@@ -40,3 +40,5 @@ task_detail = queries.task_detail
 failures = queries.failures
 task_names = queries.task_names
 to_epoch = queries.to_epoch
+workflow = queries.workflow
+workflow_root = queries.workflow_root

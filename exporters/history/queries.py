@@ -341,6 +341,57 @@ def task_names(engine: Engine, *, since: TimeLike = "7d") -> list[str]:
         return sorted(connection.execute(query).scalars())
 
 
+WORKFLOW_COLUMNS = (
+    "task_id", "name", "state", "parent_id", "root_id", "queue", "worker", "retries",
+    *LIFECYCLE_COLUMNS, "runtime", "exception_type", "timestamp",
+)  # fmt: skip
+
+
+def workflow_root(engine: Engine, task_id: str, *, max_depth: int = 100) -> str | None:
+    """The id of the task that started ``task_id``'s workflow (canvas): its stored root_id,
+    else the last ancestor reached through parent_id (a task recorded before its root_id was,
+    or a history missing the root). None when ``task_id`` is not in the history.
+
+    ``max_depth`` bounds the walk, so a corrupt cycle of parents cannot loop forever."""
+    c = tasks.c
+    current, seen = task_id, set()
+    with engine.connect() as connection:
+        for _ in range(max_depth):
+            row = connection.execute(
+                select(c.root_id, c.parent_id).where(c.task_id == current)
+            ).first()
+            if row is None:
+                return None if current == task_id else current
+            if row.root_id:
+                return str(row.root_id)
+            seen.add(current)
+            if not row.parent_id or row.parent_id in seen:
+                return current
+            current = str(row.parent_id)
+    return current
+
+
+def workflow(engine: Engine, root_id: str, *, limit: int = 2000) -> tuple[pd.DataFrame, int]:
+    """Every task of the workflow started by ``root_id``: the root itself and the tasks whose
+    root_id it is (served by ix_history_tasks_root_id), in the order they were sent.
+
+    Returns the tasks (``WORKFLOW_COLUMNS``, at most ``limit``, the earliest sent first) and
+    how many tasks the workflow has, counted up to ``limit + 1`` so that a caller can say
+    "more than ``limit``" without counting a huge canvas."""
+    c = tasks.c
+    where = or_(c.root_id == root_id, c.task_id == root_id)
+    order = func.coalesce(c.sent_at, c.received_at, c.started_at, c.timestamp)
+    query = select(*(c[name] for name in WORKFLOW_COLUMNS)).where(where)
+    with engine.connect() as connection:
+        rows = connection.execute(query.order_by(order, c.task_id).limit(limit)).all()
+        if len(rows) < limit:
+            count = len(rows)
+        else:
+            inner = select(c.task_id).where(where).limit(limit + 1).subquery()
+            count = int(connection.execute(select(func.count()).select_from(inner)).scalar())
+    return _frame(rows, list(WORKFLOW_COLUMNS)), count
+
+
 __all__ = [
     "TaskDetail",
     "TaskFilter",
@@ -353,4 +404,6 @@ __all__ = [
     "task_detail",
     "task_names",
     "to_epoch",
+    "workflow",
+    "workflow_root",
 ]
