@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from celery import Celery
-from kombu import Connection, Exchange, Queue
+from kombu import Exchange, Queue
 
 from workers.queues import DEAD_LETTER
 
@@ -80,13 +80,15 @@ def from_failure(task_name: str, task_id: str, request, exc: BaseException, einf
 
 
 @contextmanager
-def _browse(app: Celery) -> Iterator[tuple[Connection, Callable[[], object | None]]]:
+def _browse(app: Celery) -> Iterator[tuple[int, Callable[[], object | None]]]:
+    """How many messages the queue holds now, and a way to take the next one unacknowledged."""
     with app.connection_for_read() as conn:
         channel = conn.channel()
         queue = DLQ_QUEUE.bind(channel)
         queue.declare()
+        _name, held, _consumers = queue.queue_declare(passive=True)
         try:
-            yield conn, lambda: queue.get(no_ack=False, accept=["json"])
+            yield held, lambda: queue.get(no_ack=False, accept=["json"])
         finally:
             # Unacknowledged messages go back to the queue when the channel closes.
             channel.close()
@@ -105,7 +107,7 @@ def _parse(message) -> DeadLetter | None:  # type: ignore[no-untyped-def]
 
 def entries(app: Celery, limit: int = 1000) -> list[DeadLetter]:
     found: list[DeadLetter] = []
-    with _browse(app) as (_conn, get):
+    with _browse(app) as (_held, get):
         while len(found) < limit:
             message = get()
             if message is None:
@@ -126,10 +128,14 @@ def take(
     """Run ``act`` on each selected entry and remove it; leave every other entry in place.
 
     A dry run walks the same loop and selects the same way, but neither acts nor removes: what
-    it returns is exactly what the real run would touch at that moment."""
+    it returns is exactly what the real run would touch at that moment.
+
+    Only the messages the queue held when the walk began are looked at: a requeued task that
+    fails again at once is dead-lettered behind them, and taking it in the same walk would
+    requeue it again, round and round, and touch more than the dry run counted."""
     taken: list[DeadLetter] = []
-    with _browse(app) as (_conn, get):
-        for _ in range(limit):
+    with _browse(app) as (held, get):
+        for _ in range(min(limit, held)):
             message = get()
             if message is None:
                 break
