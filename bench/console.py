@@ -49,7 +49,7 @@ from exporters.history.schema import tasks  # noqa: E402
 from fleetops.breaking_points import current  # noqa: E402
 from fleetops.fleet.spec import free_port  # noqa: E402
 
-PAGES = REPO / "console" / "pages"
+PAGES = REPO / "console" / "views"
 NAMES = [f"bench.task_{n:02d}" for n in range(20)]
 EXCEPTIONS = ["ValueError", "KeyError", "TimeoutError", "PermanentError", "OSError"]
 FAILURE_RATIO = 0.02

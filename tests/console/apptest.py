@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.servers import REPO
 
-PAGES = REPO / "console" / "pages"
+PAGES = REPO / "console" / "views"
 # Generous: a page may wait for several sources while three other test runs share the CPU.
 TIMEOUT = 90
 

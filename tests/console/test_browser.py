@@ -68,12 +68,12 @@ def console_url(
     with processes_in(run_dir) as processes:
         # Ready once its health answers, as in the fleet.
         processes.start(spec, fleet.console_env)
-        # Streamlit learns the pages from the first run of app.py: until a session has run it,
-        # a deep link (/failures) shows a "Page not found" box over the right page. The
-        # on-call path starts from a console that has served a page.
+        # The first page this fresh console serves is a deep link, as one pasted into a
+        # ticket: it must open without a "Page not found" box (console/views/__init__.py).
         page = browser.new_page()
-        page.goto(spec.url)
-        settled(page, "Overview")
+        page.set_default_timeout(90_000)
+        page.goto(f"{spec.url}/failures?since=7d")
+        settled(page, "Failures")
         page.close()
         yield spec.url
 
