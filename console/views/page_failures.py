@@ -1,6 +1,6 @@
 """Failures: failed tasks grouped by task and exception, with counts and first/last seen; each
 group links to its matching tasks and to an example task's detail. ``?since=`` picks the
-window."""
+window, ``?queue=`` keeps the failures of one queue (a queue's page links here)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,16 @@ ctx = ui.page("Failures")
 WINDOWS = ["1h", "6h", history.RECENT_WINDOW, "7d", "30d"]
 LIMIT = 500
 
-asked, problems = links.checked(st.query_params, (links.SINCE,))
+asked, problems = links.checked(st.query_params, (links.SINCE, links.QUEUE))
 for problem in problems:
-    st.warning(problem + f" Showing the last {history.RECENT_WINDOW}.")
+    st.warning(problem + " It is left out.")
+queue = asked.get(links.QUEUE)
+if queue:
+    st.markdown(
+        f"Failures of queue {links.anchor(queue, links.queue(queue))} only: "
+        + links.anchor("every queue", links.failures(since=asked.get(links.SINCE))),
+        unsafe_allow_html=True,
+    )
 url_window = asked.get(links.SINCE, history.RECENT_WINDOW)
 # A link may carry any window the Tasks page reads ("3h", an ISO time): offer it as well.
 options = WINDOWS if url_window in WINDOWS else [*WINDOWS, url_window]
@@ -34,11 +41,15 @@ def group_row(row: dict, since: str) -> str:
     """One group as a Markdown table row: every link opens in the same tab."""
     name = row.get("name") or ""
     exception = row.get("exception_type") or ""
-    matching = links.tasks(name=name, state="FAILURE", exception=exception, since=since)
+    matching = links.tasks(
+        name=name, state="FAILURE", exception=exception, since=since, queue=queue
+    )
     example = row.get("example_task_id")
     count = int(row["count"])
     cells = [
-        links.anchor(name or "?", links.tasks(name=name, since=since)) if name else "?",
+        links.anchor(name or "?", links.tasks(name=name, since=since, queue=queue))
+        if name
+        else "?",
         escape(exception) or "?",
         links.anchor(f"{count:,} task{'' if count == 1 else 's'}", matching),
         f"{row['first_seen']:%Y-%m-%d %H:%M:%S}",
@@ -49,10 +60,12 @@ def group_row(row: dict, since: str) -> str:
     return "| " + " | ".join(cell.replace("|", "&#124;") for cell in cells) + " |"
 
 
-grouped = ui.fetch(lambda: history.call(ctx.history, history.failures, since=window, limit=LIMIT))
+grouped = ui.fetch(
+    lambda: history.call(ctx.history, history.failures, since=window, queue=queue, limit=LIMIT)
+)
 if grouped is not None:
     if grouped.empty:
-        st.success(f"No failure in the last {window}.")
+        st.success(f"No failure in the last {window}" + (" on this queue." if queue else "."))
     else:
         st.caption(
             f"{int(grouped['count'].sum()):,} failures in {len(grouped)} groups (UTC times). "

@@ -275,6 +275,7 @@ def failures(
     since: TimeLike = RECENT_WINDOW,
     until: TimeLike = None,
     name: str | None = None,
+    queue: str | None = None,
     limit: int = 100,
 ) -> pd.DataFrame:
     """Failed tasks grouped by task name and exception class: count, first and last seen,
@@ -306,6 +307,8 @@ def failures(
         query = query.where(c.timestamp <= end)
     if name:
         query = query.where(c.name == name)
+    if queue:
+        query = query.where(c.queue == queue)
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     columns = ["name", "exception_type", "count", "first_seen", "last_seen", "example_task_id"]

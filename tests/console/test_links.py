@@ -73,6 +73,18 @@ def test_failures_link_to_the_matching_tasks_and_an_example(
     assert set(results["queue"]) == {"/queues?queue=maintenance"}
 
 
+def test_a_queues_failures_link_keeps_only_that_queue(
+    console_env: Fleet, workload: Workload
+) -> None:
+    # The queue pages and charts link to /failures?queue=...: the filter must be applied.
+    probes = run(page("failures", since="7d", queue="maintenance"))
+    matching = {"name": "maintenance.probe", "state": "FAILURE", "exception": "ValueError"}
+    assert ("/tasks", {**matching, "since": "7d", "queue": "maintenance"}) in hrefs(probes)
+    images = run(page("failures", since="7d", queue="images"))
+    assert "No failure in the last 7d on this queue." in texts(images)
+    assert not [q for path, q in hrefs(images) if path == "/tasks" and "name" in q]
+
+
 def test_changing_the_failures_window_writes_it_to_the_url(
     console_env: Fleet, workload: Workload
 ) -> None:
