@@ -25,7 +25,7 @@ import pandas as pd
 from alerts.rules import BURN_RATE_WINDOWS
 from console import links
 from console.metrics import QueueState, WorkerState, minutes_text
-from fleetops.breaking_points import BreakingPoints, Level, Signal
+from fleetops.breaking_points import BreakingPoints, Level, Signal, level_between
 
 # Colour-blind-safe enough (lightness rises with danger) and the same on every chart.
 LEVEL_COLOURS: dict[Level, str] = {
@@ -88,13 +88,7 @@ class Bands:
     breaking: float
 
     def level_of(self, value: float) -> Level:
-        if value >= self.breaking:
-            return Level.BREAKING
-        if value >= self.critical:
-            return Level.CRITICAL
-        if value >= self.warning:
-            return Level.WARNING
-        return Level.SAFE
+        return level_between(value, self.warning, self.critical, self.breaking)
 
 
 def signal_bands(signal: Signal, *, scale: float = 1.0, unit: str | None = None) -> Bands:

@@ -29,6 +29,18 @@ class Level(StrEnum):
     BREAKING = "breaking"
 
 
+def level_between(value: float, warning: float, critical: float, breaking: float) -> Level:
+    """The level of a value given the lower edges of the warning, critical and breaking bands
+    (also for bands derived from these, e.g. the console's failure-ratio bands)."""
+    if value >= breaking:
+        return Level.BREAKING
+    if value >= critical:
+        return Level.CRITICAL
+    if value >= warning:
+        return Level.WARNING
+    return Level.SAFE
+
+
 class Signal(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -49,13 +61,7 @@ class Signal(BaseModel):
         return self
 
     def level_of(self, value: float) -> Level:
-        if value >= self.breaking:
-            return Level.BREAKING
-        if value >= self.critical:
-            return Level.CRITICAL
-        if value >= self.warning:
-            return Level.WARNING
-        return Level.SAFE
+        return level_between(value, self.warning, self.critical, self.breaking)
 
     def thresholds(self) -> dict[Level, float]:
         return {
