@@ -249,6 +249,24 @@ def locate(start: Path, choice: str | None) -> Path | None:
     return None
 
 
+def untrusted(path: Path) -> str | None:
+    """Why a manifest (and the runs/current pointer leading to it) cannot steer this user's
+    commands, or None. On a shared host anyone may create runs/current in a directory above
+    ours (/tmp/runs/current): only files of our own that nobody else may change are followed,
+    or another user would pick our broker, databases and audit log."""
+    uid = os.getuid()
+    try:
+        checked = ((path.parent, path.parent.lstat()), (path, path.stat()))
+    except OSError:
+        return None  # read() says what is missing
+    for candidate, stat in checked:
+        if stat.st_uid != uid:
+            return f"{candidate} belongs to another user (uid {stat.st_uid})"
+        if candidate == path and stat.st_mode & 0o022:
+            return f"{candidate} may be changed by other users"
+    return None
+
+
 def find(start: Path, choice: str | None = None) -> Found:
     """The running fleet, seen from ``start``. A fleet that has stopped without cleaning up
     (its `fleetops up` killed) is no fleet, with a note; a fleet named explicitly that has
@@ -260,6 +278,11 @@ def find(start: Path, choice: str | None = None) -> Found:
     if not named and not path.exists():
         # runs/current left behind by a fleet whose run directory is gone.
         return Found(path=path, note=f"ignoring {path.parent}: it points at nothing")
+    distrust = untrusted(path)
+    if distrust is not None:
+        if named:
+            raise ConfigError(f"the fleet manifest {path} is not used: {distrust}")
+        return Found(path=path, note=f"ignoring {path}: {distrust}")
     manifest = read(path)
     if not manifest.up_alive():
         stopped = (

@@ -107,6 +107,24 @@ def test_a_pointer_at_a_removed_run_is_ignored(tmp_path: Path) -> None:
     assert found.manifest is None and found.note and "points at nothing" in found.note
 
 
+def test_a_manifest_others_may_change_is_not_followed(tmp_path: Path) -> None:
+    # On a shared host anyone may leave /tmp/runs/current above our directory.
+    run_dir = started_fleet(tmp_path, a_manifest(tmp_path / "runs" / "one"))
+    written = run_dir / manifest.MANIFEST
+    assert manifest.find(tmp_path).manifest is not None
+    written.chmod(0o666)
+    found = manifest.find(tmp_path)
+    assert found.manifest is None and found.note and "may be changed by other users" in found.note
+    with pytest.raises(ConfigError, match="may be changed by other users"):
+        manifest.find(tmp_path, str(run_dir))
+    written.chmod(0o600)
+    if os.geteuid() != 0:
+        return  # only root can give the pointer to another user here
+    os.lchown(tmp_path / "runs" / manifest.POINTER, 4242, 4242)
+    found = manifest.find(tmp_path)
+    assert found.manifest is None and found.note and "belongs to another user" in found.note
+
+
 HOSTILE = {
     "not JSON": b"{",
     "not UTF-8": b'{"run_dir": "\xff"}',
