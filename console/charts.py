@@ -24,7 +24,7 @@ import pandas as pd
 
 from alerts.rules import BURN_RATE_WINDOWS
 from console import links
-from console.metrics import QueueState, WorkerState, minutes_text
+from console.metrics import FAILURE_WINDOW, QueueState, WorkerState, minutes_text
 from fleetops.breaking_points import BreakingPoints, Level, Signal, level_between
 
 # Colour-blind-safe enough (lightness rises with danger) and the same on every chart.
@@ -199,7 +199,9 @@ def memory_frame(workers: Sequence[WorkerState], points: BreakingPoints) -> pd.D
 def failure_frame(ratios: dict[str, float], points: BreakingPoints) -> pd.DataFrame:
     """Failed per completed task over the last hour, per queue, in percent."""
     rows = ((queue, None if (v := measure(r)) is None else v * 100) for queue, r in ratios.items())
-    return _bars(rows, failure_bands(points), lambda q: links.failures(queue=q))
+    return _bars(
+        rows, failure_bands(points), lambda q: links.failures(queue=q, since=FAILURE_WINDOW)
+    )
 
 
 WAIT_COLUMNS = ["name", "minutes", "drawn", "never", "text", "level", "link"]

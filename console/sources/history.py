@@ -36,6 +36,7 @@ TaskFilter = queries.TaskFilter
 search_tasks = queries.search_tasks
 search_page = queries.search_page
 count_tasks = queries.count_tasks
+COUNT_CAP = queries.COUNT_CAP
 task_detail = queries.task_detail
 failures = queries.failures
 task_names = queries.task_names

@@ -8,7 +8,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from console import beat, links, ui
+from console import beat, links, trouble, ui
 
 ctx = ui.page("Beat")
 grace = ctx.points.objectives.beat_missed_after_intervals
@@ -27,7 +27,12 @@ if found is not None:
         now = time.time()
         for entry in found:
             if entry.missed:
-                task = links.markdown(entry.name, links.tasks(name=entry.task))
+                # Without a known task there is nothing to search for: the name stays text.
+                task = (
+                    links.markdown(entry.name, links.tasks(name=entry.task))
+                    if entry.task
+                    else trouble.plain(entry.name)
+                )
                 st.error(
                     f"{task}: {entry.missed} runs missed, {beat.due_text(entry, now)}."
                     f" {ui.runbook_link('CeleryBeatMissedRun')}"

@@ -8,6 +8,7 @@ import math
 import pandas as pd
 import streamlit as st
 
+from alerts.recording import LATENCY_WINDOW
 from console import charts, links, metrics, trouble, ui
 
 ctx = ui.page("Overview")
@@ -94,7 +95,7 @@ def queue_charts(queues: list[metrics.QueueState], ratios: dict[str, float]) -> 
     st.subheader("Task latency (p95)")
     latency = charts.latency_frame(queues, points)
     if latency.empty:
-        st.info("No task finished in the last 5 minutes: no latency to show.")
+        st.info(f"No task finished in the last {LATENCY_WINDOW}: no latency to show.")
     else:
         ui.chart(
             charts.bars_chart(

@@ -15,7 +15,6 @@ sel = metrics.exporter_selector(ctx.points)
 bands = charts.signal_bands(ctx.points.queue_depth)
 # Lines on one history chart: more than this many stop being told apart by colour.
 HISTORY_LINES = 10
-MAX_NAME = 200
 
 
 def snapshot() -> pd.DataFrame:
@@ -43,10 +42,12 @@ def snapshot() -> pd.DataFrame:
 
 
 def focus_name() -> str | None:
-    """The queue named in the URL, or None (a URL is anyone's text: bounded, never a query)."""
-    raw = st.query_params.get(links.QUEUE)
-    name = str(raw).strip() if raw else ""
-    return name[:MAX_NAME] or None
+    """The queue named in the URL, or None. A URL is anyone's text: checked as every page
+    checks its parameters (console/links.py), and only ever compared with the known names."""
+    asked, problems = links.checked(st.query_params, (links.QUEUE,))
+    for problem in problems:
+        st.warning(problem)
+    return asked.get(links.QUEUE)
 
 
 def depth_history(hours: int) -> pd.DataFrame:

@@ -109,7 +109,9 @@ if not bad:
     page = ui.fetch(lambda: history.call(ctx.history, history.search_page, filters, limit=LIMIT))
 if page is not None:
     found, count = page
-    shown = f"more than {count - 1:,}" if count and count >= 10_000 else f"{count or 0:,}"
+    shown = (
+        f"more than {count - 1:,}" if count and count >= history.COUNT_CAP else f"{count or 0:,}"
+    )
     st.caption(
         f"{shown} matching tasks; the newest {min(len(found), LIMIT)} shown. A task id opens "
         "its detail, a worker or queue its page (in a new tab)."

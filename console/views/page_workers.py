@@ -66,14 +66,13 @@ def act(host: str) -> None:
     )
 
 
-MAX_NAME = 200
-
-
 def focus_name() -> str | None:
-    """The worker named in the URL, or None (a URL is anyone's text: bounded, never a query)."""
-    raw = st.query_params.get(links.WORKER)
-    name = str(raw).strip() if raw else ""
-    return name[:MAX_NAME] or None
+    """The worker named in the URL, or None. A URL is anyone's text: checked as every page
+    checks its parameters (console/links.py), and only ever compared with the known names."""
+    asked, problems = links.checked(st.query_params, (links.WORKER,))
+    for problem in problems:
+        st.warning(problem)
+    return asked.get(links.WORKER)
 
 
 def focus(w: metrics.WorkerState) -> None:

@@ -183,7 +183,11 @@ def _search(
     return _frame(rows, list(columns))
 
 
-def count_tasks(engine: Engine, filters: TaskFilter | None = None, *, cap: int = 10_000) -> int:
+# Matches are counted up to this many: an exact count of millions costs seconds.
+COUNT_CAP = 10_000
+
+
+def count_tasks(engine: Engine, filters: TaskFilter | None = None, *, cap: int = COUNT_CAP) -> int:
     """How many tasks match, counted up to ``cap`` (an exact count of millions costs seconds
     and a page needs only "more than N")."""
     return _count(engine, _conditions(engine, filters or TaskFilter()), cap)
@@ -201,7 +205,7 @@ def search_page(
     *,
     limit: int = 100,
     offset: int = 0,
-    cap: int = 10_000,
+    cap: int = COUNT_CAP,
 ) -> tuple[pd.DataFrame, int]:
     """One Tasks page: ``search_tasks`` and how many tasks match (``count_tasks``, up to
     ``cap``). The count is a second query only when the page is full; otherwise the page
