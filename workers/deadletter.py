@@ -85,8 +85,10 @@ def _browse(app: Celery) -> Iterator[tuple[int, Callable[[], object | None]]]:
     with app.connection_for_read() as conn:
         channel = conn.channel()
         queue = DLQ_QUEUE.bind(channel)
+        # Declared (not looked up): an empty queue has no key on Redis, and a passive
+        # declaration of it fails.
         queue.declare()
-        _name, held, _consumers = queue.queue_declare(passive=True)
+        _name, held, _consumers = queue.queue_declare()
         try:
             yield held, lambda: queue.get(no_ack=False, accept=["json"])
         finally:

@@ -357,6 +357,7 @@ def test_the_console_api_is_stable() -> None:
         ("since", "KEYWORD_ONLY", "24h"),
         ("until", "KEYWORD_ONLY", None),
         ("name", "KEYWORD_ONLY", None),
+        ("queue", "KEYWORD_ONLY", None),
         ("limit", "KEYWORD_ONLY", 100),
     ]
     assert shape(queries.task_names) == [
