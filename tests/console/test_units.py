@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -163,6 +165,35 @@ def test_failed_logins_lock_for_doubling_times_up_to_the_cap() -> None:
     for _ in range(2000):
         gate.failed()
     assert gate.retry_after() == 5.0
+
+
+def test_concurrent_wrong_guesses_are_compared_only_until_the_lock() -> None:
+    """Many sessions guessing at the same moment: once the free attempts are used up, the
+    login is locked for all of them; no guess slips through between lock check and count."""
+    gate = LoginThrottle(free_attempts=3, max_delay=60.0, clock=lambda: 0.0)  # time stands still
+    compared: list[int] = []
+    start = threading.Barrier(16)
+
+    def wrong_guess() -> bool:
+        compared.append(1)
+        # A comparison that takes a moment: the window in which other sessions check the lock.
+        time.sleep(0.001)
+        return False
+
+    def guesser() -> None:
+        start.wait()
+        for _ in range(20):
+            gate.admit(wrong_guess)
+
+    threads = [threading.Thread(target=guesser) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(compared) <= gate.free_attempts + 1
+    assert gate.total == len(compared) and gate.retry_after() > 0
+    refused = gate.admit(wrong_guess)
+    assert not refused.compared and len(compared) == gate.total
 
 
 def test_a_dead_letter_batch_without_a_filter_needs_all() -> None:
