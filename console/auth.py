@@ -3,8 +3,8 @@
 Two ways in, never both:
 - OIDC (Streamlit's ``st.login``) when an ``[auth]`` section is in Streamlit's secrets. The
   identity is the provider's (its ``email`` claim, else ``sub``); the role is ours: operator when
-  the email or subject is in FLEETOPS_CONSOLE_OPERATORS or the claim FLEETOPS_CONSOLE_ROLE_CLAIM
-  holds FLEETOPS_CONSOLE_OPERATOR_ROLE, else viewer.
+  the verified email (``email_verified`` true) or the subject is in FLEETOPS_CONSOLE_OPERATORS
+  or the claim FLEETOPS_CONSOLE_ROLE_CLAIM holds FLEETOPS_CONSOLE_OPERATOR_ROLE, else viewer.
 - Otherwise the local password (a laptop): whoever knows it is the operator
   ``local:<FLEETOPS_CONSOLE_LOCAL_OPERATOR or the OS user that started the console>``. A name
   typed at login would be an unchecked claim, so none is asked for.
@@ -68,7 +68,11 @@ def _claim_values(value: object) -> set[str]:
 def role_from_claims(claims: Mapping[str, object], settings: ConsoleSettings) -> Role:
     """Operator by the allow-list or by the role claim; everybody else signed in only reads."""
     allowed = {entry.casefold() for entry in settings.console_operators}
-    for claim in ("email", "sub"):
+    # An email the provider has not verified is whatever the user typed at the provider (many
+    # let anyone sign up with any address): it names nobody, so only a verified one matches.
+    # The subject is the provider's own id and needs no such flag.
+    verified = claims.get("email_verified") is True
+    for claim in ("email", "sub") if verified else ("sub",):
         value = claims.get(claim)
         if isinstance(value, str) and value.strip() and value.strip().casefold() in allowed:
             return OPERATOR

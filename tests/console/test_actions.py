@@ -300,7 +300,10 @@ def test_no_role_no_action(
     # An operator by the allow-list, and one by the role claim: the provider's identity is
     # what the audit writes.
     for user, who in (
-        ({"is_logged_in": True, "email": "op@example.com", "sub": "o-1"}, "op@example.com"),
+        (
+            {"is_logged_in": True, "email": "op@example.com", "email_verified": True, "sub": "o-1"},
+            "op@example.com",
+        ),
         ({"is_logged_in": True, "sub": "o-2", "groups": ["fleetops-operator"]}, "o-2"),
     ):
         operator = run(_oidc_page("tasks", user))

@@ -125,7 +125,11 @@ def test_oidc_roles_come_from_the_allow_list_or_the_role_claim() -> None:
     """A plain mapping stands in for st.user: no identity provider can run here (the page
     tests feed the same claims through AppTest.user)."""
     allow = _settings(console_operators="Amy@Example.com, sub-7")
-    assert role_from_claims({"email": "amy@example.com"}, allow) == "operator"
+    verified = {"email_verified": True}
+    assert role_from_claims({"email": "amy@example.com", **verified}, allow) == "operator"
+    # An unverified email is anybody's claim: only a verified one (exactly True) matches.
+    for unverified in ({}, {"email_verified": False}, {"email_verified": "true"}):
+        assert role_from_claims({"email": "amy@example.com", **unverified}, allow) == "viewer"
     assert role_from_claims({"sub": "sub-7", "email": "x@example.com"}, allow) == "operator"
     assert role_from_claims({"email": "bob@example.com", "sub": "sub-8"}, allow) == "viewer"
     claim = _settings(console_role_claim="groups", console_operator_role="ops")
@@ -138,10 +142,12 @@ def test_oidc_roles_come_from_the_allow_list_or_the_role_claim() -> None:
         assert role_from_claims(claims, allow) == "viewer"
         assert role_from_claims(claims, claim) == "viewer"
     # Without an allow-list entry or a role claim setting, nobody signed in may act.
-    assert role_from_claims({"email": "amy@example.com", "groups": ["ops"]}, _settings()) == (
-        "viewer"
-    )
-    identity = oidc_identity({"email": " amy@example.com ", "sub": "s"}, allow)
+    amy_in_ops = {"email": "amy@example.com", "groups": ["ops"], **verified}
+    assert role_from_claims(amy_in_ops, _settings()) == "viewer"
+    # The role claim does not depend on the email being verified.
+    unverified_ops = {"email": "x@example.com", "email_verified": False, "groups": ["ops"]}
+    assert role_from_claims(unverified_ops, claim) == "operator"
+    identity = oidc_identity({"email": " amy@example.com ", "sub": "s", **verified}, allow)
     assert identity == Identity("amy@example.com", "operator", "oidc")
     assert oidc_identity({"sub": "sub-9"}, allow) == Identity("sub-9", "viewer", "oidc")
     assert oidc_identity({"name": "Amy"}, allow) is None  # no identity the audit can name
