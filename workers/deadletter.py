@@ -8,6 +8,8 @@ acknowledging them; closing the channel hands them back, so a listing never lose
 from __future__ import annotations
 
 import logging
+import math
+import time
 import traceback as tb
 import uuid
 from collections.abc import Callable, Iterator
@@ -94,15 +96,57 @@ def _browse(app: Celery) -> Iterator[tuple[int, Callable[[], object | None]]]:
             channel.close()
 
 
+# Selection compares these (``id``, ``task_id`` against a set of wanted ids, ``name`` and
+# ``exception`` against the filter): anything but a string there made every requeue or purge
+# by ids raise, for every entry, not only the bad one.
+_TEXT_FIELDS = ("id", "task_id", "name", "exception")
+_SKIP_WARNING_EVERY = 60.0
+_skips = {"unreported": 0, "last_warned": -math.inf}
+
+
+def _refusal(body: object) -> str | None:
+    """Why this message body is not a dead letter we can select and act on, or None."""
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    # Without a stored id an entry would get a new random one at every read, so no one could
+    # ever select it by the id a listing showed.
+    if "id" not in body:
+        return "no id"
+    wrong = [name for name in _TEXT_FIELDS if name in body and not isinstance(body[name], str)]
+    if wrong:
+        return f"not text: {', '.join(wrong)}"
+    return None
+
+
+def _skipped(why: str) -> None:
+    # One foreign message is met at every listing and every walk: warn about it at most once
+    # a minute (with how many were skipped since), not on every page rerun.
+    _skips["unreported"] += 1
+    now = time.monotonic()
+    if now - _skips["last_warned"] < _SKIP_WARNING_EVERY:
+        return
+    log.warning(
+        "dead-letter queue: skipped %d message(s) that are not dead letters (left in place;"
+        " latest: %s)",
+        _skips["unreported"],
+        why,
+    )
+    _skips["unreported"] = 0
+    _skips["last_warned"] = now
+
+
 def _parse(message) -> DeadLetter | None:  # type: ignore[no-untyped-def]
     # Anything can be published to the queue: an entry that is not ours stays where it is,
     # untouched, rather than stopping every listing and action.
     try:
         body = message.payload
-        return DeadLetter.from_body(body) if isinstance(body, dict) else None
-    except Exception:
-        log.warning("dead-letter queue: skipped a message that is not a dead letter")
-        return None
+        why = _refusal(body)
+        if why is None:
+            return DeadLetter.from_body(body)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    _skipped(why)
+    return None
 
 
 def entries(app: Celery, limit: int = 1000) -> list[DeadLetter]:
