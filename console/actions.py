@@ -31,6 +31,15 @@ class Outcome:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+class Failed(Exception):
+    """An action that failed with more to audit than its error (e.g. the ids of the entries it
+    touched before it stopped): its result is ``failed: <message>`` plus ``details``."""
+
+    def __init__(self, message: str, details: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.details = dict(details)
+
+
 def _keys(key: str) -> tuple[str, str, str, str]:
     return f"{key}_confirm", f"{key}_run", f"{key}_armed", f"{key}_outcome"
 
@@ -92,6 +101,8 @@ def _execute(
         return
     try:
         produced = run()
+    except Failed as exc:
+        text, extra, kind = f"failed: {exc}", {**details, **exc.details}, "error"
     except Exception as exc:
         text, extra, kind = f"failed: {type(exc).__name__}: {exc}", details, "error"
     else:

@@ -49,6 +49,16 @@ class DeadLetter:
         return cls(**known)
 
 
+class PartialBatch(Exception):
+    """A requeue or purge stopped part-way: ``taken`` were already acted on (and are gone
+    from the queue unless their acknowledgement failed); the rest are still in it."""
+
+    def __init__(self, taken: list[DeadLetter], cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause} (after {len(taken)} entries were done)")
+        self.taken = taken
+        self.cause = cause
+
+
 def record(app: Celery, letter: DeadLetter) -> None:
     with app.connection_for_write() as conn:
         producer = conn.Producer(serializer="json")
@@ -176,19 +186,32 @@ def take(
 
     Only the messages the queue held when the walk began are looked at: a requeued task that
     fails again at once is dead-lettered behind them, and taking it in the same walk would
-    requeue it again, round and round, and touch more than the dry run counted."""
+    requeue it again, round and round, and touch more than the dry run counted.
+
+    When the walk fails part-way (``act`` raises, the broker goes away), the entries already
+    acted on are not lost with the exception: it is a ``PartialBatch`` that carries them."""
     taken: list[DeadLetter] = []
     with _browse(app) as (held, get):
-        for _ in range(min(limit, held)):
-            message = get()
-            if message is None:
-                break
-            letter = _parse(message)
-            if letter is not None and select(letter):
-                if not dry_run:
-                    act(letter)
-                    message.ack()
-                taken.append(letter)
+        try:
+            for _ in range(min(limit, held)):
+                message = get()
+                if message is None:
+                    break
+                letter = _parse(message)
+                if letter is not None and select(letter):
+                    if not dry_run:
+                        act(letter)
+                        # Acted on: touched, even should the acknowledgement fail below.
+                        taken.append(letter)
+                        message.ack()
+                    else:
+                        taken.append(letter)
+        except Exception as exc:
+            if dry_run:
+                raise
+            # Entries before this one are already requeued or purged for good: whoever
+            # audits the batch must be able to name them.
+            raise PartialBatch(taken, exc) from exc
     return taken
 
 

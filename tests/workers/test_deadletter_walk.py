@@ -90,3 +90,32 @@ def test_messages_with_wrong_field_types_are_left_alone_and_do_not_stop_actions(
     with deadletter._browse(app) as (held, _get):
         assert held == len(hostile)
     app.close()
+
+
+def test_a_batch_that_fails_part_way_names_the_entries_it_already_touched(
+    fleet_env: dict[str, str],
+) -> None:
+    app = client_app(fleet_env["FLEETOPS_BROKER_URL"], "fleetops-test-client")
+    for n in range(3):
+        deadletter.record(
+            app,
+            deadletter.DeadLetter(
+                task_id=f"t{n}", name="maintenance.probe", args=[], kwargs={}, queue="maintenance",
+                exception="ValueError", reason="failed for good",
+            ),
+        )  # fmt: skip
+    acted: list[str] = []
+
+    def fails_on_the_second(letter: deadletter.DeadLetter) -> None:
+        if acted:
+            raise RuntimeError("broker refused the send")
+        acted.append(letter.task_id)
+
+    with pytest.raises(deadletter.PartialBatch) as stopped:
+        deadletter.take(app, deadletter.selector(), fails_on_the_second)
+    assert isinstance(stopped.value.cause, RuntimeError)
+    # The first is done and gone; the audit needs its id. The rest are still in the queue.
+    assert [letter.task_id for letter in stopped.value.taken] == acted
+    left = sorted(letter.task_id for letter in deadletter.entries(app))
+    assert len(acted) == 1 and left == sorted({"t0", "t1", "t2"} - set(acted))
+    app.close()
