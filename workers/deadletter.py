@@ -98,7 +98,10 @@ def _browse(app: Celery) -> Iterator[tuple[int, Callable[[], object | None]]]:
         channel = conn.channel()
         queue = DLQ_QUEUE.bind(channel)
         queue.declare()
-        _name, held, _consumers = queue.queue_declare(passive=True)
+        # Not passive: Redis drops an emptied list, and a passive declare of it fails with
+        # NOT_FOUND, so an empty dead-letter queue would read as a broker failure. Declaring
+        # again with the same properties changes nothing on any broker and answers the count.
+        _name, held, _consumers = queue.queue_declare()
         try:
             yield held, lambda: queue.get(no_ack=False, accept=["json"])
         finally:
