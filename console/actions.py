@@ -31,12 +31,40 @@ class Outcome:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _keys(key: str) -> tuple[str, str, str, str]:
-    return f"{key}_confirm", f"{key}_run", f"{key}_armed", f"{key}_outcome"
+class Failed(Exception):
+    """An action that failed with more to audit than its error (e.g. the ids of the entries it
+    touched before it stopped): its result is ``failed: <message>`` plus ``details``."""
+
+    def __init__(self, message: str, details: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.details = dict(details)
+
+
+OUTCOMES_KEY = "fleetops_action_outcomes"
+
+
+def _keys(key: str) -> tuple[str, str, str]:
+    return f"{key}_confirm", f"{key}_run", f"{key}_armed"
+
+
+def _tell(kind: str, message: str) -> None:
+    # Kept until the next page run shows it (show_outcomes), whatever that run renders.
+    st.session_state.setdefault(OUTCOMES_KEY, []).append((kind, message))
+
+
+def show_outcomes() -> None:
+    """Show, once, what every action that ran since the last page run came to.
+
+    At the top of the page, not next to the action's button: the action may have removed what
+    the page would render the button for (after "purge ALL" the dead-letter page says the
+    queue is empty and offers no purge), and its result must still be seen now, not in some
+    later run that happens to render that action again."""
+    for kind, message in st.session_state.pop(OUTCOMES_KEY, None) or []:
+        {"error": st.error, "warning": st.warning, "success": st.success}[kind](message)
 
 
 def _arm(key: str, what: str) -> None:
-    confirm, _run, armed, _outcome = _keys(key)
+    confirm, _run, armed = _keys(key)
     if st.session_state.get(confirm):
         st.session_state[armed] = what
     else:
@@ -44,14 +72,14 @@ def _arm(key: str, what: str) -> None:
 
 
 def _disarm(key: str) -> None:
-    confirm, _run, armed, _outcome = _keys(key)
+    confirm, _run, armed = _keys(key)
     st.session_state[confirm] = False
     st.session_state.pop(armed, None)
 
 
 def is_armed(key: str, what: str) -> bool:
     """Ticked, and ticked for this very ``what``."""
-    confirm, _run, armed, _outcome = _keys(key)
+    confirm, _run, armed = _keys(key)
     return bool(st.session_state.get(confirm)) and st.session_state.get(armed) == what
 
 
@@ -63,19 +91,15 @@ def _execute(
     details: Mapping[str, Any],
 ) -> None:
     """The button's callback: check everything again, then intent, run, result."""
-    outcome_key = _keys(key)[3]
     # Checked again here: a disabled widget is presentation, not access control.
     identity = auth.current(settings)
     reason = auth.refusal(identity)
     if reason is not None or identity is None:
-        st.session_state[outcome_key] = ("error", f"{reason} Nothing was done.")
+        _tell("error", f"{reason} Nothing was done.")
         return
     if not is_armed(key, what):
         _disarm(key)
-        st.session_state[outcome_key] = (
-            "warning",
-            f"Tick the confirmation for {what!r} first: nothing was done.",
-        )
+        _tell("warning", f"Tick the confirmation for {what!r} first: nothing was done.")
         return
     # One confirmation, one run: disarmed before running, so neither a failure nor a second
     # click can reuse it.
@@ -85,13 +109,15 @@ def _execute(
         action_id = audit.intent(settings.audit_log, who=identity.who, what=what, **details)
     except OSError as exc:
         # No action without its audit entry.
-        st.session_state[outcome_key] = (
+        _tell(
             "error",
             f"The audit log {settings.audit_log} cannot be written ({exc}): nothing was done.",
         )
         return
     try:
         produced = run()
+    except Failed as exc:
+        text, extra, kind = f"failed: {exc}", {**details, **exc.details}, "error"
     except Exception as exc:
         text, extra, kind = f"failed: {type(exc).__name__}: {exc}", details, "error"
     else:
@@ -108,7 +134,7 @@ def _execute(
     except OSError as exc:
         kind = "error"
         message += f" (but its result could not be written to the audit log: {exc})"
-    st.session_state[outcome_key] = (kind, message, text) if kind == "success" else (kind, message)
+    _tell(kind, message)
 
 
 def guarded(
@@ -119,12 +145,12 @@ def guarded(
     what: str,
     run: Callable[[], object],
     details: dict | None = None,
-) -> str | None:
+) -> None:
     """Render the confirmation and button of one action; run it only when allowed.
 
-    ``run`` returns the result text (or an Outcome). Returns the result text in the page run
-    right after the action ran, else None."""
-    confirm, run_key, armed, outcome_key = _keys(key)
+    ``run`` returns the result text (or an Outcome); show_outcomes (every page calls it
+    through ui.page) shows it in the next page run."""
+    confirm, run_key, armed = _keys(key)
     # Before the checkbox exists in this run: a confirmation given for another target is void.
     if st.session_state.get(armed) != what:
         _disarm(key)
@@ -146,9 +172,3 @@ def guarded(
     )
     if reason is not None:
         st.caption(reason)
-    shown = st.session_state.pop(outcome_key, None)
-    if not shown:
-        return None
-    kind, message, *result = shown
-    {"error": st.error, "warning": st.warning, "success": st.success}[kind](message)
-    return result[0] if result else None

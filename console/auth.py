@@ -3,8 +3,8 @@
 Two ways in, never both:
 - OIDC (Streamlit's ``st.login``) when an ``[auth]`` section is in Streamlit's secrets. The
   identity is the provider's (its ``email`` claim, else ``sub``); the role is ours: operator when
-  the email or subject is in FLEETOPS_CONSOLE_OPERATORS or the claim FLEETOPS_CONSOLE_ROLE_CLAIM
-  holds FLEETOPS_CONSOLE_OPERATOR_ROLE, else viewer.
+  the verified email (``email_verified`` true) or the subject is in FLEETOPS_CONSOLE_OPERATORS
+  or the claim FLEETOPS_CONSOLE_ROLE_CLAIM holds FLEETOPS_CONSOLE_OPERATOR_ROLE, else viewer.
 - Otherwise the local password (a laptop): whoever knows it is the operator
   ``local:<FLEETOPS_CONSOLE_LOCAL_OPERATOR or the OS user that started the console>``. A name
   typed at login would be an unchecked claim, so none is asked for.
@@ -68,7 +68,11 @@ def _claim_values(value: object) -> set[str]:
 def role_from_claims(claims: Mapping[str, object], settings: ConsoleSettings) -> Role:
     """Operator by the allow-list or by the role claim; everybody else signed in only reads."""
     allowed = {entry.casefold() for entry in settings.console_operators}
-    for claim in ("email", "sub"):
+    # An email the provider has not verified is whatever the user typed at the provider (many
+    # let anyone sign up with any address): it names nobody, so only a verified one matches.
+    # The subject is the provider's own id and needs no such flag.
+    verified = claims.get("email_verified") is True
+    for claim in ("email", "sub") if verified else ("sub",):
         value = claims.get(claim)
         if isinstance(value, str) and value.strip() and value.strip().casefold() in allowed:
             return OPERATOR
@@ -137,6 +141,23 @@ def password_matches(settings: ConsoleSettings, given: str) -> bool:
     return hmac.compare_digest(expected, given.encode("utf-8", errors="replace"))
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What one login attempt came to, as the throttle saw it at that very moment."""
+
+    accepted: bool
+    retry_after: float = 0.0
+    """Refused without looking at the password: seconds until an attempt is looked at."""
+    locked_for: float = 0.0
+    """A counted failure that started a lock of this many seconds (0: none)."""
+    in_a_row: int = 0
+    total: int = 0
+
+    @property
+    def compared(self) -> bool:
+        return self.retry_after == 0
+
+
 @dataclass
 class LoginThrottle:
     """Failed password logins, counted; after ``free_attempts`` in a row each one locks the
@@ -155,22 +176,48 @@ class LoginThrottle:
         """Seconds until the next attempt is looked at; 0 when it is now."""
         return max(0.0, self.locked_until - self.clock())
 
+    def admit(self, check: Callable[[], bool]) -> Admission:
+        """One attempt: refuse it while locked, else run ``check`` (the password comparison)
+        and count its failure or clear the count.
+
+        All in one step under the lock: with the lock test and the count apart, many sessions
+        guessing at the same moment all passed "not locked" before any failure was counted,
+        and every one of their guesses was compared. ``check`` is an hmac comparison, cheap
+        enough to hold the lock for."""
+        with self._lock:
+            wait = self.retry_after()
+            if wait > 0:
+                return Admission(False, retry_after=wait, in_a_row=self.in_a_row, total=self.total)
+            if check():
+                self._reset()
+                return Admission(True, in_a_row=0, total=self.total)
+            delay = self._count_failure()
+            return Admission(False, locked_for=delay, in_a_row=self.in_a_row, total=self.total)
+
     def failed(self) -> float:
         """Count one failure; the lock it starts in seconds (0: none)."""
         with self._lock:
-            self.in_a_row += 1
-            self.total += 1
-            over = self.in_a_row - self.free_attempts
-            if over < 0:
-                return 0.0
-            delay = min(2.0 ** min(over, 60), self.max_delay)
-            self.locked_until = self.clock() + delay
-            return delay
+            return self._count_failure()
 
     def succeeded(self) -> None:
         with self._lock:
-            self.in_a_row = 0
-            self.locked_until = -math.inf
+            self._reset()
+
+    def _count_failure(self) -> float:
+        # Callers hold self._lock.
+        self.in_a_row += 1
+        self.total += 1
+        over = self.in_a_row - self.free_attempts
+        if over < 0:
+            return 0.0
+        delay = min(2.0 ** min(over, 60), self.max_delay)
+        self.locked_until = self.clock() + delay
+        return delay
+
+    def _reset(self) -> None:
+        # Callers hold self._lock.
+        self.in_a_row = 0
+        self.locked_until = -math.inf
 
 
 # Per process, not per session: a new browser session is free to open, a new process is not.
@@ -187,16 +234,18 @@ def throttle(settings: ConsoleSettings) -> LoginThrottle:
 def attempt_password_login(settings: ConsoleSettings, password: str) -> str | None:
     """Log this session in with the password; None on success, else why not."""
     gate = throttle(settings)
-    wait = gate.retry_after()
-    if wait > 0:
-        return f"Too many failed logins: the next attempt is accepted in {math.ceil(wait)} s."
-    if password_matches(settings, password):
-        gate.succeeded()
+    admission = gate.admit(lambda: password_matches(settings, password))
+    if admission.retry_after > 0:
+        return (
+            "Too many failed logins: the next attempt is accepted in "
+            f"{math.ceil(admission.retry_after)} s."
+        )
+    if admission.accepted:
         who = local_operator(settings)
         st.session_state[SESSION_KEY] = who
         _audit(settings, who=who, result="ok")
         return None
-    delay = gate.failed()
+    delay = admission.locked_for
     st.session_state[FAILED_KEY] = int(st.session_state.get(FAILED_KEY, 0)) + 1
     # Exported through the audit log: each counted failure is one line, and the lock keeps
     # counted failures to one per lock period, so guessing cannot flood the log.
@@ -204,8 +253,8 @@ def attempt_password_login(settings: ConsoleSettings, password: str) -> str | No
         settings,
         who="anonymous",
         result="wrong password",
-        failures_in_a_row=gate.in_a_row,
-        failures_total=gate.total,
+        failures_in_a_row=admission.in_a_row,
+        failures_total=admission.total,
         locked_seconds=delay,
     )
     if delay:

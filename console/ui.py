@@ -12,7 +12,7 @@ import streamlit as st
 from celery import Celery
 from sqlalchemy import Engine
 
-from console import auth, links
+from console import actions, auth, links
 from console.charts import Bands
 from console.settings import ConsoleSettings, load
 from console.sources import SourceDown, control, history
@@ -51,6 +51,7 @@ def page(title: str) -> Context:
         st.error(f"Configuration error: {exc}")
         st.stop()
     auth.sidebar(settings)
+    actions.show_outcomes()
     timeout = settings.console_source_timeout
     return Context(
         settings=settings,

@@ -8,6 +8,8 @@ acknowledging them; closing the channel hands them back, so a listing never lose
 from __future__ import annotations
 
 import logging
+import math
+import time
 import traceback as tb
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,6 +47,16 @@ class DeadLetter:
     def from_body(cls, body: dict) -> DeadLetter:
         known = {k: body[k] for k in cls.__dataclass_fields__ if k in body}
         return cls(**known)
+
+
+class PartialBatch(Exception):
+    """A requeue or purge stopped part-way: ``taken`` were already acted on (and are gone
+    from the queue unless their acknowledgement failed); the rest are still in it."""
+
+    def __init__(self, taken: list[DeadLetter], cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause} (after {len(taken)} entries were done)")
+        self.taken = taken
+        self.cause = cause
 
 
 def record(app: Celery, letter: DeadLetter) -> None:
@@ -96,15 +108,57 @@ def _browse(app: Celery) -> Iterator[tuple[int, Callable[[], object | None]]]:
             channel.close()
 
 
+# Selection compares these (``id``, ``task_id`` against a set of wanted ids, ``name`` and
+# ``exception`` against the filter): anything but a string there made every requeue or purge
+# by ids raise, for every entry, not only the bad one.
+_TEXT_FIELDS = ("id", "task_id", "name", "exception")
+_SKIP_WARNING_EVERY = 60.0
+_skips = {"unreported": 0, "last_warned": -math.inf}
+
+
+def _refusal(body: object) -> str | None:
+    """Why this message body is not a dead letter we can select and act on, or None."""
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    # Without a stored id an entry would get a new random one at every read, so no one could
+    # ever select it by the id a listing showed.
+    if "id" not in body:
+        return "no id"
+    wrong = [name for name in _TEXT_FIELDS if name in body and not isinstance(body[name], str)]
+    if wrong:
+        return f"not text: {', '.join(wrong)}"
+    return None
+
+
+def _skipped(why: str) -> None:
+    # One foreign message is met at every listing and every walk: warn about it at most once
+    # a minute (with how many were skipped since), not on every page rerun.
+    _skips["unreported"] += 1
+    now = time.monotonic()
+    if now - _skips["last_warned"] < _SKIP_WARNING_EVERY:
+        return
+    log.warning(
+        "dead-letter queue: skipped %d message(s) that are not dead letters (left in place;"
+        " latest: %s)",
+        _skips["unreported"],
+        why,
+    )
+    _skips["unreported"] = 0
+    _skips["last_warned"] = now
+
+
 def _parse(message) -> DeadLetter | None:  # type: ignore[no-untyped-def]
     # Anything can be published to the queue: an entry that is not ours stays where it is,
     # untouched, rather than stopping every listing and action.
     try:
         body = message.payload
-        return DeadLetter.from_body(body) if isinstance(body, dict) else None
-    except Exception:
-        log.warning("dead-letter queue: skipped a message that is not a dead letter")
-        return None
+        why = _refusal(body)
+        if why is None:
+            return DeadLetter.from_body(body)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    _skipped(why)
+    return None
 
 
 def entries(app: Celery, limit: int = 1000) -> list[DeadLetter]:
@@ -134,19 +188,32 @@ def take(
 
     Only the messages the queue held when the walk began are looked at: a requeued task that
     fails again at once is dead-lettered behind them, and taking it in the same walk would
-    requeue it again, round and round, and touch more than the dry run counted."""
+    requeue it again, round and round, and touch more than the dry run counted.
+
+    When the walk fails part-way (``act`` raises, the broker goes away), the entries already
+    acted on are not lost with the exception: it is a ``PartialBatch`` that carries them."""
     taken: list[DeadLetter] = []
     with _browse(app) as (held, get):
-        for _ in range(min(limit, held)):
-            message = get()
-            if message is None:
-                break
-            letter = _parse(message)
-            if letter is not None and select(letter):
-                if not dry_run:
-                    act(letter)
-                    message.ack()
-                taken.append(letter)
+        try:
+            for _ in range(min(limit, held)):
+                message = get()
+                if message is None:
+                    break
+                letter = _parse(message)
+                if letter is not None and select(letter):
+                    if not dry_run:
+                        act(letter)
+                        # Acted on: touched, even should the acknowledgement fail below.
+                        taken.append(letter)
+                        message.ack()
+                    else:
+                        taken.append(letter)
+        except Exception as exc:
+            if dry_run:
+                raise
+            # Entries before this one are already requeued or purged for good: whoever
+            # audits the batch must be able to name them.
+            raise PartialBatch(taken, exc) from exc
     return taken
 
 

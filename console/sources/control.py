@@ -31,6 +31,10 @@ def app_for(broker_url: str) -> Celery:
 def _guard(action: Callable[[], Any]) -> Any:
     try:
         return action()
+    except deadletter.PartialBatch:
+        # Part of a batch is done: the caller must see which entries, not only that the
+        # broker failed.
+        raise
     # kombu, redis-py and py-amqp each raise their own connection errors; whichever it is,
     # the broker did not do what was asked.
     except Exception as exc:

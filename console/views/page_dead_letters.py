@@ -18,15 +18,25 @@ SHOWN_IDS = 50
 ctx = ui.page("Dead letters")
 
 
+def _touched(letters: list[deadletter.DeadLetter]) -> dict[str, list[str]]:
+    # The audit names every entry touched: an entry id is how a purge is traced afterwards.
+    return {"entry_ids": [d.id for d in letters], "task_ids": [d.task_id for d in letters]}
+
+
 def _batch(
     act: Callable[..., list[deadletter.DeadLetter]], verb: str, selection: control.Selection
 ) -> actions.Outcome:
-    touched = act(ctx.celery, selection, dry_run=False)
-    # The audit names every entry touched: an entry id is how a purge is traced afterwards.
-    return actions.Outcome(
-        f"{len(touched)} {verb}d",
-        {"entry_ids": [d.id for d in touched], "task_ids": [d.task_id for d in touched]},
-    )
+    try:
+        touched = act(ctx.celery, selection, dry_run=False)
+    except deadletter.PartialBatch as exc:
+        # Stopped part-way: the entries done before the failure are gone from the queue, so
+        # the failure's audit entry must still name them.
+        raise actions.Failed(
+            f"{type(exc.cause).__name__}: {exc.cause} ({len(exc.taken)} {verb}d before it"
+            " stopped; the rest are still in the queue)",
+            _touched(exc.taken),
+        ) from exc
+    return actions.Outcome(f"{len(touched)} {verb}d", _touched(touched))
 
 
 letters = ui.fetch(lambda: control.dead_letters(ctx.celery))

@@ -4,6 +4,7 @@ says so) and is audited before and after."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from tests.console.apptest import login, page, run, texts
 from tests.console.conftest import Workload
 from tests.console.fleet import Fleet
 from tests.helpers import wait_for
+from workers import deadletter
+from workers.queues import DEAD_LETTER
 
 pytestmark = pytest.mark.slow
 
@@ -300,7 +303,10 @@ def test_no_role_no_action(
     # An operator by the allow-list, and one by the role claim: the provider's identity is
     # what the audit writes.
     for user, who in (
-        ({"is_logged_in": True, "email": "op@example.com", "sub": "o-1"}, "op@example.com"),
+        (
+            {"is_logged_in": True, "email": "op@example.com", "email_verified": True, "sub": "o-1"},
+            "op@example.com",
+        ),
         ({"is_logged_in": True, "sub": "o-2", "groups": ["fleetops-operator"]}, "o-2"),
     ):
         operator = run(_oidc_page("tasks", user))
@@ -418,3 +424,60 @@ def test_an_action_that_cannot_be_audited_does_not_run(
     assert "cannot be written" in texts(app) and "nothing was done" in texts(app)
     assert _pool(console_env) == before
     assert not app.checkbox(key="worker_confirm").value
+
+
+def _probe_letter(task_id: str) -> deadletter.DeadLetter:
+    return deadletter.DeadLetter(
+        task_id=task_id, name="maintenance.probe", args=[], kwargs={}, queue="maintenance",
+        exception="LookupError", reason="failed for good",
+    )  # fmt: skip
+
+
+def test_a_batch_that_stops_part_way_or_empties_the_queue_tells_what_it_did(
+    console_env: Fleet, workload: Workload, audit_log: Path
+) -> None:
+    client = console_env.client()
+    # The workload's entries are put back as they were at the end: other tests count them.
+    kept = deadletter.entries(client)
+    try:
+        # A real failure on the second entry: Celery refuses to send keyword arguments that are
+        # not a mapping. In the middle of the three, since a listing may give the queue back in
+        # reverse order: either way one good entry is requeued before the bad one stops the batch.
+        first, last = _probe_letter("part-1"), _probe_letter("part-3")
+        bad = {**asdict(_probe_letter("part-2")), "kwargs": ["not", "a", "mapping"]}
+        deadletter.record(client, first)
+        with client.connection_for_write() as conn:
+            conn.Producer(serializer="json").publish(
+                bad,
+                exchange=deadletter.DLQ_EXCHANGE,
+                routing_key=DEAD_LETTER,
+                declare=[deadletter.DLQ_QUEUE],
+            )
+        deadletter.record(client, last)
+
+        app = login(run(page("dead_letters")), console_env.console_password)
+        run(app.text_input(key="dl_exception").input("LookupError"))
+        run(app.checkbox(key="requeue_confirm").check())
+        run(app.button(key="requeue_run").click())
+        result = audit.results(audit_log)[-1]
+        assert result["result"].startswith("failed: TypeError: task keyword arguments")
+        gone = {first.id, last.id} - {d.id for d in deadletter.entries(client)}
+        # Requeued and gone from the queue before the failure: the failure names it.
+        assert len(gone) == 1 and result["entry_ids"] == list(gone)
+        assert "1 requeued before it stopped" in texts(app)
+
+        # Purge ALL empties the queue: the page then offers no purge, and still says what the
+        # purge did, in the same run.
+        left = len(deadletter.entries(client))
+        run(app.text_input(key="dl_exception").input(""))
+        run(app.checkbox(key="dl_all").check())
+        run(app.checkbox(key="purge_confirm").check())
+        run(app.button(key="purge_run").click())
+        assert "The dead-letter queue is empty." in texts(app)
+        assert f"purge dead letters: ALL entries: {left} purged" in texts(app)
+        run(app)  # shown once, not again at every later run
+        assert "purged" not in texts(app)
+    finally:
+        for letter in kept:
+            deadletter.record(client, letter)
+        client.close()

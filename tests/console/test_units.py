@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -123,7 +125,11 @@ def test_oidc_roles_come_from_the_allow_list_or_the_role_claim() -> None:
     """A plain mapping stands in for st.user: no identity provider can run here (the page
     tests feed the same claims through AppTest.user)."""
     allow = _settings(console_operators="Amy@Example.com, sub-7")
-    assert role_from_claims({"email": "amy@example.com"}, allow) == "operator"
+    verified = {"email_verified": True}
+    assert role_from_claims({"email": "amy@example.com", **verified}, allow) == "operator"
+    # An unverified email is anybody's claim: only a verified one (exactly True) matches.
+    for unverified in ({}, {"email_verified": False}, {"email_verified": "true"}):
+        assert role_from_claims({"email": "amy@example.com", **unverified}, allow) == "viewer"
     assert role_from_claims({"sub": "sub-7", "email": "x@example.com"}, allow) == "operator"
     assert role_from_claims({"email": "bob@example.com", "sub": "sub-8"}, allow) == "viewer"
     claim = _settings(console_role_claim="groups", console_operator_role="ops")
@@ -136,10 +142,12 @@ def test_oidc_roles_come_from_the_allow_list_or_the_role_claim() -> None:
         assert role_from_claims(claims, allow) == "viewer"
         assert role_from_claims(claims, claim) == "viewer"
     # Without an allow-list entry or a role claim setting, nobody signed in may act.
-    assert role_from_claims({"email": "amy@example.com", "groups": ["ops"]}, _settings()) == (
-        "viewer"
-    )
-    identity = oidc_identity({"email": " amy@example.com ", "sub": "s"}, allow)
+    amy_in_ops = {"email": "amy@example.com", "groups": ["ops"], **verified}
+    assert role_from_claims(amy_in_ops, _settings()) == "viewer"
+    # The role claim does not depend on the email being verified.
+    unverified_ops = {"email": "x@example.com", "email_verified": False, "groups": ["ops"]}
+    assert role_from_claims(unverified_ops, claim) == "operator"
+    identity = oidc_identity({"email": " amy@example.com ", "sub": "s", **verified}, allow)
     assert identity == Identity("amy@example.com", "operator", "oidc")
     assert oidc_identity({"sub": "sub-9"}, allow) == Identity("sub-9", "viewer", "oidc")
     assert oidc_identity({"name": "Amy"}, allow) is None  # no identity the audit can name
@@ -163,6 +171,35 @@ def test_failed_logins_lock_for_doubling_times_up_to_the_cap() -> None:
     for _ in range(2000):
         gate.failed()
     assert gate.retry_after() == 5.0
+
+
+def test_concurrent_wrong_guesses_are_compared_only_until_the_lock() -> None:
+    """Many sessions guessing at the same moment: once the free attempts are used up, the
+    login is locked for all of them; no guess slips through between lock check and count."""
+    gate = LoginThrottle(free_attempts=3, max_delay=60.0, clock=lambda: 0.0)  # time stands still
+    compared: list[int] = []
+    start = threading.Barrier(16)
+
+    def wrong_guess() -> bool:
+        compared.append(1)
+        # A comparison that takes a moment: the window in which other sessions check the lock.
+        time.sleep(0.001)
+        return False
+
+    def guesser() -> None:
+        start.wait()
+        for _ in range(20):
+            gate.admit(wrong_guess)
+
+    threads = [threading.Thread(target=guesser) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(compared) <= gate.free_attempts + 1
+    assert gate.total == len(compared) and gate.retry_after() > 0
+    refused = gate.admit(wrong_guess)
+    assert not refused.compared and len(compared) == gate.total
 
 
 def test_a_dead_letter_batch_without_a_filter_needs_all() -> None:
