@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
+from console import links
 from console.fleet import processes as console_specs
 from fleetops.fleet.spec import FleetContext
 from tests.console.canvas import CHORD_FAILURE, Canvas, image_like_chord
 from tests.console.conftest import Workload
 from tests.console.fleet import Fleet
+from tests.helpers import wait_for
 from tests.processes import REPO, processes_in
 
 pytestmark = pytest.mark.slow
@@ -168,3 +170,33 @@ def test_click_from_a_failure_to_its_workflow_and_back(
     # ... and the first tab still shows the search it came from.
     assert f"exception={CHORD_FAILURE}" in page.url
     assert page.locator(EXCEPTION).count() == 0
+
+
+def test_charts_draw_in_chromium(
+    fleet: Fleet, workload: Workload, console_url: str, browser: Any
+) -> None:
+    """Vega-Lite only complains about a chart's spec when it draws it."""
+    host = fleet.worker.hostname
+    # Path -> charts the page draws there (overview: depth, flow, wait, memory; failures and
+    # latency only once Prometheus has a rate over their window).
+    pages = {"": 4, "queues?queue=images": 2, links.worker(host).lstrip("/"): 2}
+    page = browser.new_page(viewport={"width": 1400, "height": 3200})
+    page.set_default_timeout(90_000)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for path, count in pages.items():
+        page.goto(f"{console_url}/{path}")
+        page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
+        name = "charts-" + (path.split("?")[0] or "overview")
+        drawn = page.locator('[data-testid="stVegaLiteChart"] svg.marks')
+        try:
+            wait_for(lambda: drawn.count() >= count, timeout=60, message=f"{path}: charts")  # noqa: B023
+        finally:
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        exceptions = page.locator(EXCEPTION)
+        assert exceptions.count() == 0, f"{path}: {exceptions.first.inner_text()}"
+    page.close()
+    vega = [e for e in errors if "vega" in e.lower() or "spec" in e.lower()]
+    assert not vega, vega

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import altair as alt
 import pandas as pd
@@ -17,17 +16,14 @@ from streamlit.testing.v1 import AppTest
 from alerts import recording
 from alerts.rules import BURN_RATE_WINDOWS
 from console import charts, links
-from console.fleet import processes as console_specs
 from console.metrics import FAILURE_WINDOW, QueueState, WorkerState
 from console.sources.alertmanager import Alert
 from console.trouble import troubles
 from fleetops.breaking_points import Level, current
-from fleetops.fleet.spec import FleetContext
 from tests.console.apptest import page, run, texts
 from tests.console.conftest import Workload
 from tests.console.fleet import Fleet
 from tests.helpers import wait_for
-from tests.processes import REPO, Processes
 
 # ---------------------------------------------------------------------------------------------
 # Reading a chart back from AppTest: Streamlit sends the Vega-Lite spec and each layer's data as
@@ -460,61 +456,3 @@ def test_trouble_is_sorted_worst_first_and_every_name_is_an_escaped_link() -> No
     assert "[hot](/workers?worker=hot)" in text and "[tasks](/tasks?worker=hot)" in text
     assert "(javascript:x)" not in text  # the hostile name stays text inside the brackets
     assert text.startswith("- :red-badge[breaking]")
-
-
-# ---------------------------------------------------------------------------------------------
-# In a real browser: Vega-Lite only complains about a spec when it draws it.
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = REPO / "artifacts" / "console"
-
-
-@pytest.mark.slow
-def test_charts_draw_in_chromium(
-    fleet: Fleet, workload: Workload, processes: Processes, tmp_path: Path
-) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    ctx = FleetContext(run_dir=tmp_path, env=dict(fleet.console_env), any_port=True)
-    ctx.endpoints.update(
-        prometheus=fleet.prometheus.url,
-        alertmanager=fleet.alertmanager_url,
-        history_database=fleet.history_url,
-    )
-    [spec] = console_specs(ctx)
-    assert spec.url is not None
-    processes.start(spec, fleet.console_env)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    host = fleet.worker.hostname
-    # Path -> charts the page draws there (overview: depth, flow, wait, memory; failures and
-    # latency only once Prometheus has a rate over their window).
-    pages = {
-        "": 4,
-        "queues?queue=images": 2,
-        links.worker(host).lstrip("/"): 2,
-    }
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 3200})
-        page.set_default_timeout(90_000)
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        for path, count in pages.items():
-            page.goto(f"{spec.url}/{path}")
-            page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
-            name = "charts-" + (path.split("?")[0] or "overview")
-            drawn = page.locator('[data-testid="stVegaLiteChart"] svg.marks')
-            try:
-                wait_for(lambda: drawn.count() >= count, timeout=60, message=f"{path}: charts")  # noqa: B023
-            finally:
-                page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-            exceptions = page.locator('[data-testid="stException"]')
-            assert exceptions.count() == 0, f"{path}: {exceptions.first.inner_text()}"
-        browser.close()
-    vega = [e for e in errors if "vega" in e.lower() or "spec" in e.lower()]
-    assert not vega, vega

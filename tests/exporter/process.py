@@ -28,6 +28,23 @@ def parse(text: str) -> Samples:
     return samples
 
 
+def rendered(state: object, *, now: float, wall: float) -> Samples:
+    """What the exporter serves for ``state`` with a healthy stream and no queues polled."""
+    from exporters.metrics.queues import QueueSnapshot
+    from exporters.metrics.render import Extras, Renderer, Thresholds
+    from exporters.stream.status import StreamStatus
+
+    extras = Extras(
+        status=StreamStatus(connected=True),
+        snapshot=QueueSnapshot(ok=True, lengths={}),
+        consumers={},
+        overflow_dropped=0,
+        last_scrape_seconds=0.0,
+        thresholds=Thresholds(),
+    )
+    return parse("".join(Renderer().render(state, extras, now=now, wall=wall)))  # type: ignore[arg-type]
+
+
 def value(samples: Samples, name: str, /, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 

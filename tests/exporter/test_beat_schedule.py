@@ -12,12 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporters.metrics.histogram import DEFAULT_BUCKETS
-from exporters.metrics.queues import QueueSnapshot
-from exporters.metrics.render import Extras, Renderer, Thresholds
 from exporters.metrics.state import FleetState, Limits
 from exporters.stream.events import CORRECTION_REASONS, REJECT_REASONS, Checker, Rejected
-from exporters.stream.status import StreamStatus
-from tests.exporter.process import parse, value
+from tests.exporter.process import rendered, value
 
 NOW = 1_790_000_000.0
 ENTRY = {
@@ -43,15 +40,7 @@ def announcement(*entries: dict, total: int | None = None, **fields: object) -> 
 
 
 def render(state: FleetState) -> dict:
-    extras = Extras(
-        status=StreamStatus(connected=True),
-        snapshot=QueueSnapshot(ok=True, lengths={}),
-        consumers={},
-        overflow_dropped=0,
-        last_scrape_seconds=0.0,
-        thresholds=Thresholds(),
-    )
-    return parse("".join(Renderer().render(state, extras, now=0.0, wall=NOW)))
+    return rendered(state, now=0.0, wall=NOW)
 
 
 def test_an_entry_is_reported_before_its_first_run() -> None:

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 from exporters.metrics.histogram import DEFAULT_BUCKETS
-from exporters.metrics.queues import QueueSnapshot
-from exporters.metrics.render import Extras, Renderer, Thresholds
 from exporters.metrics.state import Limits
-from exporters.stream.status import StreamStatus
-from tests.exporter.process import parse, value
+from tests.exporter.process import rendered, value
 from tests.stream.checked import CheckedFleetState as FleetState
 
 LIMITS = Limits(worker_timeout=10, purge_offline_after=600)
 
 
 def _worker_metrics(state: FleetState, now: float, host: str) -> tuple[float | None, ...]:
-    extras = Extras(
-        status=StreamStatus(connected=True),
-        snapshot=QueueSnapshot(ok=True, lengths={}),
-        consumers={},
-        overflow_dropped=0,
-        last_scrape_seconds=0.0,
-        thresholds=Thresholds(),
-    )
-    samples = parse("".join(Renderer().render(state, extras, now=now, wall=now)))
+    samples = rendered(state, now=now, wall=now)
     return (
         value(samples, "celery_worker_up", hostname=host),
         value(samples, "fleetops_worker_stopped_cleanly", hostname=host),
