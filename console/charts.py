@@ -316,13 +316,22 @@ def _band_layer(bands: Bands, top: float, *, horizontal: bool) -> alt.Chart:
     return alt.Chart(bands_frame(bands, top)).mark_rect(opacity=BAND_OPACITY).encode(**encoding)
 
 
+def _value_axis(
+    bands: Bands, values: list[float], *, log: bool
+) -> tuple[float, alt.Scale, alt.Axis]:
+    """The value axis every banded chart shares: from 0 to past the breaking edge or the
+    largest value; on a log scale with ticks at the band edges."""
+    top = axis_top(bands, values)
+    scale = alt.Scale(domain=[0, top], type="symlog" if log else "linear", nice=False)
+    axis = alt.Axis(values=log_ticks(bands, top), format=",.6~g") if log else alt.Axis()
+    return top, scale, axis
+
+
 def bars_chart(
     frame: pd.DataFrame, bands: Bands, *, key: str, value_title: str = "", log: bool = False
 ) -> alt.LayerChart:
     """Horizontal bars, worst on top, over the shaded bands; a bar opens its link."""
-    top = axis_top(bands, frame["value"].tolist())
-    scale = alt.Scale(domain=[0, top], type="symlog" if log else "linear", nice=False)
-    axis = alt.Axis(values=log_ticks(bands, top), format=",.6~g") if log else alt.Axis()
+    top, scale, axis = _value_axis(bands, frame["value"].tolist(), log=log)
     order = frame["name"].tolist()
     bars = (
         alt.Chart(frame)
@@ -389,9 +398,7 @@ def history_chart(
     frame: pd.DataFrame, bands: Bands, *, key: str, value_title: str = "", log: bool = False
 ) -> alt.LayerChart:
     """Lines over time (one per series) over the bands shaded across the whole time axis."""
-    top = axis_top(bands, frame["value"].tolist())
-    scale = alt.Scale(domain=[0, top], type="symlog" if log else "linear", nice=False)
-    axis = alt.Axis(values=log_ticks(bands, top), format=",.6~g") if log else alt.Axis()
+    top, scale, axis = _value_axis(bands, frame["value"].tolist(), log=log)
     lines = (
         alt.Chart(frame)
         .mark_line(point=False)

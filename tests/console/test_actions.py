@@ -19,9 +19,9 @@ from exporters.history.schema import tasks
 from tests.console.apptest import login, page, run, texts
 from tests.console.conftest import Workload
 from tests.console.fleet import Fleet
+from tests.deadletters import publish_raw
 from tests.helpers import wait_for
 from workers import deadletter
-from workers.queues import DEAD_LETTER
 
 pytestmark = pytest.mark.slow
 
@@ -447,13 +447,7 @@ def test_a_batch_that_stops_part_way_or_empties_the_queue_tells_what_it_did(
         first, last = _probe_letter("part-1"), _probe_letter("part-3")
         bad = {**asdict(_probe_letter("part-2")), "kwargs": ["not", "a", "mapping"]}
         deadletter.record(client, first)
-        with client.connection_for_write() as conn:
-            conn.Producer(serializer="json").publish(
-                bad,
-                exchange=deadletter.DLQ_EXCHANGE,
-                routing_key=DEAD_LETTER,
-                declare=[deadletter.DLQ_QUEUE],
-            )
+        publish_raw(client, bad)
         deadletter.record(client, last)
 
         app = login(run(page("dead_letters")), console_env.console_password)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import pytest
-from celery import Celery
 
+from tests.deadletters import publish_raw
 from workers import deadletter
 from workers.client import client_app
-from workers.queues import DEAD_LETTER
 
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
@@ -49,17 +48,6 @@ def test_a_letter_dead_again_during_the_walk_is_not_taken_again(
     app.close()
 
 
-def _publish_raw(app: Celery, body: object) -> None:
-    """A message anyone with access to the broker could put in the queue."""
-    with app.connection_for_write() as conn:
-        conn.Producer(serializer="json").publish(
-            body,
-            exchange=deadletter.DLQ_EXCHANGE,
-            routing_key=DEAD_LETTER,
-            declare=[deadletter.DLQ_QUEUE],
-        )
-
-
 def test_messages_with_wrong_field_types_are_left_alone_and_do_not_stop_actions(
     fleet_env: dict[str, str],
 ) -> None:
@@ -80,7 +68,7 @@ def test_messages_with_wrong_field_types_are_left_alone_and_do_not_stop_actions(
         ["not", "a", "dead", "letter"],
     ]
     for bad in hostile:
-        _publish_raw(app, bad)
+        publish_raw(app, bad)
 
     assert [letter.id for letter in deadletter.entries(app)] == [good.id]
     # Before, the first bad id made every selection by ids raise TypeError.
