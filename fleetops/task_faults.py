@@ -1,0 +1,74 @@
+"""What makes a task orphaned, lost, stuck or run twice: the rules the exporter, the task
+history and the console share (docs/task-faults.md).
+
+* **Orphaned**: started on a worker that then went down (offline, silent past the worker
+  timeout, or restarted) with no terminal event, and not started again since.
+* **Redelivered** / **lost**: an orphan ends when the task is started again (redelivered) or,
+  failing that, when its redelivery window has passed (lost). Under ``task_acks_late`` Redis
+  hands an unacknowledged message back after the visibility timeout; RabbitMQ does so as soon
+  as the worker's connection closes. Without acks_late the message was acknowledged before the
+  task ran, so nothing comes back.
+* **Stuck**: running on a live worker for longer than its bound: the per-task bound configured,
+  else the task's hard time limit (plus the grace the kill takes), else the default bound.
+* **Run twice**: a task id started again within the same attempt: two ``task-started`` events
+  of one task with no ``task-retried`` (a planned retry) between them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+# A restored message still has to be picked up and started by a live worker.
+REDELIVERY_GRACE_SECONDS = 60.0
+# Without a known visibility timeout (RabbitMQ, or workers that announce none) an orphan waits
+# this long for its redelivery before it counts as lost.
+DEFAULT_REDELIVERY_WINDOW_SECONDS = 300.0
+# A task past its hard time limit is killed by the pool; the kill and its task-failed event take
+# a moment, so "stuck" starts this long after the limit.
+TIME_LIMIT_GRACE_SECONDS = 30.0
+# The bound of a task with neither a configured bound nor a known time limit.
+DEFAULT_STUCK_AFTER_SECONDS = 3600.0
+# A runtime or time limit at this share of the visibility timeout is about to be redelivered
+# while it still runs (the trap), under acks_late.
+NEAR_VISIBILITY_TIMEOUT_RATIO = 0.8
+
+
+def _usable(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def redelivery_window(visibility_timeout: float | None, acks_late: bool | None) -> float:
+    """Seconds after a task was orphaned by which its redelivery must have started; 0 when no
+    redelivery can come (the workers announced they acknowledge before running)."""
+    if acks_late is False:
+        return 0.0
+    if _usable(visibility_timeout):
+        return float(visibility_timeout) + REDELIVERY_GRACE_SECONDS  # type: ignore[arg-type]
+    return DEFAULT_REDELIVERY_WINDOW_SECONDS
+
+
+def stuck_bound(
+    name: str,
+    *,
+    bounds: Mapping[str, float],
+    time_limit: float | None,
+    default: float = DEFAULT_STUCK_AFTER_SECONDS,
+) -> float:
+    """Seconds a task of ``name`` may run before it is stuck."""
+    configured = bounds.get(name)
+    if _usable(configured):
+        return float(configured)  # type: ignore[arg-type]
+    if _usable(time_limit):
+        return float(time_limit) + TIME_LIMIT_GRACE_SECONDS  # type: ignore[arg-type]
+    return default
+
+
+def eta_beyond_visibility(
+    eta: float | None, received: float, visibility_timeout: float | None
+) -> bool:
+    """A task held for its ETA longer than the visibility timeout is handed out again while it
+    waits, and then runs once per copy."""
+    if eta is None or not _usable(visibility_timeout) or not math.isfinite(eta):
+        return False
+    return eta - received > visibility_timeout  # type: ignore[operator]
