@@ -131,3 +131,22 @@ workers = Table(
     # before a worker-offline cannot bring it back online.
     Column("status_ts", Double, nullable=False),
 )
+
+# Migration 0004: every start of a task, and every planned retry between starts. The task row
+# above keeps only the latest attempt; these rows keep each run, so a task started twice (a
+# redelivery after its worker died, or the visibility-timeout trap) shows both runs with their
+# workers (fleetops/task_faults.py defines "run twice"). Insert-only and keyed by the event's
+# own identity, so replays and duplicates add nothing.
+RUN_KINDS = ("started", "retried")
+task_runs = Table(
+    "history_task_runs",
+    metadata,
+    Column("task_id", String(255), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("at", Double, primary_key=True),
+    Column("worker", String(255), primary_key=True),
+    Column("name", String(255)),
+    Column("queue", String(255)),
+)
+# Runs of a window ("tasks started twice in the last day") and retention, oldest first.
+Index("ix_history_task_runs_at", task_runs.c.at)
