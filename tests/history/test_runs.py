@@ -108,17 +108,16 @@ def test_a_task_started_twice_keeps_both_runs(engine: Engine) -> None:
         {"type": "task-succeeded", "uuid": "twice", "hostname": RESCUER, "runtime": 1.0,
          "timestamp": start + 11.1},
     ]  # fmt: skip
-    writer.write(first)
-    writer.write(again)
-    # Two workers starting it in the same instant are two runs; an event naming no worker
-    # gives "" (part of the key, never NULL).
+    # Two workers starting it in the same instant, in one batch, are two runs.
     same_instant = {"type": "task-started", "uuid": "twice", "hostname": "w3@127.0.0.1",
                     "timestamp": start + 0.02}  # fmt: skip
-    nameless = {"type": "task-started", "uuid": "twice", "timestamp": start + 12.0}
-    writer.write([same_instant, nameless])
+    writer.write([*first, same_instant])
+    writer.write(again)
+    # An event naming no worker gives "" (part of the key, never NULL).
+    writer.write([{"type": "task-started", "uuid": "twice", "timestamp": start + 12.0}])
     assert runs_of(engine, "twice") == [
         ("started", start + 0.02, WORKER, NAME, QUEUE),
-        ("started", start + 0.02, "w3@127.0.0.1", None, None),
+        ("started", start + 0.02, "w3@127.0.0.1", NAME, QUEUE),
         ("started", start + 10.1, RESCUER, NAME, None),
         ("started", start + 12.0, "", None, None),
     ]
@@ -213,12 +212,13 @@ def test_runs_go_with_their_task_and_none_outlives_every_window(engine: Engine) 
         # Runs whose task row is gone (removed by hand, say): only past every window.
         connection.execute(insert(task_runs), [
             {"task_id": "stray-old", "kind": "started", "at": now - 31 * DAY, "worker": ""},
+            {"task_id": "stray-old", "kind": "started", "at": now - 35 * DAY, "worker": "w"},
             {"task_id": "stray-recent", "kind": "started", "at": now - 10 * DAY, "worker": ""},
         ])  # fmt: skip
     policy = RetentionPolicy(retention_days=7, failed_retention_days=30)
     # One row per delete: the loops of bounded deletes go round until done.
     result = prune(engine, policy, now=now, chunk=1)
-    assert (result.by_age, result.runs) == (2, 3)
+    assert (result.by_age, result.runs) == (2, 4)
     assert {task_id for task_id, _kind, _at in all_runs(engine)} == {
         "old-failure",
         "retried-since",
