@@ -15,9 +15,9 @@ times events arrive:
 
 Runs (``history_task_runs``) are the one place where nothing is merged: every task-started and
 task-retried event is a row of its own, keyed by ``(task_id, kind, at, worker)``, so a task
-started twice keeps both starts. The same event twice in a batch gives the key once (the
-database would refuse a batch that inserts one key twice); across batches the insert skips
-keys already stored (upsert.py).
+started twice keeps both starts. The same event twice in a batch gives the key once, so the
+database gets each row once and the count of runs written is true; across batches the
+insert skips keys already stored (upsert.py).
 
 Events arrive checked (exporters/stream/events.py): fields have their types and bounds, the
 exception type is parsed there (the same as the metrics' ``exception`` label), and what is

@@ -30,6 +30,7 @@ from fleetops.settings import field_default
 
 FAILED = "FAILURE"
 DAY = 86_400.0
+RUN_IDS_PER_DELETE = 900
 
 
 @dataclass(frozen=True)
@@ -153,10 +154,12 @@ def _delete_chunks(engine: Engine, which: object, older: object, chunk: int) -> 
                 .scalars()
                 .all()
             )
-            if gone:
-                # Found by the primary key's leading column: one index probe per task.
+            # Found by the primary key's leading column: one index probe per task. In slices,
+            # since an SQLite older than 3.32 takes at most 999 parameters a statement.
+            for start in range(0, len(gone), RUN_IDS_PER_DELETE):
+                ids_slice = gone[start : start + RUN_IDS_PER_DELETE]
                 removed.runs += connection.execute(
-                    delete(task_runs).where(task_runs.c.task_id.in_(gone))
+                    delete(task_runs).where(task_runs.c.task_id.in_(ids_slice))
                 ).rowcount
         removed.tasks += len(gone)
         if len(gone) < chunk:

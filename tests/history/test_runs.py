@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from celery import Celery
 from sqlalchemy import Engine, insert, inspect, select
 from sqlalchemy import event as sa_event
 
-from exporters.history import migrate
+from exporters.history import migrate, retention
 from exporters.history.buffer import Batch
 from exporters.history.database import create_history_engine
 from exporters.history.recorder import Recorder
@@ -198,10 +199,13 @@ def test_a_run_the_database_refuses_costs_only_its_own_event(tmp_path: Path) -> 
         recorder.spool_lock.release()
 
 
-def test_runs_go_with_their_task_and_none_outlives_every_window(engine: Engine) -> None:
+def test_runs_go_with_their_task_and_none_outlives_every_window(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     now = time.time()
     writer = HistoryWriter(engine)
     writer.write(task_lifecycle("old", start=now - 10 * DAY))
+    writer.write(task_lifecycle("old-2", start=now - 10 * DAY + 1))
     writer.write(task_lifecycle("old-failure", start=now - 10 * DAY, outcome="failed"))
     writer.write(task_lifecycle("ancient-failure", start=now - 40 * DAY, outcome="failed"))
     # First started ten days ago, retried and started again since: a kept task keeps every run.
@@ -213,12 +217,15 @@ def test_runs_go_with_their_task_and_none_outlives_every_window(engine: Engine) 
         connection.execute(insert(task_runs), [
             {"task_id": "stray-old", "kind": "started", "at": now - 31 * DAY, "worker": ""},
             {"task_id": "stray-old", "kind": "started", "at": now - 35 * DAY, "worker": "w"},
+            {"task_id": "stray-old", "kind": "retried", "at": now - 33 * DAY, "worker": "w"},
             {"task_id": "stray-recent", "kind": "started", "at": now - 10 * DAY, "worker": ""},
         ])  # fmt: skip
     policy = RetentionPolicy(retention_days=7, failed_retention_days=30)
-    # One row per delete: the loops of bounded deletes go round until done.
-    result = prune(engine, policy, now=now, chunk=1)
-    assert (result.by_age, result.runs) == (2, 4)
+    # Small chunks, and the runs of a chunk's tasks deleted one task id at a time: every loop
+    # of bounded deletes goes round until done.
+    monkeypatch.setattr(retention, "RUN_IDS_PER_DELETE", 1)
+    result = prune(engine, policy, now=now, chunk=2)
+    assert (result.by_age, result.runs) == (3, 6)
     assert {task_id for task_id, _kind, _at in all_runs(engine)} == {
         "old-failure",
         "retried-since",
