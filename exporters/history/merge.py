@@ -1,4 +1,4 @@
-"""Fold a batch of Celery events into one row per task and one per worker.
+"""Fold a batch of Celery events into one row per task, one per worker and one per run.
 
 The same rule decides a task's state here (within a batch) and in the SQL upsert (across
 batches, see upsert.py), so the stored result does not depend on the order or the number of
@@ -12,6 +12,12 @@ times events arrive:
 * within a class the event's own timestamp orders attempts (a retry re-uses the task id), and
   ``rank`` breaks ties between events stamped in the same instant;
 * lifecycle timestamps keep the latest value per column, other fields the first non-empty one.
+
+Runs (``history_task_runs``) are the one place where nothing is merged: every task-started and
+task-retried event is a row of its own, keyed by ``(task_id, kind, at, worker)``, so a task
+started twice keeps both starts. The same event twice in a batch gives the key once, so the
+database gets each row once and the count of runs written is true; across batches the
+insert skips keys already stored (upsert.py).
 
 Events arrive checked (exporters/stream/events.py): fields have their types and bounds, the
 exception type is parsed there (the same as the metrics' ``exception`` label), and what is
@@ -57,6 +63,9 @@ TEXT_FIELDS = ("eta", "expires")
 
 _TASK_TEMPLATE: dict[str, Any] = {str(column.name): None for column in tasks.columns}
 _WORKER_TEMPLATE: dict[str, Any] = {str(column.name): None for column in workers.columns}
+# The events that are runs, and the kind each is stored as (schema.RUN_KINDS).
+RUN_EVENTS = {"task-started": "started", "task-retried": "retried"}
+RunKey = tuple[str, str, float, str]
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,7 @@ class BatchMerger:
         self.limits = limits or Limits()
         self.tasks: dict[str, dict[str, Any]] = {}
         self.workers: dict[str, dict[str, Any]] = {}
+        self.runs: set[RunKey] = set()
         self.ignored = 0
         self.malformed = 0
 
@@ -97,6 +107,7 @@ class BatchMerger:
     def clear(self) -> None:
         self.tasks.clear()
         self.workers.clear()
+        self.runs.clear()
         self.ignored = 0
         self.malformed = 0
 
@@ -126,6 +137,10 @@ class BatchMerger:
         task_id = event["uuid"]
         state, state_class, rank, column = spec
         timestamp = event["timestamp"]
+        run = RUN_EVENTS.get(event["type"])
+        if run is not None:
+            # The worker as the task row stores it; "" rather than NULL: it is part of the key.
+            self.runs.add((task_id, run, timestamp, event.get("hostname") or ""))
         row = self.tasks.get(task_id)
         if row is None:
             row = _TASK_TEMPLATE.copy()
@@ -181,6 +196,21 @@ class BatchMerger:
             row["traceback"] = truncate(event.get("traceback"), limit)
         if row["runtime"] is None and row["failed_at"] and row["started_at"]:
             row["runtime"] = max(0.0, row["failed_at"] - row["started_at"])
+
+    def run_rows(self) -> list[dict[str, Any]]:
+        """One row per distinct run, in key order (so concurrent recorders insert, and wait
+        on each other's keys, in the same order). Name and queue come from the batch's row of
+        the task: a start names neither, and the task-sent or task-received that does is
+        usually in the same batch; otherwise they stay NULL and the task row has them."""
+        rows = []
+        for key in sorted(self.runs):
+            task = self.tasks.get(key[0])
+            rows.append({
+                "task_id": key[0], "kind": key[1], "at": key[2], "worker": key[3],
+                "name": task["name"] if task is not None else None,
+                "queue": task["queue"] if task is not None else None,
+            })  # fmt: skip
+        return rows
 
     def _add_payload(self, row: dict[str, Any], event: Event) -> None:
         if not self.limits.record_args:

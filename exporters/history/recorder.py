@@ -378,10 +378,11 @@ class Recorder:
             return
         self.metrics.pruned.labels("age").inc(result.by_age)
         self.metrics.pruned.labels("count").inc(result.by_count)
-        if result.total or result.workers:
+        if result.total or result.workers or result.runs:
             log.info(
-                "recorder: retention removed %d tasks (%d by age, %d by count), %d workers",
-                result.total, result.by_age, result.by_count, result.workers,
+                "recorder: retention removed %d tasks (%d by age, %d by count), %d runs,"
+                " %d workers",
+                result.total, result.by_age, result.by_count, result.runs, result.workers,
             )  # fmt: skip
 
 

@@ -2,6 +2,11 @@
 not seen for the retention period. Deletes go in chunks so the console and the recorder never
 wait long on a lock.
 
+A task's runs (history_task_runs) go with its row, in the same transaction: they follow the
+same rules (failures kept longer, the count bound) and a kept task keeps all its runs, even a
+start older than the window of a task retried since. Runs older than the longest window are
+removed on their own too, in chunks: those of a task row removed by other means.
+
 Several recorders may share a database (docs/history.md, "Several recorders"). On PostgreSQL
 one prunes at a time (a session advisory lock, tried, not waited for: the others skip that
 round), and every delete skips rows another transaction holds (FOR UPDATE SKIP LOCKED), so
@@ -16,15 +21,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, func, select, text
+from sqlalchemy import Engine, delete, func, select, text, tuple_
 
 from exporters.history.database import PRUNE_LOCK_KEY
-from exporters.history.schema import tasks, workers
+from exporters.history.schema import task_runs, tasks, workers
 from exporters.history.settings import HistorySettings
 from fleetops.settings import field_default
 
 FAILED = "FAILURE"
 DAY = 86_400.0
+RUN_IDS_PER_DELETE = 900
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class PruneResult:
     by_age: int
     by_count: int
     workers: int
+    # Runs removed, with their tasks or (older than every window) on their own.
+    runs: int = 0
     # True when another process was pruning this database: this round did nothing.
     skipped: bool = False
 
@@ -62,6 +70,8 @@ def prune(
         by_age += _delete_older(engine, failed, now - policy.failed_retention_days * DAY, chunk)
         by_count = _delete_beyond(engine, others, policy.max_rows, chunk)
         by_count += _delete_beyond(engine, failed, policy.max_failed_rows, chunk)
+        longest = max(policy.retention_days, policy.failed_retention_days)
+        stray_runs = _delete_old_runs(engine, now - longest * DAY, chunk)
         unseen = (
             select(workers.c.hostname)
             .where(workers.c.last_seen < now - policy.retention_days * DAY)
@@ -71,7 +81,8 @@ def prune(
             gone = connection.execute(
                 delete(workers).where(workers.c.hostname.in_(unseen.scalar_subquery()))
             ).rowcount
-    return PruneResult(by_age, by_count, gone)
+    runs = by_age.runs + by_count.runs + stray_runs
+    return PruneResult(by_age.tasks, by_count.tasks, gone, runs)
 
 
 @contextlib.contextmanager
@@ -94,11 +105,22 @@ def _only_pruner(engine: Engine) -> Iterator[bool]:
                 connection.commit()
 
 
-def _delete_older(engine: Engine, which: object, cutoff: float, chunk: int) -> int:
+@dataclass
+class Removed:
+    tasks: int = 0
+    runs: int = 0
+
+    def __iadd__(self, other: Removed) -> Removed:
+        self.tasks += other.tasks
+        self.runs += other.runs
+        return self
+
+
+def _delete_older(engine: Engine, which: object, cutoff: float, chunk: int) -> Removed:
     return _delete_chunks(engine, which, tasks.c.timestamp < cutoff, chunk)
 
 
-def _delete_beyond(engine: Engine, which: object, keep: int, chunk: int) -> int:
+def _delete_beyond(engine: Engine, which: object, keep: int, chunk: int) -> Removed:
     """Keep the newest ``keep`` rows matching ``which``; delete the rest."""
     with engine.connect() as connection:
         cutoff = connection.execute(
@@ -109,12 +131,12 @@ def _delete_beyond(engine: Engine, which: object, keep: int, chunk: int) -> int:
             .limit(1)
         ).scalar()
     if cutoff is None:
-        return 0
+        return Removed()
     return _delete_chunks(engine, which, tasks.c.timestamp <= cutoff, chunk)
 
 
-def _delete_chunks(engine: Engine, which: object, older: object, chunk: int) -> int:
-    removed = 0
+def _delete_chunks(engine: Engine, which: object, older: object, chunk: int) -> Removed:
+    removed = Removed()
     while True:
         ids = (
             select(tasks.c.task_id)
@@ -125,7 +147,40 @@ def _delete_chunks(engine: Engine, which: object, older: object, chunk: int) -> 
             .scalar_subquery()
         )
         with engine.begin() as connection:
-            count = connection.execute(delete(tasks).where(tasks.c.task_id.in_(ids))).rowcount
+            gone = (
+                connection.execute(
+                    delete(tasks).where(tasks.c.task_id.in_(ids)).returning(tasks.c.task_id)
+                )
+                .scalars()
+                .all()
+            )
+            # Found by the primary key's leading column: one index probe per task. In slices,
+            # since an SQLite older than 3.32 takes at most 999 parameters a statement.
+            for start in range(0, len(gone), RUN_IDS_PER_DELETE):
+                ids_slice = gone[start : start + RUN_IDS_PER_DELETE]
+                removed.runs += connection.execute(
+                    delete(task_runs).where(task_runs.c.task_id.in_(ids_slice))
+                ).rowcount
+        removed.tasks += len(gone)
+        if len(gone) < chunk:
+            return removed
+
+
+def _delete_old_runs(engine: Engine, cutoff: float, chunk: int) -> int:
+    """Runs older than every window, oldest first, ``chunk`` at a time (by the index on
+    ``at``); rows a writer holds are skipped, as for tasks."""
+    key = tuple_(*task_runs.primary_key.columns)
+    removed = 0
+    while True:
+        keys = (
+            select(*task_runs.primary_key.columns)
+            .where(task_runs.c.at < cutoff)
+            .order_by(task_runs.c.at)
+            .limit(chunk)
+            .with_for_update(skip_locked=True)
+        )
+        with engine.begin() as connection:
+            count = connection.execute(delete(task_runs).where(key.in_(keys))).rowcount
         removed += count
         if count < chunk:
             return removed

@@ -51,3 +51,10 @@ def worker_event(kind: str, hostname: str = WORKER, timestamp: float = 1_700_000
     event = {"type": f"worker-{kind}", "hostname": hostname, "timestamp": timestamp}
     event.update(fields)
     return event
+
+
+def before_runs(events: list[Event]) -> list[Event]:
+    """What a recorder from before history_task_runs (migration 0004) could write: its schema
+    has no table for starts and retries. For a history written at an older revision, then
+    upgraded."""
+    return [event for event in events if event["type"] not in ("task-started", "task-retried")]

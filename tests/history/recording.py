@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from celery import Celery
 from sqlalchemy import Engine, func, inspect, select
 
 from exporters.history.database import create_history_engine
+from exporters.history.fleet import processes as recorder_specs
 from exporters.history.recorder import Recorder
 from exporters.history.schema import tasks, workers
 from exporters.history.settings import HistorySettings
+from fleetops.fleet.spec import FleetContext
+from tests.exporter.process import Samples, parse, total
 from tests.helpers import wait_for
+from tests.processes import Child, Processes
 
 
 class Publisher:
@@ -133,4 +140,67 @@ def metric(recorder: Recorder, name: str, **labels: str) -> float:
     return 0.0
 
 
-__all__ = ["Publisher", "history_settings", "metric", "running_recorder", "task_states"]
+@dataclass
+class RecorderProcess:
+    child: Child
+    url: str
+
+    def metrics(self) -> Samples:
+        response = httpx.get(self.url, timeout=10)
+        response.raise_for_status()
+        return parse(response.text)
+
+    def healthz(self) -> int:
+        return httpx.get(self.url.replace("/metrics", "/healthz"), timeout=10).status_code
+
+    def written(self) -> float:
+        return total(self.metrics(), "fleetops_history_events_written_total")
+
+    def commits(self, count: int) -> None:
+        """Wait for ``count`` more commits: the writer is one thread, so the last of them holds
+        only events taken after the first was committed, that is after this call."""
+        for _ in range(count):
+            before = self.written()
+            wait_for(lambda b=before: self.child.alive() and self.written() > b, timeout=60,
+                     message=f"{self.child.label} committing")  # fmt: skip
+
+    def drained(self) -> bool:
+        self.child.alive()
+        return total(self.metrics(), "fleetops_history_buffered_events") == 0
+
+
+def start_recorder(
+    processes: Processes,
+    name: str,
+    broker_url: str,
+    database_url: str,
+    wait: bool,
+    env: dict[str, str] | None = None,
+) -> RecorderProcess:
+    """A recorder process as the fleet starts it (the fleet runner's spec), with a data
+    directory (and so a spool) of its own; ``env`` adds or overrides FLEETOPS_ settings."""
+    data = processes.run_dir / name
+    settings = {
+        "FLEETOPS_BROKER_URL": broker_url,
+        "FLEETOPS_DATA_DIR": str(data),
+        "FLEETOPS_HISTORY_DATABASE_URL": database_url,
+        "FLEETOPS_HISTORY_FLUSH_INTERVAL": "0.2",
+        **(env or {}),
+    }
+    ctx = FleetContext(run_dir=processes.run_dir, env=settings, any_port=True)
+    (spec,) = recorder_specs(ctx)
+    spec = dataclasses.replace(spec, name=name)
+    child = processes.start(spec, ctx.env, wait=wait)
+    assert spec.url is not None
+    return RecorderProcess(child, spec.url)
+
+
+__all__ = [
+    "Publisher",
+    "RecorderProcess",
+    "history_settings",
+    "metric",
+    "running_recorder",
+    "start_recorder",
+    "task_states",
+]

@@ -8,7 +8,6 @@ every task is in the history once, with its real outcome, retries and times."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import signal
 import subprocess
@@ -16,30 +15,26 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from celery import Celery
 from sqlalchemy import Engine, event, select
 
 from exporters.history import migrate, retention
 from exporters.history.database import create_history_engine
-from exporters.history.fleet import processes as recorder_specs
 from exporters.history.merge import LIFECYCLE_COLUMNS
 from exporters.history.recorder import Recorder
 from exporters.history.retention import DAY, RetentionPolicy, prune, row_counts
 from exporters.history.schema import tasks
 from exporters.history.writer import HistoryWriter, WriteResult
 from exporters.stream.redis_reader import EXCHANGE
-from fleetops.fleet.spec import FleetContext
-from tests.exporter.process import Samples, parse, total, value
+from tests.exporter.process import total, value
 from tests.helpers import wait_for
 from tests.history.events import task_lifecycle
-from tests.history.recording import history_settings, metric
-from tests.processes import REPO, Child, Processes, child_env
+from tests.history.recording import history_settings, metric, start_recorder
+from tests.processes import REPO, Processes, child_env
 from tests.servers import CeleryProcess, RedisServer
 from workers import deadletter
 
@@ -148,56 +143,6 @@ KILLS = 4
 COVERING_COMMITS = 3
 
 
-@dataclass
-class RecorderProcess:
-    child: Child
-    url: str
-
-    def metrics(self) -> Samples:
-        response = httpx.get(self.url, timeout=10)
-        response.raise_for_status()
-        return parse(response.text)
-
-    def healthz(self) -> int:
-        return httpx.get(self.url.replace("/metrics", "/healthz"), timeout=10).status_code
-
-    def written(self) -> float:
-        return total(self.metrics(), "fleetops_history_events_written_total")
-
-    def commits(self, count: int) -> None:
-        """Wait for ``count`` more commits: the writer is one thread, so the last of them holds
-        only events taken after the first was committed, that is after this call."""
-        for _ in range(count):
-            before = self.written()
-            wait_for(lambda b=before: self.child.alive() and self.written() > b, timeout=60,
-                     message=f"{self.child.label} committing")  # fmt: skip
-
-    def drained(self) -> bool:
-        self.child.alive()
-        return total(self.metrics(), "fleetops_history_buffered_events") == 0
-
-
-def start_recorder(
-    processes: Processes, name: str, broker_url: str, database_url: str, wait: bool
-) -> RecorderProcess:
-    """A recorder as the fleet starts it, with a data directory (and so a spool) of its own."""
-    data = processes.run_dir / name
-    env = {
-        "FLEETOPS_BROKER_URL": broker_url,
-        "FLEETOPS_DATA_DIR": str(data),
-        "FLEETOPS_HISTORY_DATABASE_URL": database_url,
-        "FLEETOPS_HISTORY_FLUSH_INTERVAL": "0.2",
-        # Both prune all the time: retention runs beside the other recorder's writes.
-        "FLEETOPS_HISTORY_PRUNE_INTERVAL": "1",
-    }
-    ctx = FleetContext(run_dir=processes.run_dir, env=env, any_port=True)
-    (spec,) = recorder_specs(ctx)
-    spec = dataclasses.replace(spec, name=name)
-    child = processes.start(spec, ctx.env, wait=wait)
-    assert spec.url is not None
-    return RecorderProcess(child, spec.url)
-
-
 def subscribers(redis_server: RedisServer) -> int:
     """Subscribers of the event channel: the recorders (a worker subscribes to its pidbox)."""
     ((_, count),) = redis_server.client().pubsub_numsub(f"/0.{EXCHANGE}")
@@ -271,8 +216,10 @@ def test_two_recorders_one_killed_in_turn_keep_every_task_once(
     client: Celery,
 ) -> None:
     # Both start together on an empty database: their first batches migrate at the same time.
+    # Both prune all the time: retention runs beside the other recorder's writes.
+    prune_often = {"FLEETOPS_HISTORY_PRUNE_INTERVAL": "1"}
     recorders = [
-        start_recorder(processes, name, redis_server.url, postgres_url, wait=False)
+        start_recorder(processes, name, redis_server.url, postgres_url, False, prune_often)
         for name in ("recorder-a", "recorder-b")
     ]
     worker = start_worker(queues="maintenance", concurrency=2, env={"FLEETOPS_RETRY_MAX": "2"})

@@ -33,7 +33,7 @@ from exporters.history.queries import (
 )
 from exporters.history.retention import DAY, RetentionPolicy, prune, row_counts
 from exporters.history.schema import TRIGRAM_INDEXES, VERSION_TABLE, metadata, tasks, workers
-from tests.history.events import task_lifecycle, worker_event
+from tests.history.events import before_runs, task_lifecycle, worker_event
 from tests.stream.checked import CheckedHistoryWriter as HistoryWriter
 
 
@@ -81,7 +81,7 @@ def test_upgrading_a_recorded_history_keeps_its_rows(database_url: str) -> None:
     # A history written by the first schema, then upgraded by a newer recorder at start.
     engine = create_history_engine(database_url)
     migrate.upgrade(engine, "0001")
-    HistoryWriter(engine).write(task_lifecycle("kept"))
+    HistoryWriter(engine).write(before_runs(task_lifecycle("kept")))
     migrate.upgrade(engine)
     assert migrate.current_revision(engine) == migrate.head_revision()
     assert stored(engine, "kept")["state"] == "SUCCESS"
@@ -264,7 +264,7 @@ def test_sqlite_text_index_follows_every_write(
     engine = create_history_engine(f"sqlite:///{tmp_path / 'history.db'}")
     migrate.upgrade(engine, "0002")
     writer = HistoryWriter(engine)
-    writer.write(task_lifecycle("old", args="('before-the-index',)"))
+    writer.write(before_runs(task_lifecycle("old", args="('before-the-index',)")))
     migrate.upgrade(engine)  # builds the index from the rows already there
     assert text_index.present(engine)
     t0 = 1_700_000_000.0
