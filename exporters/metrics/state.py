@@ -541,7 +541,12 @@ class FleetState:
         if record.started_ts is not None:
             self._started_again(uuid, record)
         record.started_ts = ts
-        series = self._task_series_of(record, event)
+        # _task_series_of inline: the worker's label is needed twice here.
+        host = self._hosts(event["host"])
+        key = (record.name, host, record.queue)
+        series = self.task_series.get(key)
+        if series is None:
+            series = self._new_series(self.task_series, key, TASK_SERIES_WEIGHT, TaskSeries)
         if series is not None:
             series.started += 1
         # Always, so that the task-fault series of a task started are there, at 0, before a
@@ -552,7 +557,7 @@ class FleetState:
         # Indexed under its worker, timed by this exporter's clock.
         if record.worker is not None:
             self._stop_running(uuid, record)
-        host = record.worker = self._hosts(event["host"])
+        record.worker = host
         record.started_at = now
         running = self.running.get(host)
         if running is None:
@@ -578,7 +583,13 @@ class FleetState:
             self.anomaly("unknown_task", f"{kind} for a task never seen sent or received")
             name = event.get("name")
             record = TaskRecord(UNKNOWN if name is None else self._names(name), UNKNOWN)
-        if record.worker is not None or record.faults is not None:
+        worker = record.worker
+        if worker is not None:  # _stop_running inline: every task that ran ends here
+            running = self.running.get(worker)
+            if running is not None:
+                running.pop(uuid, None)
+            record.worker = None
+        if record.faults is not None:
             self._run_ended(uuid, record)
         if self.waiting_eta:
             self.waiting_eta.pop(uuid, None)
