@@ -140,7 +140,6 @@ class RunFaults:
     __slots__ = (
         "earlier_starts",
         "eta_counted",
-        "lost",
         "orphaned_as",
         "orphaned_at",
         "replaced",
@@ -158,7 +157,6 @@ class RunFaults:
         # The (name, queue) whose gauge counts the orphan: the record's may change meanwhile.
         self.orphaned_as: tuple[str, str] = (UNKNOWN, UNKNOWN)
         self.window = 0.0  # seconds its redelivery may take
-        self.lost = False
 
 
 class TaskRecord:
@@ -200,6 +198,7 @@ class WorkerSeries:
     rss_bytes: int | None = None
     memory_limit_bytes: int | None = None
     memory_percent: float | None = None
+    pid: int | None = None  # of its main process: a restart changes it (outside containers)
     # Its reliability settings, from its worker-telemetry (None or empty until announced).
     visibility_timeout: float | None = None
     acks_late: bool | None = None
@@ -696,13 +695,20 @@ class FleetState:
         processed = event.get("processed")
         if processed is not None:
             worker.processed = processed
+        pid = event.get("pid")
+        if pid is not None:
+            worker.pid = pid
 
     def _worker_online(self, event: dict, now: float) -> None:
-        # A worker comes online once, when it starts: whatever it ran before died with its
-        # previous process (a restart under the same name).
-        self._worker_heartbeat(event, now)
+        # A worker comes online when it starts, and again when its consumer reconnects to the
+        # broker (Celery restarts the heartbeat with it), its tasks still running. Only a new
+        # process (another pid, or its count of tasks started back below the last one seen:
+        # a container's worker is pid 1 every time) orphans what the previous one ran.
         host = self._hosts(event["host"])
-        if self.running.get(host):
+        before = self.workers.get(host)
+        restarted = before is None or _new_process(before, event)
+        self._worker_heartbeat(event, now)
+        if restarted and self.running.get(host):
             self._orphan_runs_on(host, now)
 
     def _worker_offline(self, event: dict, now: float) -> None:
@@ -823,7 +829,6 @@ class FleetState:
         if outcome == "redelivered":
             per_queue.orphans_redelivered += 1
         elif outcome == "lost":
-            faults.lost = True
             per_queue.orphans_lost += 1
 
     def _received_with_eta(
@@ -1117,6 +1122,17 @@ class FleetState:
         """Queues seen in events: admitted through the queue cap, so the broker poller polls at
         most ``max_queues`` of them."""
         return {q for q in self.arrivals if q != UNKNOWN and q != OVERFLOW}
+
+
+def _new_process(worker: WorkerSeries, event: dict) -> bool:
+    """Whether a worker-online comes from another process than the one heard from before;
+    without pid or count to tell, it does (a worker is online first when it starts)."""
+    pid, processed = event.get("pid"), event.get("processed")
+    if pid is None and processed is None:
+        return True
+    if pid is not None and worker.pid is not None and pid != worker.pid:
+        return True
+    return processed is not None and processed < worker.processed
 
 
 def _repeats(faults: RunFaults, kind: str, ts: float) -> bool:

@@ -154,6 +154,24 @@ def test_without_acks_late_an_orphan_is_lost_at_once_and_a_restart_orphans_too()
     assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 1
 
 
+def test_a_reconnect_keeps_the_tasks_running_and_a_restart_orphans_them() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(worker_timeout=1e6))
+    state.apply_all([worker("worker-heartbeat", pid=40, processed=7)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    # Its consumer reconnected to the broker: the same process, still running the task.
+    state.apply_all([worker("worker-online", pid=40, processed=8, active=1)], now=2.0)
+    samples = metrics(state, 2.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_running_longest_seconds") == 1.0  # still running
+    # Restarted in a container: pid 1 again, but its count of tasks starts over.
+    state.apply_all([worker("worker-heartbeat", pid=1, processed=9)], now=3.0)
+    state.apply_all([worker("worker-online", pid=1, processed=0)], now=4.0)
+    assert counter(metrics(state, 4.0), "fleetops_tasks_orphaned") == 1
+    started_on(state, "t2", "celery@w1", now=5.0)
+    state.apply_all([worker("worker-online", pid=77, processed=5)], now=6.0)  # another pid
+    assert counter(metrics(state, 6.0), "fleetops_tasks_orphaned") == 2
+
+
 def test_an_orphan_whose_run_ends_after_all_leaves_without_an_outcome() -> None:
     state = FleetState(bounds=BOUNDS, limits=Limits(worker_timeout=5.0))
     state.apply_all([worker("worker-heartbeat")], now=0.0)
