@@ -73,6 +73,9 @@ class Exporter:
                 max_task_names=settings.exporter_max_task_names,
                 max_hostnames=settings.exporter_max_hostnames,
                 max_exceptions=settings.exporter_max_exceptions,
+                visibility_timeout=settings.exporter_visibility_timeout,
+                stuck_after=settings.exporter_stuck_after,
+                stuck_bounds=dict(settings.exporter_stuck_bounds),
             ),
         )
         self.stream = EventStream(

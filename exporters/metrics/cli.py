@@ -60,6 +60,8 @@ def register(app: typer.Typer) -> None:
         reorder_window: float = _option("exporter_reorder_window"),
         queue: list[str] = _option("exporter_queues", "repeat for several"),
         event_reader: str = _option("exporter_event_reader"),
+        visibility_timeout: float = _option("exporter_visibility_timeout"),
+        stuck_after: float = _option("exporter_stuck_after"),
         log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
     ) -> None:
         """Serve the fleet's metrics for Prometheus: /metrics and /healthz."""
@@ -91,6 +93,8 @@ def register(app: typer.Typer) -> None:
             exporter_reorder_window=reorder_window,
             exporter_queues=queue or None,
             exporter_event_reader=event_reader,
+            exporter_visibility_timeout=visibility_timeout,
+            exporter_stuck_after=stuck_after,
         )
         service = Exporter(settings)
         service.stream.collector.take_over()  # this process is the exporter's alone

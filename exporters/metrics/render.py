@@ -109,6 +109,7 @@ class Renderer:
         if names is None or not all(n.startswith(SELF_PREFIX) for n in names):
             self._tasks(out, state)
             self._task_latency(out, state)
+            self._task_faults(out, state, now)
             self._queues(out, state, extras, now)
             self._workers(out, state, now)
             self._beat(out, state)
@@ -256,6 +257,100 @@ class Renderer:
         for key, s in items:
             if any(s.latency.counts):
                 self._histogram(out, metric, labels(key), s.latency)
+
+    def _task_faults(self, out: list[str], state: FleetState, now: float) -> None:
+        """Orphaned, stuck and twice-run tasks and the visibility-timeout trap (docs/metrics.md,
+        "Task faults"). The counters and the two main gauges have a series, at 0 too, for every
+        (name, queue_name) known, so that increase() sees the first fault."""
+        series = sorted(state.task_queue_series.items())
+
+        def labels(key: tuple[str, str], extra: str = "") -> str:
+            return self._cached(
+                ("q", *key, extra),
+                lambda: (
+                    f'name="{escape(key[0])}",queue_name="{escape(key[1])}"{extra}{self.static}'
+                ),
+            )
+
+        def of_name(name: str) -> str:
+            return self._cached(("n", name), lambda: f'name="{escape(name)}"{self.static}')
+
+        running, bounds = state.running_view(now)
+        families: list[tuple[str, str, str, list[tuple[str, float | int]]]] = [
+            (
+                "fleetops_task_runs_repeated_total",
+                "counter",
+                "Extra starts of a task id within one attempt: the task ran twice.",
+                [(labels(k), s.runs_repeated) for k, s in series],
+            ),
+            (
+                "fleetops_task_orphans_total",
+                "counter",
+                "Orphaned tasks that ended: started again (redelivered) or never (lost).",
+                [
+                    (labels(k, f',outcome="{outcome}"'), count)
+                    for k, s in series
+                    for outcome, count in (
+                        ("redelivered", s.orphans_redelivered),
+                        ("lost", s.orphans_lost),
+                    )
+                ],
+            ),
+            (
+                "fleetops_task_eta_beyond_visibility_total",
+                "counter",
+                "Tasks received with an ETA further away than the visibility timeout.",
+                [(labels(k), s.eta_beyond_visibility) for k, s in series],
+            ),
+            (
+                "fleetops_tasks_orphaned",
+                "gauge",
+                "Tasks whose worker went down while running them, waiting for redelivery.",
+                [(labels(k), s.orphaned) for k, s in series],
+            ),
+            (
+                "fleetops_tasks_stuck",
+                "gauge",
+                "Tasks running past their bound on a live worker.",
+                [(labels(k), running[k][0] if k in running else 0) for k, _s in series],
+            ),
+            (
+                "fleetops_task_running_longest_seconds",
+                "gauge",
+                "Age of the longest-running task on a live worker, by this exporter's clock.",
+                [(labels(k), round(v[1], 3)) for k, v in sorted(running.items())],
+            ),
+            (
+                "fleetops_task_stuck_bound_seconds",
+                "gauge",
+                "Seconds a task may run before it is stuck, for tasks running now.",
+                [(of_name(n), b) for n, b in sorted(bounds.items())],
+            ),
+            (
+                "fleetops_task_eta_farthest_seconds",
+                "gauge",
+                "Farthest ETA, in seconds from receipt, of the tasks waiting for their ETA now.",
+                [(labels(k), round(v, 3)) for k, v in sorted(state.eta_view().items())],
+            ),
+            (
+                "fleetops_task_time_limit_seconds",
+                "gauge",
+                "Hard time limit of the task announced by the live workers (the largest).",
+                [(of_name(n), v) for n, v in sorted(state.time_limits.items())],
+            ),
+        ]
+        for metric, kind, help_text, samples in families:
+            self._header(out, metric, kind, help_text)
+            out.extend(f"{metric}{{{ls}}} {number(v)}\n" for ls, v in samples)
+        timeout = state.visibility_timeout
+        self._gauge_family(
+            out,
+            "fleetops_broker_visibility_timeout_seconds",
+            "Visibility timeout in force: the setting, else the smallest a live worker announced.",
+            []
+            if timeout is None
+            else [(self.labels(acks_late=str(state.acks_late).lower()), timeout)],
+        )
 
     def _histogram(self, out: list[str], metric: str, labels: str, h: Histogram) -> None:
         bounds = self._bounds_text.get(h.bounds)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import socket
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from exporters.metrics.histogram import DEFAULT_BUCKETS
 from exporters.stream.health import STALL_AFTER
-from fleetops import ports
+from fleetops import ports, task_faults
 from fleetops.settings import FleetSettings, load_settings, shown_as
 from workers.queues import DEAD_LETTER
 
@@ -19,6 +19,8 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = {"name", "hostname", "queue_name", "exception", "le", "state", "priority"}
 # A replica name becomes a Prometheus label value and a log field: short and printable.
 _REPLICA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
+# Seconds of a bound or timeout: positive and finite (NaN and inf are refused, not compared).
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 def default_replica() -> str:
@@ -82,6 +84,14 @@ class ExporterSettings(FleetSettings):
     """auto (direct Redis when the broker is Redis), redis or kombu."""
     exporter_buffer_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
     """Bound of raw event batches handed from the reader to the applier."""
+    # Workers announce theirs (worker-telemetry); this is for fleets whose workers do not, or
+    # whose transport options the workers do not see as the broker applies them.
+    exporter_visibility_timeout: Seconds | None = None
+    """Broker visibility timeout in seconds; unset: the smallest the live workers announce."""
+    exporter_stuck_after: Seconds = task_faults.DEFAULT_STUCK_AFTER_SECONDS
+    """Seconds a task may run before it is stuck, when it has no bound or known time limit."""
+    exporter_stuck_bounds: dict[str, Seconds] = Field(default_factory=dict)
+    """Seconds each named task may run before it is stuck (JSON object in the environment)."""
 
     @field_validator("exporter_metric_prefix")
     @classmethod
@@ -115,6 +125,14 @@ class ExporterSettings(FleetSettings):
     def _buckets(cls, value: list[float]) -> list[float]:
         if not value or any(b <= 0 for b in value):
             raise ValueError("buckets must be positive numbers of seconds, e.g. 0.1,1,10,300")
+        return value
+
+    @field_validator("exporter_stuck_bounds")
+    @classmethod
+    def _stuck_bounds(cls, value: dict[str, float]) -> dict[str, float]:
+        for name in value:
+            if not name or len(name) > 255:
+                raise ValueError(f"{name[:80]!r} is not a task name")
         return value
 
 

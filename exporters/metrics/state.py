@@ -16,6 +16,16 @@ A worker can report ``task-received`` before the producer's ``task-sent`` arrive
 publishes the task first and the event second, and may be descheduled in between). Only
 ``task-sent`` names the queue, so such a task's first events wait, parked, for up to
 ``reorder_window`` seconds instead of being counted under ``queue_name="unknown"``.
+
+Task faults (fleetops/task_faults.py has the rules, docs/exporter.md the behaviour): each task
+started is indexed under the worker that runs it, with the monotonic time its start was
+applied, so runtimes are measured on this exporter's clock whatever the workers' clocks say, and
+what runs on a worker is found without walking the task table. A worker that goes down
+(worker-offline, silent past ``worker_timeout``, or online again after the start: a restart)
+orphans what it ran; an orphan ends redelivered (started again) or lost (its redelivery window
+passed). A second start within one attempt is a twice-run; an ETA further than the visibility
+timeout from the receipt is the trap that causes one. Stuck tasks are found at scrape time from
+the per-worker index (running tasks are few: the pools' sizes).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from exporters.metrics.rates import MinuteRate
 from exporters.metrics.settings import ExporterSettings
 from exporters.stream.events import TASK_TYPES as _TASK_KINDS
 from exporters.stream.events import UNKNOWN_EXCEPTION
+from fleetops import task_faults
 from fleetops.settings import field_default
 
 log = logging.getLogger(__name__)
@@ -45,12 +56,25 @@ OVERFLOW = "__overflow__"
 SENT_EVENTS_FRESH_FOR = 300.0
 # Series each tracked object renders (a histogram counts once): used by the series cap.
 TASK_SERIES_WEIGHT = 9  # 8 counters + celery_task_runtime
-TASK_QUEUE_SERIES_WEIGHT = 4  # runtime succeeded/failed, queue wait, latency
+# runtime succeeded/failed, queue wait, latency; the 6 task-fault series rendered at 0 for
+# every (name, queue_name) (repeated runs, orphans x 2 outcomes, ETA trap, orphaned, stuck); the
+# 2 while they apply (longest running, farthest ETA).
+TASK_QUEUE_SERIES_WEIGHT = 12
 WORKER_SERIES_WEIGHT = 8
 BEAT_SERIES_WEIGHT = 4  # last run, interval, next run, entry info
+# Running tasks indexed per worker: a pool runs a few dozen; past this many the terminal events
+# of the oldest were lost (an overflow), so they are forgotten, and counted.
+MAX_RUNNING_PER_WORKER = 10_000
+# Tasks waiting for their ETA, for the farthest-ETA gauge (walked per scrape).
+MAX_WAITING_ETA = 50_000
+# A task whose ETA passed this long ago without its start (events lost) no longer waits.
+ETA_START_GRACE = 300.0
+# Earlier starts of one attempt remembered to tell a duplicate event from another run.
+MAX_EARLIER_STARTS = 8
 
 # The timestamp a task record keeps of each event kind that may arrive twice for one task
 # (None until it has): the same kind with the same timestamp again is a duplicate.
+_RUN_KINDS = frozenset(("task-received", "task-started"))
 _STAMP_OF = {
     "task-sent": attrgetter("sent_ts"),
     "task-received": attrgetter("received_ts"),
@@ -85,21 +109,70 @@ class TaskSeries:
 
 
 class TaskQueueSeries:
-    """Latency histograms of one (name, queue_name), without the worker."""
+    """Latency histograms and task-fault counters of one (name, queue_name), without the
+    worker. The task-fault series are rendered, at 0 too, for every one of these."""
 
-    __slots__ = ("latency", "runtime_failed", "runtime_succeeded", "wait")
+    __slots__ = (
+        "eta_beyond_visibility",
+        "latency",
+        "orphaned",
+        "orphans_lost",
+        "orphans_redelivered",
+        "runs_repeated",
+        "runtime_failed",
+        "runtime_succeeded",
+        "wait",
+    )
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.runtime_succeeded = Histogram(bounds)
         self.runtime_failed = Histogram(bounds)
         self.wait = Histogram(bounds)
         self.latency = Histogram(bounds)
+        self.runs_repeated = self.orphans_redelivered = self.orphans_lost = 0
+        self.eta_beyond_visibility = 0
+        self.orphaned = 0  # a gauge: orphans waiting for their redelivery now
+
+
+class RunFaults:
+    """What went wrong with a task's runs; rare, so a record has none until it is needed."""
+
+    __slots__ = (
+        "earlier_starts",
+        "eta_counted",
+        "orphaned_as",
+        "orphaned_at",
+        "replaced",
+        "window",
+    )
+
+    def __init__(self) -> None:
+        # Timestamps of the starts of this attempt before the latest (a duplicate is not a run).
+        self.earlier_starts: tuple[float, ...] = ()
+        # (kind, timestamp) of the receipts and starts of earlier attempts, which a retry
+        # replaced: the same event again is still a duplicate.
+        self.replaced: tuple[tuple[str, float | None], ...] = ()
+        self.eta_counted = False  # the ETA trap is counted once per attempt
+        self.orphaned_at: float | None = None  # monotonic; set while it is an orphan
+        # The (name, queue) whose gauge counts the orphan: the record's may change meanwhile.
+        self.orphaned_as: tuple[str, str] = (UNKNOWN, UNKNOWN)
+        self.window = 0.0  # seconds its redelivery may take
 
 
 class TaskRecord:
     """What is known about one task in flight."""
 
-    __slots__ = ("name", "queue", "received_ts", "retried_ts", "sent_ts", "started_ts")
+    __slots__ = (
+        "faults",
+        "name",
+        "queue",
+        "received_ts",
+        "retried_ts",
+        "sent_ts",
+        "started_at",
+        "started_ts",
+        "worker",
+    )
 
     def __init__(self, name: str, queue: str) -> None:
         self.name = name
@@ -108,6 +181,10 @@ class TaskRecord:
         self.received_ts: float | None = None
         self.started_ts: float | None = None
         self.retried_ts: float | None = None
+        # While it runs: the worker (hostname label) and the monotonic time the start was applied.
+        self.worker: str | None = None
+        self.started_at = 0.0
+        self.faults: RunFaults | None = None
 
 
 @dataclass
@@ -121,6 +198,11 @@ class WorkerSeries:
     rss_bytes: int | None = None
     memory_limit_bytes: int | None = None
     memory_percent: float | None = None
+    pid: int | None = None  # of its main process: a restart changes it (outside containers)
+    # Its reliability settings, from its worker-telemetry (None or empty until announced).
+    visibility_timeout: float | None = None
+    acks_late: bool | None = None
+    time_limits: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -152,6 +234,13 @@ class Limits:
     max_task_names: int = field_default(ExporterSettings, "exporter_max_task_names")
     max_hostnames: int = field_default(ExporterSettings, "exporter_max_hostnames")
     max_exceptions: int = field_default(ExporterSettings, "exporter_max_exceptions")
+    visibility_timeout: float | None = field_default(
+        ExporterSettings, "exporter_visibility_timeout"
+    )
+    stuck_after: float = field_default(ExporterSettings, "exporter_stuck_after")
+    stuck_bounds: dict[str, float] = field(
+        default_factory=lambda: field_default(ExporterSettings, "exporter_stuck_bounds")
+    )
 
 
 class LabelValues:
@@ -222,6 +311,17 @@ class FleetState:
         # worker's task-received against its producer's task-sent is also won at start.
         self.sent_events_unknown = True
         self._logged_kinds: set[str] = set()
+        # Task faults: hostname label -> {uuid: record} of the tasks running there; orphans
+        # waiting for their redelivery (oldest first); tasks waiting for their ETA.
+        self.running: dict[str, dict[str, TaskRecord]] = {}
+        self.orphans: dict[str, TaskRecord] = {}
+        self.waiting_eta: dict[str, tuple[TaskRecord, float, float]] = {}  # record, ahead, due
+        # In force for the fleet: the setting, else the smallest a live worker announced; any
+        # live worker with acks_late; the largest time limit a live worker announced per task.
+        self.visibility_timeout: float | None = self.limits.visibility_timeout
+        self.acks_late = False
+        self.time_limits: dict[str, float] = {}
+        self._limit_tables: dict[frozenset, dict[str, float]] = {}
         self._handlers = {
             "task-sent": self._task_sent,
             "task-received": self._task_received,
@@ -232,7 +332,7 @@ class FleetState:
             "task-rejected": self._task_ended,
             "task-revoked": self._task_ended,
             "worker-heartbeat": self._worker_heartbeat,
-            "worker-online": self._worker_heartbeat,
+            "worker-online": self._worker_online,
             "worker-offline": self._worker_offline,
             "worker-telemetry": self._worker_telemetry,
             "beat-sent": self._beat_sent,
@@ -372,10 +472,18 @@ class FleetState:
         if seen is None:
             done = self.finished.get(uuid)
             seen = None if done is None else done[2]
-        if seen is not None and _STAMP_OF[kind](seen) == event["timestamp"]:
+        if seen is not None and (
+            _STAMP_OF[kind](seen) == event["timestamp"]
+            or (seen.faults is not None and _repeats(seen.faults, kind, event["timestamp"]))
+        ):
             self.anomaly("duplicate", f"the same {kind} event twice")
             return None
-        if record is None:
+        if record is None and seen is not None and kind in _RUN_KINDS:
+            # Finished, and received or started again: a copy of its message was handed out
+            # again (the visibility-timeout trap, or a redelivery that came after all). The run
+            # keeps the task's name and queue and its earlier start, so it counts as run twice.
+            record = self.tasks[uuid] = seen
+        elif record is None:
             name = event.get("name")
             if kind != "task-sent" and kind != "task-received":
                 self.anomaly("unknown_task", f"{kind} for a task never seen sent or received")
@@ -419,19 +527,45 @@ class FleetState:
         series = self._task_series_of(record, event)
         if series is not None:
             series.received += 1
+        eta = event.get("eta_at")
+        if eta is not None:
+            self._received_with_eta(event["uuid"], record, eta, record.received_ts, now)
 
     def _task_started(self, event: dict, now: float) -> None:
         record = self._record(event, "task-started")
         if record is None:
             return
-        ts = record.started_ts = event["timestamp"]
-        series = self._task_series_of(record, event)
+        uuid = event["uuid"]
+        ts = event["timestamp"]
+        if record.started_ts is not None:
+            self._started_again(uuid, record)
+        record.started_ts = ts
+        # _task_series_of inline: the worker's label is needed twice here.
+        host = self._hosts(event["host"])
+        key = (record.name, host, record.queue)
+        series = self.task_series.get(key)
+        if series is None:
+            series = self._new_series(self.task_series, key, TASK_SERIES_WEIGHT, TaskSeries)
         if series is not None:
             series.started += 1
-        if record.sent_ts is not None:
-            per_queue = self._task_queue_key(record.name, record.queue)
-            if per_queue is not None:
-                per_queue.wait.observe(self._span(record.sent_ts, ts))
+        # Always, so that the task-fault series of a task started are there, at 0, before a
+        # fault counts in them.
+        per_queue = self._task_queue_key(record.name, record.queue)
+        if per_queue is not None and record.sent_ts is not None:
+            per_queue.wait.observe(self._span(record.sent_ts, ts))
+        # Indexed under its worker, timed by this exporter's clock.
+        if record.worker is not None:
+            self._stop_running(uuid, record)
+        record.worker = host
+        record.started_at = now
+        running = self.running.get(host)
+        if running is None:
+            running = self.running[host] = {}
+        running[uuid] = record
+        if len(running) > MAX_RUNNING_PER_WORKER:
+            self._forget_oldest_run(host, running)
+        if self.waiting_eta:
+            self.waiting_eta.pop(uuid, None)
 
     def _finish(self, event: dict, kind: str) -> tuple[TaskRecord, TaskSeries | None] | None:
         """The task's record, moved to the finished table; None for a duplicate."""
@@ -442,10 +576,22 @@ class FleetState:
             self.anomaly("duplicate", f"the same {kind} event twice")
             return None
         record = self.tasks.pop(uuid, None)
-        if record is None:
+        if record is None and done is not None:
+            record = done[2]  # the end of another run of a task that finished already
+        elif record is None:
             self.anomaly("unknown_task", f"{kind} for a task never seen sent or received")
             name = event.get("name")
             record = TaskRecord(UNKNOWN if name is None else self._names(name), UNKNOWN)
+        worker = record.worker
+        if worker is not None:  # _stop_running inline: every task that ran ends here
+            running = self.running.get(worker)
+            if running is not None:
+                running.pop(uuid, None)
+            record.worker = None
+        if record.faults is not None:
+            self._run_ended(uuid, record)
+        if self.waiting_eta:
+            self.waiting_eta.pop(uuid, None)
         finished = self.finished
         finished[uuid] = (kind, ts, record)
         if len(finished) > self.limits.finished_memory:
@@ -494,8 +640,22 @@ class FleetState:
         if record is None:
             return
         record.retried_ts = event["timestamp"]
-        # The retry is received and started again: those are new events, not duplicates.
+        uuid = event["uuid"]
+        if record.worker is not None or record.faults is not None:
+            self._run_ended(uuid, record)
+        # The retry is received and started again: those are new events, and its start is the
+        # first of a new attempt, not a second run; the old ones, seen again, are duplicates.
+        faults = RunFaults()
+        before = () if record.faults is None else record.faults.replaced
+        faults.replaced = (
+            *before,
+            ("task-received", record.received_ts),
+            ("task-started", record.started_ts),
+        )[-2 * MAX_EARLIER_STARTS :]
+        record.faults = faults
         record.received_ts = record.started_ts = None
+        if self.waiting_eta:
+            self.waiting_eta.pop(uuid, None)
         series = self._task_series_of(record, event)
         if series is not None:
             series.retried += 1
@@ -535,12 +695,31 @@ class FleetState:
         processed = event.get("processed")
         if processed is not None:
             worker.processed = processed
+        pid = event.get("pid")
+        if pid is not None:
+            worker.pid = pid
+
+    def _worker_online(self, event: dict, now: float) -> None:
+        # A worker comes online when it starts, and again when its consumer reconnects to the
+        # broker (Celery restarts the heartbeat with it), its tasks still running. Only a new
+        # process (another pid, or its count of tasks started back below the last one seen:
+        # a container's worker is pid 1 every time) orphans what the previous one ran.
+        host = self._hosts(event["host"])
+        before = self.workers.get(host)
+        restarted = before is None or _new_process(before, event)
+        self._worker_heartbeat(event, now)
+        if restarted and self.running.get(host):
+            self._orphan_runs_on(host, now)
 
     def _worker_offline(self, event: dict, now: float) -> None:
         worker = self._worker(event, now)
         if worker is not None:
             worker.offline = True
             worker.active = 0
+        # A warm shutdown waits for its tasks: what still runs now was abandoned.
+        host = self._hosts(event["host"])
+        if self.running.get(host):
+            self._orphan_runs_on(host, now)
 
     def _worker_telemetry(self, event: dict, now: float) -> None:
         worker = self._worker(event, now)
@@ -550,6 +729,230 @@ class FleetState:
         worker.rss_bytes = event.get("rss_bytes")
         worker.memory_limit_bytes = event.get("memory_limit_bytes")
         worker.memory_percent = event.get("memory_percent")
+        timeout = worker.visibility_timeout = event.get("visibility_timeout")
+        acks_late = worker.acks_late = event.get("acks_late")
+        limits = event.get("time_limits")
+        if limits is not None and limits != worker.time_limits:
+            worker.time_limits = self._shared_limits(limits)
+        # At once what makes the fleet's values stricter (housekeeping recomputes them all):
+        # the ETA of the next task received is judged against this worker's timeout too.
+        fleet = self.visibility_timeout
+        if (
+            self.limits.visibility_timeout is None
+            and timeout is not None
+            and (fleet is None or timeout < fleet)
+        ):
+            self.visibility_timeout = timeout
+        if acks_late:
+            self.acks_late = True
+
+    def _shared_limits(self, limits: dict[str, float]) -> dict[str, float]:
+        """One dict per distinct announcement: the workers of a fleet announce the same."""
+        key = frozenset(limits.items())
+        table = self._limit_tables.get(key)
+        if table is None:
+            if len(self._limit_tables) >= 64:
+                self._limit_tables.clear()
+            table = self._limit_tables[key] = limits
+        return table
+
+    # ---- task faults -------------------------------------------------------------------------
+
+    def _started_again(self, uuid: str, record: TaskRecord) -> None:
+        """Another start of a task started before in this attempt (not a duplicate: _record
+        tells those): the repeated run, and the redelivery of an orphan."""
+        faults = record.faults
+        if faults is None:
+            faults = record.faults = RunFaults()
+        faults.earlier_starts = (*faults.earlier_starts, record.started_ts)[  # type: ignore[assignment]
+            -MAX_EARLIER_STARTS:
+        ]
+        per_queue = self._task_queue_key(record.name, record.queue)
+        if per_queue is not None:
+            per_queue.runs_repeated += 1
+        if faults.orphaned_at is not None:
+            self._orphan_ended(uuid, faults, "redelivered")
+
+    def _stop_running(self, uuid: str, record: TaskRecord) -> None:
+        running = self.running.get(record.worker)  # type: ignore[arg-type]
+        if running is not None:
+            running.pop(uuid, None)
+        record.worker = None
+
+    def _run_ended(self, uuid: str, record: TaskRecord) -> None:
+        """Its run ended (finished, retried, forgotten): out of the index, and an orphan that
+        ends on its own (its worker was only silent) ends without an outcome."""
+        if record.worker is not None:
+            self._stop_running(uuid, record)
+        faults = record.faults
+        if faults is not None and faults.orphaned_at is not None:
+            self._orphan_ended(uuid, faults, None)
+
+    def _forget_oldest_run(self, host: str, running: dict[str, TaskRecord]) -> None:
+        uuid = next(iter(running))
+        running.pop(uuid).worker = None
+        self.anomaly("running_forgotten", f"over {MAX_RUNNING_PER_WORKER} tasks running on {host}")
+
+    def _orphan_runs_on(self, host: str, now: float) -> None:
+        """Every task running on ``host``, which went down, is an orphan from now on, until it
+        is started again or its redelivery window passes (or, sooner, its end is reported)."""
+        running = self.running.pop(host, None)
+        if not running:
+            return
+        worker = self.workers.get(host)
+        window = task_faults.redelivery_window(
+            self.visibility_timeout, None if worker is None else worker.acks_late
+        )
+        for uuid, record in running.items():
+            record.worker = None
+            faults = record.faults
+            if faults is None:
+                faults = record.faults = RunFaults()
+            faults.orphaned_at = now
+            faults.orphaned_as = (record.name, record.queue)
+            faults.window = window
+            self.orphans[uuid] = record
+            per_queue = self._task_queue_key(record.name, record.queue)
+            if per_queue is not None:
+                per_queue.orphaned += 1
+            if window <= 0:  # acknowledged before it ran: nothing will come back
+                self._orphan_ended(uuid, faults, "lost")
+        self._log_once("orphans", f"tasks orphaned: worker {host} went down while running them")
+
+    def _orphan_ended(self, uuid: str, faults: RunFaults, outcome: str | None) -> None:
+        self.orphans.pop(uuid, None)
+        faults.orphaned_at = None
+        per_queue = self.task_queue_series.get(faults.orphaned_as)
+        if per_queue is None:
+            return
+        per_queue.orphaned -= 1
+        if outcome == "redelivered":
+            per_queue.orphans_redelivered += 1
+        elif outcome == "lost":
+            per_queue.orphans_lost += 1
+
+    def _received_with_eta(
+        self, uuid: str, record: TaskRecord, eta: float, received: float, now: float
+    ) -> None:
+        """A task received at ``received`` that waits for its ETA: the trap when that is further
+        than the visibility timeout (the broker hands it out again while it waits)."""
+        ahead = eta - received
+        if ahead <= 0:
+            return
+        # Its task-fault series, at 0 until a fault counts, from the first task that waits.
+        per_queue = self._task_queue_key(record.name, record.queue)
+        faults = record.faults
+        if faults is None:
+            faults = record.faults = RunFaults()
+        if not faults.eta_counted and task_faults.eta_beyond_visibility(
+            eta, received, self.visibility_timeout
+        ):
+            faults.eta_counted = True
+            if per_queue is not None:
+                per_queue.eta_beyond_visibility += 1
+        waiting = self.waiting_eta
+        before = waiting.get(uuid)
+        if before is not None and before[1] > ahead:
+            return  # a copy handed out again: the first receipt tells how far it was
+        waiting[uuid] = (record, ahead, now + ahead)
+        if len(waiting) > MAX_WAITING_ETA:
+            waiting.pop(next(iter(waiting)))
+            self.anomaly("eta_forgotten", f"over {MAX_WAITING_ETA} tasks waiting for their ETA")
+
+    def stuck_bound(self, name: str) -> float:
+        limits = self.limits
+        return task_faults.stuck_bound(
+            name,
+            bounds=limits.stuck_bounds,
+            time_limit=self.time_limits.get(name),
+            default=limits.stuck_after,
+        )
+
+    def running_view(
+        self, now: float
+    ) -> tuple[dict[tuple[str, str], tuple[int, float]], dict[str, float]]:
+        """(name, queue) -> (stuck, longest running seconds) of the tasks running on live
+        workers, and the bound of each name running: walks the per-worker index only."""
+        view: dict[tuple[str, str], tuple[int, float]] = {}
+        bounds: dict[str, float] = {}
+        workers = self.workers
+        for host, running in self.running.items():
+            if not running:
+                continue
+            worker = workers.get(host)
+            # Unknown (no heartbeat seen yet): its task events say it runs.
+            if worker is not None and not self.worker_up(worker, now):
+                continue  # down: its tasks are orphaned at the next housekeeping
+            for record in running.values():
+                name = record.name
+                bound = bounds.get(name)
+                if bound is None:
+                    bound = bounds[name] = self.stuck_bound(name)
+                age = max(0.0, now - record.started_at)
+                key = (name, record.queue)
+                stuck, longest = view.get(key, (0, 0.0))
+                view[key] = (stuck + (age > bound), max(longest, age))
+        return view, bounds
+
+    def eta_view(self) -> dict[tuple[str, str], float]:
+        """(name, queue) -> farthest ETA, in seconds from receipt, of the tasks waiting now."""
+        view: dict[tuple[str, str], float] = {}
+        for record, ahead, _due in self.waiting_eta.values():
+            key = (record.name, record.queue)
+            if ahead > view.get(key, 0.0):
+                view[key] = ahead
+        return view
+
+    def _task_fault_housekeeping(self, now: float) -> None:
+        self._fleet_settings(now)
+        for host, running in list(self.running.items()):
+            if not running:
+                del self.running[host]
+                continue
+            worker = self.workers.get(host)
+            if worker is not None and not self.worker_up(worker, now):
+                self._orphan_runs_on(host, now)
+        for uuid, record in list(self.orphans.items()):
+            faults = record.faults
+            if faults is None or faults.orphaned_at is None:  # cannot be: kept consistent
+                self.orphans.pop(uuid)
+            elif now - faults.orphaned_at >= faults.window:
+                self._orphan_ended(uuid, faults, "lost")
+        if self.waiting_eta:
+            late = [
+                u for u, (_r, _a, due) in self.waiting_eta.items() if now > due + ETA_START_GRACE
+            ]
+            for uuid in late:
+                del self.waiting_eta[uuid]
+
+    def _fleet_settings(self, now: float) -> None:
+        """The visibility timeout, acks_late and time limits in force, from the live workers."""
+        timeout: float | None = None
+        acks_late = False
+        tables: dict[int, dict[str, float]] = {}
+        for worker in self.workers.values():
+            if not self.worker_up(worker, now):
+                continue
+            announced = worker.visibility_timeout
+            if announced is not None and (timeout is None or announced < timeout):
+                timeout = announced
+            acks_late = acks_late or bool(worker.acks_late)
+            if worker.time_limits:
+                tables[id(worker.time_limits)] = worker.time_limits
+        setting = self.limits.visibility_timeout
+        self.visibility_timeout = setting if setting is not None else timeout
+        self.acks_late = acks_late
+        merged: dict[str, float] = {}
+        room = self.limits.max_task_names
+        for table in tables.values():
+            for name, seconds in table.items():
+                before = merged.get(name)
+                if before is None:
+                    if len(merged) < room:
+                        merged[name] = seconds
+                elif seconds > before:
+                    merged[name] = seconds
+        self.time_limits = merged
 
     def _beat_entry(self, name: str) -> BeatSeries | None:
         name = self._names(name)
@@ -637,7 +1040,13 @@ class FleetState:
         # Tasks that never finish (events lost, workers killed) must not fill memory: forget the
         # oldest tenth in one pass, which keeps the amortised cost per event constant.
         drop = max(1, len(self.tasks) // 10)
-        self.tasks = dict(islice(self.tasks.items(), drop, None))
+        items = iter(self.tasks.items())
+        for uuid, record in islice(items, drop):
+            if record.worker is not None or record.faults is not None:
+                self._run_ended(uuid, record)
+            if self.waiting_eta:
+                self.waiting_eta.pop(uuid, None)
+        self.tasks = dict(items)
         self.anomaly("task_evicted", "in-flight task table full, oldest tasks forgotten", drop)
 
     def anomaly(self, kind: str, detail: str, amount: int = 1) -> None:
@@ -686,6 +1095,8 @@ class FleetState:
             self.close_gap()
         if self.parked:
             self.release_parked(now)
+        # Before the purge: a purged worker's tasks must be orphans, not tasks of an unknown one.
+        self._task_fault_housekeeping(now)
         limit = self.limits.purge_offline_after
         gone = [h for h, w in self.workers.items() if limit > 0 and now - w.last_seen > limit]
         for host in gone:
@@ -711,6 +1122,25 @@ class FleetState:
         """Queues seen in events: admitted through the queue cap, so the broker poller polls at
         most ``max_queues`` of them."""
         return {q for q in self.arrivals if q != UNKNOWN and q != OVERFLOW}
+
+
+def _new_process(worker: WorkerSeries, event: dict) -> bool:
+    """Whether a worker-online comes from another process than the one heard from before;
+    without pid or count to tell, it does (a worker is online first when it starts)."""
+    pid, processed = event.get("pid"), event.get("processed")
+    if pid is None and processed is None:
+        return True
+    if pid is not None and worker.pid is not None and pid != worker.pid:
+        return True
+    return processed is not None and processed < worker.processed
+
+
+def _repeats(faults: RunFaults, kind: str, ts: float) -> bool:
+    """Whether ``kind`` at ``ts`` is an event of the task applied before (an earlier start of
+    this attempt, a receipt or start of an attempt a retry replaced)."""
+    if kind == "task-started" and ts in faults.earlier_starts:
+        return True
+    return (kind, ts) in faults.replaced
 
 
 def _count_in(rates: dict[str, MinuteRate], queue: str, now: float) -> None:

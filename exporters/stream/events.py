@@ -11,7 +11,12 @@ every value has been type-checked and bounded, so the metrics state and the hist
   ``queue`` (``queue`` or else ``routing_key``), ``exchange``, ``routing_key``, ``root_id``,
   ``parent_id``, ``retries``, ``runtime``, ``exception`` with ``exception_type``, ``traceback``,
   ``args``, ``kwargs``, ``result``, ``eta``, ``expires``;
+* task-received: ``eta_at``, the ``eta`` text as epoch seconds where it is a usable ISO 8601
+  time (a naive time is taken as UTC), within a schedule horizon of the event's time;
 * worker events: the numbers of :data:`WORKER_NUMBERS`, ``sw_*`` and ``loadavg`` as text;
+* ``worker-telemetry``: also the reliability settings the worker announces (workers/telemetry.py):
+  ``visibility_timeout`` (seconds, > 0), ``acks_late`` (a bool) and ``time_limits`` (task name ->
+  seconds > 0, at most :data:`MAX_TIME_LIMITS` entries; an unusable entry is left out);
 * ``beat-sent``: ``name`` (required), ``task`` and ``interval_seconds``;
 * ``beat-schedule``: ``entries``, a list of dicts with ``name`` (required), ``next_run``
   (required, epoch seconds), ``task``, ``interval_seconds``, ``last_run`` and
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 
@@ -125,6 +131,10 @@ WORKER_NUMBERS: dict[str, tuple[bool, float]] = {
 # Fields that may come as any JSON value and are kept as text (JSON for a non-string).
 _PAYLOAD_FIELDS = frozenset(("args", "kwargs", "result", "exception"))
 _TASK_NUMBERS = {"retries": _MAX_INT32, "runtime": 1e9}
+# A worker announces the time limit of each of its tasks; a fleet's app has far fewer.
+MAX_TIME_LIMITS = 500
+# Seconds: a visibility timeout or a time limit past ten years is no setting anyone made.
+_MAX_SETTING_SECONDS = 10 * 366 * 86_400.0
 _SOFTWARE = ("sw_ident", "sw_ver", "sw_sys")
 
 _GENERATED = re.compile(r"^gen\d+@(.+)$")
@@ -180,8 +190,8 @@ class Checker:
             **dict.fromkeys(_TASK_NUMBERS, -1),
         }
 
-    def _corrected(self, reason: str) -> None:
-        self.corrections[reason] = self.corrections.get(reason, 0) + 1
+    def _corrected(self, reason: str, amount: int = 1) -> None:
+        self.corrections[reason] = self.corrections.get(reason, 0) + amount
 
     def text(self, value: object, limit: int) -> str | None:
         """A bounded, valid UTF-8 string without NUL, or None; cuts and repairs are counted."""
@@ -272,6 +282,8 @@ class Checker:
             self._beat_schedule(body, event, now)
         else:
             self._worker(body, event)
+            if kind == "worker-telemetry":
+                self._reliability(body, event)
         return event
 
     def timestamp(self, value: object, now: float) -> float:
@@ -337,6 +349,28 @@ class Checker:
         exception = event.get("exception")
         if exception is not None:
             event["exception_type"] = exception_type(exception)
+        if kind == "task-received" and "eta" in event:
+            eta = self.eta(event["eta"], event["timestamp"])
+            if eta is not None:
+                event["eta_at"] = eta
+
+    def eta(self, text: str, sent: float) -> float | None:
+        """An ETA (Celery sends ``datetime.isoformat()``) as epoch seconds; a naive time is
+        taken as UTC. Garbage, or a time further than the schedule horizon from ``sent``, is
+        counted and None: a countdown of years is no countdown anyone meant."""
+        try:
+            when = datetime.fromisoformat(text)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            at = when.timestamp()
+        except (ValueError, OverflowError, OSError):
+            self._corrected("bad_text")
+            return None
+        horizon = self.limits.max_schedule_horizon_seconds
+        if not sent - horizon <= at <= sent + horizon:
+            self._corrected("bad_number")
+            return None
+        return at
 
     def _schedule_time(self, sent: object, now: float) -> None:
         """A beat-schedule's times come from Beat's clock, so the whole event is refused when
@@ -430,6 +464,52 @@ class Checker:
                     event["loadavg"] = ",".join(f"{v:g}" for v in values)[:64]
             else:
                 self._corrected("bad_number")
+
+    def _reliability(self, body: dict, event: dict) -> None:
+        """The reliability settings a worker announces with its telemetry: each one left out,
+        and counted, when it is not what workers/telemetry.py sends."""
+        timeout = body.get("visibility_timeout")
+        if timeout is not None:
+            timeout = self.number(timeout, True, _MAX_SETTING_SECONDS)
+            if timeout:  # 0 is no timeout a transport has
+                event["visibility_timeout"] = timeout
+            elif timeout is not None:
+                self._corrected("bad_number")
+        acks_late = body.get("acks_late")
+        if type(acks_late) is bool:
+            event["acks_late"] = acks_late
+        elif acks_late is not None:
+            self._corrected("bad_number")  # a flag is a number of one bit
+        limits = body.get("time_limits")
+        if limits is None:
+            return
+        if type(limits) is not dict:
+            self._corrected("bad_number")
+            return
+        checked: dict[str, float] = {}
+        longest = self.limits.max_name_chars
+        for name, seconds in limits.items():
+            if len(checked) == MAX_TIME_LIMITS:
+                # Not walked any further: the cut is counted as one drop per entry left out.
+                self._corrected("entry_dropped", len(limits) - MAX_TIME_LIMITS)
+                break
+            # A cut or repaired name would name another task: such an entry is left out.
+            if (
+                type(name) is not str
+                or not name
+                or len(name) > longest
+                or _UNWRITABLE.search(name)
+                or not _is_seconds(seconds)
+            ):
+                self._corrected("entry_dropped")
+                continue
+            checked[name] = float(seconds)
+        event["time_limits"] = checked
+
+
+def _is_seconds(value: object) -> bool:
+    """A positive, finite number of seconds within the bound of a setting (no bool)."""
+    return (type(value) is float or type(value) is int) and 0 < value <= _MAX_SETTING_SECONDS
 
 
 def _required(value: object, kind: str, what: str) -> str:

@@ -117,5 +117,6 @@ def test_limits_default_to_the_settings_defaults() -> None:
     limits = Limits()
     for name in ("max_series", "max_tasks", "worker_timeout", "purge_offline_after",
                  "reorder_window", "max_queues", "max_task_names", "max_hostnames",
-                 "max_exceptions"):  # fmt: skip
+                 "max_exceptions", "visibility_timeout", "stuck_after",
+                 "stuck_bounds"):  # fmt: skip
         assert getattr(limits, name) == model_default(ExporterSettings, f"exporter_{name}")

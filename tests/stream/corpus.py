@@ -177,6 +177,43 @@ def corpus(now: float | None = None) -> list[Case]:
             accepted=1,
             corrected={"bad_number": 2},
         ),
+        Case(
+            "reliability settings of the wrong kinds",
+            envelope_of_text(
+                f'{{"type": "worker-telemetry", "hostname": "{worker}", "timestamp": {now!r},'
+                ' "visibility_timeout": NaN, "acks_late": "yes",'
+                ' "time_limits": {"corpus.task": -1, "corpus.ok": 5, "": 5}}'
+            ),
+            accepted=1,
+            corrected={"bad_number": 2, "entry_dropped": 2},
+        ),
+        Case(
+            "time limits of a thousand tasks",
+            envelope(
+                {
+                    "type": "worker-telemetry",
+                    "hostname": worker,
+                    "timestamp": now,
+                    "time_limits": {f"corpus.t{i}": 60 for i in range(1000)},
+                }
+            ),
+            accepted=1,
+            corrected={"entry_dropped": 500},
+        ),
+        Case(
+            "ETA that is no time",
+            envelope(
+                {
+                    "type": "task-received",
+                    "hostname": worker,
+                    "uuid": "eta-garbage",
+                    "timestamp": now,
+                    "eta": "9999-99-99T99:99:99",
+                }
+            ),
+            accepted=1,
+            corrected={"bad_text": 1},
+        ),
         repaired(
             "timestamp far in the future",
             "timestamp_future",

@@ -1,0 +1,384 @@
+"""Orphaned, stuck and twice-run tasks and the visibility-timeout trap, in the exporter's state
+and on /metrics, from hand-written (and hostile) events fed through the checker; the real fleet
+shows the same in tests/exporter/test_task_faults.py."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+
+from exporters.metrics.app import latency_breaking_points
+from exporters.metrics.histogram import DEFAULT_BUCKETS, with_required
+from exporters.metrics.settings import load
+from exporters.metrics.state import MAX_RUNNING_PER_WORKER, Limits
+from exporters.stream.events import MAX_TIME_LIMITS, Checker
+from fleetops import task_faults
+from fleetops.errors import ConfigError
+from tests.exporter.process import rendered, value
+from tests.stream.checked import CheckedFleetState as FleetState
+
+BOUNDS = with_required(DEFAULT_BUCKETS, latency_breaking_points())
+T0 = 1_790_000_000.0  # the workers' clock (epoch seconds); the exporter's is monotonic ``now``
+PAIR = {"name": "app.long", "queue_name": "slow"}
+
+
+def task(kind: str, uuid: str, ts: float, host: str = "celery@w1", **fields: object) -> dict:
+    return {"type": kind, "uuid": uuid, "hostname": host, "timestamp": ts, "clock": 1, **fields}
+
+
+def sent(uuid: str, ts: float = T0) -> dict:
+    return task("task-sent", uuid, ts, host="gen1@web", name="app.long", queue="slow")
+
+
+def worker(kind: str, host: str = "celery@w1", ts: float = T0, **fields: object) -> dict:
+    return {"type": kind, "hostname": host, "timestamp": ts, "clock": 1, **fields}
+
+
+def telemetry(host: str = "celery@w1", **fields: object) -> dict:
+    return worker("worker-telemetry", host, **fields)
+
+
+def started_on(state: FleetState, uuid: str, host: str, now: float, ts: float = T0 + 1) -> None:
+    state.apply_all([sent(uuid), task("task-received", uuid, ts, host, name="app.long")], now)
+    state.apply_all([task("task-started", uuid, ts + 0.5, host)], now)
+
+
+def metrics(state: FleetState, now: float) -> dict:
+    return rendered(state, now=now, wall=T0 + now)
+
+
+def counter(samples: dict, metric: str, **labels: str) -> float | None:
+    return value(samples, metric, **PAIR, **labels)
+
+
+def test_a_second_start_in_one_attempt_is_a_twice_run_and_a_duplicate_is_not() -> None:
+    state = FleetState(bounds=BOUNDS)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    assert counter(metrics(state, 1.0), "fleetops_task_runs_repeated_total") == 0  # at 0 first
+    again = task("task-started", "t1", T0 + 9, host="celery@w2")
+    state.apply_all([again], now=2.0)
+    state.apply_all([task("task-started", "t1", T0 + 1.5)], now=2.0)  # the first start again
+    state.apply_all([again], now=2.0)  # and the second
+    samples = metrics(state, 2.0)
+    assert counter(samples, "fleetops_task_runs_repeated_total") == 1
+    assert state.anomalies["duplicate"] == 2
+    # It runs on w2 now, and only there.
+    assert "t1" in state.running["celery@w2"] and "t1" not in state.running["celery@w1"]
+    # After its end, a third copy starts: still its name and queue, a third run.
+    state.apply_all([task("task-succeeded", "t1", T0 + 10, host="celery@w2", runtime=1.0)], 3.0)
+    state.apply_all([task("task-started", "t1", T0 + 20, host="celery@w3")], now=4.0)
+    samples = metrics(state, 4.0)
+    assert counter(samples, "fleetops_task_runs_repeated_total") == 2
+    assert "unknown_task" not in state.anomalies
+    # Its second end is counted as the end of a run of that task, not of an unknown one.
+    state.apply_all([task("task-succeeded", "t1", T0 + 21, host="celery@w3", runtime=1.0)], 5.0)
+    assert "unknown_task" not in state.anomalies and not state.running["celery@w3"]
+
+
+def test_a_retry_and_exact_duplicates_are_no_twice_runs() -> None:
+    state = FleetState(bounds=BOUNDS)
+    lifecycle = [
+        sent("t1"),
+        task("task-received", "t1", T0 + 1, name="app.long"),
+        task("task-started", "t1", T0 + 2),
+        task("task-retried", "t1", T0 + 3, exception="TransientError()"),
+        task("task-received", "t1", T0 + 4, name="app.long"),
+        task("task-started", "t1", T0 + 5),
+        task("task-succeeded", "t1", T0 + 6, runtime=1.0),
+    ]
+    state.apply_all([*lifecycle, *lifecycle], now=1.0)  # every event twice, in a row
+    samples = metrics(state, 1.0)
+    assert counter(samples, "fleetops_task_runs_repeated_total") == 0
+    assert state.anomalies["duplicate"] == len(lifecycle)
+    assert not state.running["celery@w1"] and not state.orphans
+
+
+def test_an_offline_worker_orphans_its_tasks_until_another_starts_them() -> None:
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all([telemetry(visibility_timeout=6.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-offline")], now=2.0)
+    samples = metrics(state, 2.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert counter(samples, "fleetops_task_orphans_total", outcome="redelivered") == 0
+    assert counter(samples, "fleetops_task_running_longest_seconds") is None  # not running
+    # Sticky: the worker comes back, the task is still an orphan.
+    state.apply_all([worker("worker-heartbeat", ts=T0 + 5)], now=3.0)
+    state.housekeeping(3.0)
+    assert counter(metrics(state, 3.0), "fleetops_tasks_orphaned") == 1
+    state.apply_all([task("task-started", "t1", T0 + 8, host="celery@w2")], now=4.0)
+    samples = metrics(state, 4.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="redelivered") == 1
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    assert counter(samples, "fleetops_task_runs_repeated_total") == 1
+    state.housekeeping(1000.0)  # long past any window: a redelivered task is never lost too
+    assert counter(metrics(state, 1000.0), "fleetops_task_orphans_total", outcome="lost") == 0
+
+
+def test_a_silent_worker_orphans_its_tasks_and_an_orphan_not_started_again_is_lost() -> None:
+    limits = Limits(worker_timeout=10.0, purge_offline_after=0)
+    state = FleetState(bounds=BOUNDS, limits=limits)
+    state.apply_all([telemetry(visibility_timeout=6.0, acks_late=True)], now=0.0)
+    state.apply_all([telemetry("celery@w2", visibility_timeout=6.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.housekeeping(9.0)
+    assert counter(metrics(state, 9.0), "fleetops_tasks_orphaned") == 0
+    state.apply_all([worker("worker-heartbeat", "celery@w2")], now=10.5)
+    state.housekeeping(10.5)  # w1 silent for 10.5 s, past the timeout
+    assert counter(metrics(state, 10.5), "fleetops_tasks_orphaned") == 1
+    window = task_faults.redelivery_window(6.0, True)
+    state.apply_all([worker("worker-heartbeat", "celery@w2")], now=10.5 + window - 1)
+    state.housekeeping(10.5 + window - 1)
+    assert counter(metrics(state, 10.5 + window - 1), "fleetops_tasks_orphaned") == 1
+    state.housekeeping(10.5 + window)
+    samples = metrics(state, 10.5 + window)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 1
+    # A late start after all: a twice-run, but the orphan was counted once, as lost.
+    state.apply_all([task("task-started", "t1", T0 + 99, host="celery@w2")], now=100.0)
+    samples = metrics(state, 100.0)
+    assert counter(samples, "fleetops_task_orphans_total", outcome="redelivered") == 0
+    assert counter(samples, "fleetops_task_runs_repeated_total") == 1
+
+
+def test_without_acks_late_an_orphan_is_lost_at_once_and_a_restart_orphans_too() -> None:
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all([telemetry(visibility_timeout=6.0, acks_late=False)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-online", ts=T0 + 3)], now=2.0)  # restarted, same name
+    samples = metrics(state, 2.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 1
+
+
+def test_a_reconnect_keeps_the_tasks_running_and_a_restart_orphans_them() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(worker_timeout=1e6))
+    state.apply_all([worker("worker-heartbeat", pid=40, processed=7)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    # Its consumer reconnected to the broker: the same process, still running the task.
+    state.apply_all([worker("worker-online", pid=40, processed=8, active=1)], now=2.0)
+    samples = metrics(state, 2.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_running_longest_seconds") == 1.0  # still running
+    # Restarted in a container: pid 1 again, but its count of tasks starts over.
+    state.apply_all([worker("worker-heartbeat", pid=1, processed=9)], now=3.0)
+    state.apply_all([worker("worker-online", pid=1, processed=0)], now=4.0)
+    assert counter(metrics(state, 4.0), "fleetops_tasks_orphaned") == 1
+    started_on(state, "t2", "celery@w1", now=5.0)
+    state.apply_all([worker("worker-online", pid=77, processed=5)], now=6.0)  # another pid
+    assert counter(metrics(state, 6.0), "fleetops_tasks_orphaned") == 2
+
+
+def test_an_orphan_whose_run_ends_after_all_leaves_without_an_outcome() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(worker_timeout=5.0))
+    state.apply_all([worker("worker-heartbeat")], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.housekeeping(6.0)
+    assert counter(metrics(state, 6.0), "fleetops_tasks_orphaned") == 1
+    state.apply_all([task("task-succeeded", "t1", T0 + 9, runtime=8.0)], now=7.0)
+    samples = metrics(state, 7.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="redelivered") == 0
+    assert not state.orphans
+
+
+def test_stuck_is_measured_on_the_exporters_clock_against_the_bound_in_force() -> None:
+    # A worker timeout long enough for the worker to stay alive without heartbeats here.
+    limits = Limits(stuck_after=100.0, stuck_bounds={"app.bounded": 5.0}, worker_timeout=1e6)
+    state = FleetState(bounds=BOUNDS, limits=limits)
+    state.apply_all([telemetry(time_limits={"app.long": 20.0})], now=0.0)
+    state.housekeeping(0.0)
+    # The worker's clock is an hour behind: its timestamps must not make the task look old.
+    started_on(state, "t1", "celery@w1", now=1.0, ts=T0 - 3600)
+    bound = 20.0 + task_faults.TIME_LIMIT_GRACE_SECONDS
+    samples = metrics(state, 1.0 + bound - 1)
+    assert counter(samples, "fleetops_tasks_stuck") == 0
+    assert counter(samples, "fleetops_task_running_longest_seconds") == bound - 1
+    assert value(samples, "fleetops_task_stuck_bound_seconds", name="app.long") == bound
+    assert value(samples, "fleetops_task_time_limit_seconds", name="app.long") == 20.0
+    samples = metrics(state, 1.0 + bound + 1)
+    assert counter(samples, "fleetops_tasks_stuck") == 1
+    # The configured bound wins over the time limit; the default applies to the rest.
+    state.apply_all(
+        [
+            task("task-sent", "b1", T0, host="gen1@web", name="app.bounded", queue="slow"),
+            task("task-started", "b1", T0 + 1),
+            task("task-sent", "d1", T0, host="gen1@web", name="app.other", queue="slow"),
+            task("task-started", "d1", T0 + 1),
+        ],
+        now=100.0,
+    )
+    samples = metrics(state, 106.0)
+    assert value(samples, "fleetops_tasks_stuck", name="app.bounded", queue_name="slow") == 1
+    assert value(samples, "fleetops_task_stuck_bound_seconds", name="app.other") == 100.0
+    assert value(samples, "fleetops_tasks_stuck", name="app.other", queue_name="slow") == 0
+    # A task that ended is not stuck; one on a worker that went down is no longer running.
+    state.apply_all([task("task-succeeded", "b1", T0 + 7, runtime=6.0)], now=106.0)
+    assert value(metrics(state, 107.0), "fleetops_tasks_stuck", name="app.bounded",
+                 queue_name="slow") == 0  # fmt: skip
+    state.apply_all([worker("worker-offline")], now=108.0)
+    samples = metrics(state, 108.0)
+    assert counter(samples, "fleetops_tasks_stuck") == 0
+    assert counter(samples, "fleetops_task_running_longest_seconds") is None
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def test_an_eta_beyond_the_visibility_timeout_is_the_trap_counted_at_receipt() -> None:
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all([telemetry(visibility_timeout=6.0, acks_late=True)], now=0.0)
+    state.apply_all([sent("far"), sent("near"), sent("naive")], now=1.0)
+    state.apply_all(
+        [
+            task("task-received", "far", T0 + 1, name="app.long", eta=iso(T0 + 11)),
+            task("task-received", "near", T0 + 1, name="app.long", eta=iso(T0 + 5)),
+            # Without an offset: taken as UTC.
+            task("task-received", "naive", T0 + 1, name="app.long",
+                 eta=iso(T0 + 8).removesuffix("+00:00")),
+        ],
+        now=1.0,
+    )  # fmt: skip
+    samples = metrics(state, 1.0)
+    assert counter(samples, "fleetops_task_eta_beyond_visibility_total") == 2
+    assert counter(samples, "fleetops_task_eta_farthest_seconds") == 10.0
+    assert value(samples, "fleetops_broker_visibility_timeout_seconds", acks_late="true") == 6.0
+    # The copy handed out again is received again: no second trap, the farthest stays.
+    state.apply_all([task("task-received", "far", T0 + 8, name="app.long", eta=iso(T0 + 11))], 8)
+    samples = metrics(state, 8.0)
+    assert counter(samples, "fleetops_task_eta_beyond_visibility_total") == 2
+    assert counter(samples, "fleetops_task_eta_farthest_seconds") == 10.0
+    for uuid in ("far", "naive"):
+        state.apply_all([task("task-started", uuid, T0 + 11)], now=11.0)
+    samples = metrics(state, 11.0)
+    assert counter(samples, "fleetops_task_eta_farthest_seconds") == 4.0  # "near" waits on
+    state.housekeeping(11.0 + 4 + 301)  # its start never came: it no longer waits
+    assert counter(metrics(state, 400.0), "fleetops_task_eta_farthest_seconds") is None
+
+
+def test_the_trap_needs_a_known_visibility_timeout_and_the_setting_wins() -> None:
+    unknown = FleetState(bounds=BOUNDS)
+    unknown.apply_all([telemetry(acks_late=True)], now=0.0)  # RabbitMQ: no timeout announced
+    unknown.apply_all([sent("t1"), task("task-received", "t1", T0 + 1, eta=iso(T0 + 5000))], 1)
+    samples = metrics(unknown, 1.0)
+    assert counter(samples, "fleetops_task_eta_beyond_visibility_total") == 0
+    assert counter(samples, "fleetops_task_eta_farthest_seconds") == 4999.0
+    assert not [k for k in samples if k[0] == "fleetops_broker_visibility_timeout_seconds"]
+    told = FleetState(bounds=BOUNDS, limits=Limits(visibility_timeout=100.0))
+    told.apply_all([telemetry(visibility_timeout=6.0, acks_late=False)], now=0.0)
+    told.housekeeping(0.0)
+    told.apply_all([sent("t1"), task("task-received", "t1", T0 + 1, eta=iso(T0 + 50))], 1)
+    samples = metrics(told, 1.0)
+    assert counter(samples, "fleetops_task_eta_beyond_visibility_total") == 0
+    assert value(samples, "fleetops_broker_visibility_timeout_seconds", acks_late="false") == 100
+
+
+def test_the_smallest_timeout_of_the_live_workers_is_in_force() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(worker_timeout=10.0))
+    state.apply_all([telemetry("celery@a", visibility_timeout=60.0, acks_late=False)], now=0.0)
+    state.apply_all([telemetry("celery@b", visibility_timeout=30.0, acks_late=True)], now=5.0)
+    state.housekeeping(5.0)
+    assert (state.visibility_timeout, state.acks_late) == (30.0, True)
+    state.apply_all([telemetry("celery@a", visibility_timeout=60.0, acks_late=False)], now=16.0)
+    state.housekeeping(16.0)  # b is down: a's numbers are in force
+    assert (state.visibility_timeout, state.acks_late) == (60.0, False)
+
+
+HOSTILE_ETAS = ["tomorrow", "", "9999-99-99T00:00:00", "0001-01-01T00:00:00+14:00",
+                "2026-13-01T00:00:00", "NaN", "x" * 64, "2026-01-01T00:00:00+99:00",
+                "10000-01-01T00:00:00"]  # fmt: skip
+
+
+@pytest.mark.parametrize("eta", [*HOSTILE_ETAS, 12, None, ["2026"], {"a": 1}, math.inf])
+def test_a_hostile_eta_is_left_out_and_counted_never_raised(eta: object) -> None:
+    checker = Checker()
+    event = checker.check(task("task-received", "t1", T0, eta=eta), now=T0)
+    assert "eta_at" not in event
+    if eta:  # an empty text is no value, as everywhere
+        assert sum(checker.corrections.values()) >= 1
+    far = checker.check(task("task-received", "t2", T0, eta=iso(T0 + 500 * 86_400)), now=T0)
+    assert "eta_at" not in far  # a countdown past the schedule horizon is no countdown
+    good = checker.check(task("task-received", "t3", T0, eta="2026-12-03T10:00:00Z"), now=T0)
+    assert good["eta_at"] == datetime(2026, 12, 3, 10, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("fields", "kept", "corrected"),
+    [
+        ({"visibility_timeout": 6, "acks_late": True, "time_limits": {"a": 5}},
+         {"visibility_timeout": 6.0, "acks_late": True, "time_limits": {"a": 5.0}}, {}),
+        ({"visibility_timeout": math.nan}, {}, {"bad_number": 1}),
+        ({"visibility_timeout": math.inf}, {}, {"bad_number": 1}),
+        ({"visibility_timeout": -1}, {}, {"bad_number": 1}),
+        ({"visibility_timeout": 0}, {}, {"bad_number": 1}),
+        ({"visibility_timeout": 10**40}, {}, {"bad_number": 1}),
+        ({"visibility_timeout": "3600"}, {}, {"bad_number": 1}),
+        ({"acks_late": "yes"}, {}, {"bad_number": 1}),
+        ({"acks_late": 1}, {}, {"bad_number": 1}),
+        ({"time_limits": [["a", 5]]}, {}, {"bad_number": 1}),
+        ({"time_limits": "a=5"}, {}, {"bad_number": 1}),
+        ({"time_limits": {"a": math.nan, "b": -3, "c": True, "d": "5", "e": 10**40, "ok": 1}},
+         {"time_limits": {"ok": 1.0}}, {"entry_dropped": 5}),
+        ({"time_limits": {"x" * 300: 5, "bad\ud800": 5, "nul\x00": 5, "": 5, "ok": 2.5}},
+         {"time_limits": {"ok": 2.5}}, {"entry_dropped": 4}),
+        ({"time_limits": {f"t{i}": 1 for i in range(MAX_TIME_LIMITS + 1000)}},
+         {"time_limits": {f"t{i}": 1.0 for i in range(MAX_TIME_LIMITS)}}, {"entry_dropped": 1000}),
+    ],
+)  # fmt: skip
+def test_announced_settings_are_checked_as_hostile_input(
+    fields: dict, kept: dict, corrected: dict
+) -> None:
+    checker = Checker()
+    event = checker.check(telemetry(**fields), now=T0)
+    announced = {k: event[k] for k in ("visibility_timeout", "acks_late") if k in event}
+    if event.get("time_limits"):
+        announced["time_limits"] = event["time_limits"]
+    assert announced == kept
+    assert checker.corrections == corrected
+
+
+def test_every_table_of_the_task_faults_stays_bounded() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(max_tasks=1000, max_series=10_000_000))
+    events = []
+    for i in range(3000):
+        events += [sent(f"t{i}"), task("task-started", f"t{i}", T0 + 1)]
+    state.apply_all(events, now=1.0)
+    assert len(state.tasks) <= 1000
+    assert len(state.running["celery@w1"]) == len(state.tasks)  # evicted ones left the index
+    state.apply_all([worker("worker-offline")], now=2.0)
+    assert len(state.orphans) == len(state.tasks)
+    state.apply_all([sent(f"u{i}") for i in range(3000)], now=3.0)  # evicts the orphans
+    assert len(state.orphans) <= len(state.tasks) <= 1000
+    samples = metrics(state, 3.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == len(state.orphans)
+    many = FleetState(bounds=BOUNDS, limits=Limits(max_series=10_000_000))
+    extra = 10
+    many.apply_all(
+        [task("task-started", f"r{i}", T0 + 1) for i in range(MAX_RUNNING_PER_WORKER + extra)],
+        now=1.0,
+    )
+    many.housekeeping(3.0)
+    assert len(many.running["celery@w1"]) == MAX_RUNNING_PER_WORKER
+    assert many.anomalies["running_forgotten"] == extra
+
+
+def test_settings_refuse_bounds_that_are_not_positive_finite_seconds() -> None:
+    refused = [
+        {"exporter_stuck_bounds": {"a": 0}},
+        {"exporter_stuck_bounds": {"a": "nan"}},
+        {"exporter_stuck_bounds": {"": 5}},
+        {"exporter_stuck_after": "inf"},
+        {"exporter_visibility_timeout": -1},
+        {"exporter_visibility_timeout": "nan"},
+    ]
+    for bad in refused:
+        with pytest.raises(ConfigError, match=r"EXPORTER_(STUCK|VISIBILITY)"):
+            load(**bad)
+    settings = load(exporter_stuck_bounds={"a": "2.5"}, exporter_visibility_timeout=7)
+    assert settings.exporter_stuck_bounds == {"a": 2.5}
+    assert settings.exporter_stuck_after == task_faults.DEFAULT_STUCK_AFTER_SECONDS
