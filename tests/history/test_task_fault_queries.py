@@ -1,18 +1,13 @@
 """The history's reads of orphaned, stuck and twice-run tasks and of the visibility-timeout
-trap (exporters/history/queries.py), on real SQLite and PostgreSQL.
-
-Tasks and workers are written by the history writer from hand-made events; the runs table
-(history_task_runs) gets one row per task-started and task-retried event of the same events,
-inserted here, as the recorder inserts them. A row the writer already stored is left alone, so
-these histories stay the same whether or not the writer fills the runs table itself."""
+trap (exporters/history/queries.py), on real SQLite and PostgreSQL, from the history of
+tests/history/faults.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, update
 
 from exporters.history import queries
 from exporters.history.queries import (
@@ -23,122 +18,19 @@ from exporters.history.queries import (
     task_runs,
     twice_run_tasks,
 )
-from exporters.history.schema import task_runs as runs_table
 from exporters.history.schema import tasks
-from tests.history.events import Event, task_lifecycle, worker_event
-from tests.stream.checked import CheckedHistoryWriter as HistoryWriter
+from tests.history.events import task_lifecycle
+from tests.history.faults import ALIVE, DEAD, GONE, NOW_OFFSET, OTHER, RESTARTED, record, seed
 
 T0 = 1_700_000_000.0
-NOW = T0 + 1000
-ALIVE, OTHER, DEAD, GONE = "alive@h", "other@h", "dead@h", "gone@h"
-RESTARTED = "restarted@h"
-# dead@h is last heard at T0+100 and so known down at T0+130; gone@h goes offline at T0+200.
-# A window of 840 s makes the first orphan lost (870 s ago) and the second waiting (800 s).
+NOW = T0 + NOW_OFFSET
+# dead@h is known down at T0+130, gone@h at T0+200: a window of 840 s makes the first orphan
+# lost (870 s ago) and the second waiting (800 s).
 WINDOW = 840.0
 
 
-def started(task_id: str, worker: str, at: float) -> Event:
-    return {"type": "task-started", "uuid": task_id, "hostname": worker, "pid": 1,
-            "timestamp": at}  # fmt: skip
-
-
-def retried(task_id: str, worker: str, at: float) -> Event:
-    return {"type": "task-retried", "uuid": task_id, "hostname": worker,
-            "exception": "Retry()", "timestamp": at}  # fmt: skip
-
-
-def succeeded(task_id: str, worker: str, at: float) -> Event:
-    return {"type": "task-succeeded", "uuid": task_id, "hostname": worker, "runtime": 1.0,
-            "result": "None", "timestamp": at}  # fmt: skip
-
-
-def task(
-    task_id: str, *runs: Event, name: str = "maintenance.probe", worker: str = ALIVE
-) -> list[Event]:
-    """sent and received at T0-10, then the given starts, retries and outcome."""
-    sent, received = task_lifecycle(task_id, name=name, start=T0 - 10, worker=worker)[:2]
-    return [sent, received, *runs]
-
-
-def record(engine: Engine, events: Iterable[Event]) -> None:
-    """Write the events, and each start and retry into history_task_runs as the recorder does."""
-    events = list(events)
-    HistoryWriter(engine).write(events)
-    names = {e["uuid"]: (e.get("name"), e.get("queue")) for e in events if e.get("name")}
-    kinds = {"task-started": "started", "task-retried": "retried"}
-    rows = [
-        {"task_id": e["uuid"], "kind": kinds[e["type"]], "at": e["timestamp"],
-         "worker": e["hostname"], "name": names.get(e["uuid"], (None, None))[0],
-         "queue": names.get(e["uuid"], (None, None))[1]}
-        for e in events
-        if e["type"] in kinds
-    ]  # fmt: skip
-    r = runs_table.c
-    with engine.begin() as connection:
-        stored = set(connection.execute(select(r.task_id, r.kind, r.at, r.worker)).all())
-        new = [n for n in rows if (n["task_id"], n["kind"], n["at"], n["worker"]) not in stored]
-        if new:
-            connection.execute(runs_table.insert(), new)
-
-
 def fleet(engine: Engine) -> None:
-    record(
-        engine,
-        [
-            worker_event("online", ALIVE, T0 - 100),
-            worker_event("heartbeat", ALIVE, NOW - 5),
-            worker_event("online", OTHER, T0 - 100),
-            worker_event("heartbeat", OTHER, NOW - 5),
-            worker_event("online", DEAD, T0 - 100),
-            worker_event("heartbeat", DEAD, T0 + 100),  # then SIGKILLed: silent since
-            worker_event("online", GONE, T0 - 100),
-            worker_event("offline", GONE, T0 + 200),
-            worker_event("online", RESTARTED, T0 - 100),
-            worker_event("online", RESTARTED, T0 + 300),  # restarted: its old tasks are gone
-            worker_event("heartbeat", RESTARTED, NOW - 5),
-        ],
-    )
-    record(
-        engine,
-        [
-            *task("orphan-lost", started("orphan-lost", DEAD, T0 + 50)),
-            *task("orphan-waiting", started("orphan-waiting", GONE, T0 + 150)),
-            *task("orphan-restart", started("orphan-restart", RESTARTED, T0 + 250)),
-            *task("running", started("running", ALIVE, T0 + 900)),
-            *task("stuck-named", started("stuck-named", ALIVE, T0 + 100), name="slow.task"),
-            *task("stuck-default", started("stuck-default", ALIVE, T0 + 50), name="other.task"),
-            *task("done", started("done", ALIVE, T0), succeeded("done", ALIVE, T0 + 900)),
-            # SIGKILLed with its worker, then redelivered to another that finished it.
-            *task(
-                "redelivered",
-                started("redelivered", DEAD, T0 + 20),
-                started("redelivered", ALIVE, T0 + 400),
-                succeeded("redelivered", ALIVE, T0 + 410),
-            ),
-            # The visibility-timeout trap: handed out again while its live worker still ran it.
-            *task(
-                "trap",
-                started("trap", ALIVE, T0 + 500),
-                started("trap", ALIVE, T0 + 560),
-                name="trap.task",
-            ),
-            # A planned retry starts it again: that is a second attempt, not a second run.
-            *task(
-                "retried",
-                started("retried", ALIVE, T0 + 600),
-                retried("retried", ALIVE, T0 + 610),
-                started("retried", ALIVE, T0 + 700),
-                succeeded("retried", ALIVE, T0 + 710),
-            ),
-            *task(
-                "thrice",
-                started("thrice", ALIVE, T0 + 100),
-                started("thrice", OTHER, T0 + 200),
-                started("thrice", ALIVE, T0 + 300),
-                succeeded("thrice", ALIVE, T0 + 310),
-            ),
-        ],
-    )
+    seed(engine, T0)
 
 
 def at(seconds: float) -> datetime:
