@@ -39,8 +39,6 @@ from tests.history.events import task_lifecycle
 from tests.history.faults import ALIVE, DEAD, GONE, RESTARTED, record, seed
 from tests.processes import processes_in
 
-pytestmark = pytest.mark.slow
-
 VISIBILITY = 3600.0
 SELECTOR = 'job="fleetops-exporter"'
 
@@ -201,6 +199,7 @@ def metrics(app: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in app.metric}
 
 
+@pytest.mark.slow  # a real Prometheus
 def test_every_fault_is_listed_worst_first_with_the_fleets_numbers(
     sources: Sources, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -267,6 +266,7 @@ def test_every_fault_is_listed_worst_first_with_the_fleets_numbers(
     assert not app.error
 
 
+@pytest.mark.slow  # a real Prometheus
 def test_without_prometheus_the_lists_use_the_defaults(
     sources: Sources, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -284,6 +284,7 @@ def test_without_prometheus_the_lists_use_the_defaults(
     assert "No visibility timeout is known" in texts(app)
 
 
+@pytest.mark.slow  # a real Prometheus
 def test_hostile_numbers_and_a_history_that_is_down_show_messages(
     sources: Sources, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
