@@ -47,6 +47,12 @@ shown = [
 ]
 for column, (label, value) in zip(st.columns(len(shown)), shown, strict=True):
     column.metric(label, faults.count_text(value))
+if fleet is not None and counts == faults.Counts():
+    st.info(
+        "Prometheus has no usable number in the exporter's task-fault series "
+        "(fleetops_tasks_orphaned, ...): an exporter older than them, one not scraped yet, or "
+        "values that are not numbers. The lists below come from the task history."
+    )
 if fleet is None:
     st.info(
         "Counts, stuck bounds and the visibility timeout need Prometheus: the lists below use "
