@@ -17,6 +17,7 @@ navigation = st.navigation(
         st.Page(PAGES / "page_tasks.py", title="Tasks", url_path="tasks"),
         st.Page(PAGES / "page_workflow.py", title="Workflow", url_path="workflow"),
         st.Page(PAGES / "page_failures.py", title="Failures", url_path="failures"),
+        st.Page(PAGES / "page_task_faults.py", title="Stuck & orphaned", url_path="task_faults"),
         st.Page(PAGES / "page_dead_letters.py", title="Dead letters", url_path="dead_letters"),
         st.Page(PAGES / "page_beat.py", title="Beat", url_path="beat"),
         st.Page(PAGES / "page_alerts.py", title="Alerts", url_path="alerts"),

@@ -74,9 +74,31 @@ def runbook(alert_name: str) -> str:
     return _url("runbooks", **{RUNBOOK: alert_name})
 
 
+def task_faults() -> str:
+    """The Stuck & orphaned page: orphaned, stuck and twice-run tasks, the visibility trap."""
+    return _url("task_faults")
+
+
+# The alerts whose tasks the Stuck & orphaned page lists (alerts group "celery-tasks").
+TASK_FAULT_ALERTS = frozenset(
+    {
+        "CeleryTaskOrphaned",
+        "CeleryTaskLost",
+        "CeleryTaskStuck",
+        "CeleryTaskRanTwice",
+        "CeleryTaskEtaBeyondVisibilityTimeout",
+        "CeleryTaskRuntimeNearVisibilityTimeout",
+    }
+)
+TASK_FAULTS_TEXT = "stuck & orphaned tasks"
+
+
 def alert_targets(labels: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(text, url) of the pages an alert points at: its runbook, then its queue or worker."""
+    """(text, url) of the pages an alert points at: its runbook, the page listing its tasks
+    (a task-fault alert), then its queue or worker."""
     found = [("runbook", runbook(labels["alertname"]))] if labels.get("alertname") else []
+    if labels.get("alertname") in TASK_FAULT_ALERTS:
+        found.append((TASK_FAULTS_TEXT, task_faults()))
     if labels.get("queue_name"):
         found.append((f"queue {labels['queue_name']}", queue(labels["queue_name"])))
     if labels.get("hostname"):

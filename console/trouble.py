@@ -104,6 +104,9 @@ def troubles(
         if alert.state != "active" or level is None:
             continue
         where = []
+        if alert.name in links.TASK_FAULT_ALERTS:
+            # The alert counts tasks; the page lists them, worst first.
+            where.append(links.markdown(links.TASK_FAULTS_TEXT, links.task_faults()))
         if queue := alert.labels.get("queue_name"):
             where.append(_queue_link(queue))
         if host := alert.labels.get("hostname"):

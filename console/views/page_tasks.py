@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from console import actions, links, ui
-from console.sources import control, history
+from console.sources import SourceDown, control, history
 from console.timeline import phases as timeline_phases
 
 
@@ -161,6 +161,22 @@ if task_id:
             ]
         )
         st.dataframe(timeline, hide_index=True, key="timeline")
+        try:
+            runs = history.call(ctx.history, history.task_runs, task_id)
+        except SourceDown:
+            # The runs are an extra: a history not yet migrated to keep them (or a database
+            # that just failed) must not put a banner over the task it did show.
+            runs = None
+        if runs is not None and (runs["kind"] == "started").sum() > 1:
+            # The timeline holds the latest attempt only; a task started more than once
+            # (redelivered, or handed out twice by the broker) shows every run here.
+            st.caption(
+                f"Started {(runs['kind'] == 'started').sum()} times: every start and planned "
+                "retry, with its worker (" + links.anchor("stuck & orphaned tasks",
+                links.task_faults()) + ")",
+                unsafe_allow_html=True,
+            )  # fmt: skip
+            st.dataframe(runs, hide_index=True, key="runs")
         if fields.get("exception"):
             st.code(f"{fields.get('exception_type')}: {fields.get('exception')}")
         if not detail.children.empty:

@@ -14,17 +14,22 @@ timezone-aware UTC ``datetime64`` values (NaT when the event was not seen).
 
 from __future__ import annotations
 
+import math
 import re
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, func, literal_column, or_, select
+from sqlalchemy import Engine, and_, case, func, literal_column, or_, select
 
 from exporters.history import text_index
 from exporters.history.schema import FAILED_STATE, LIFECYCLE_COLUMNS, tasks, workers
+from exporters.history.schema import task_runs as task_runs_table
 from exporters.history.settings import RECENT_WINDOW
+from fleetops import task_faults
 
 TIME_COLUMNS = (*LIFECYCLE_COLUMNS, "timestamp")
 LIST_COLUMNS = (
@@ -399,18 +404,483 @@ def workflow(engine: Engine, root_id: str, *, limit: int = 2000) -> tuple[pd.Dat
     return _frame(rows, list(WORKFLOW_COLUMNS)), count
 
 
+# Issue 14: orphaned, stuck and twice-run tasks, and the visibility-timeout trap. What each one
+# is lives in fleetops/task_faults.py; these read them from the history.
+
+STARTED_STATE = "STARTED"
+RUN_STARTED, RUN_RETRIED = "started", "retried"
+# States after which a task runs no more: the worker that sent it is where the task finished.
+FINISHED_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "REJECTED"})
+# The runs of one task shown at most: a task started a thousand times is broken anyway.
+TASK_RUNS_MAX = 1000
+# Rows read at most before a check that SQL cannot make (a per-name bound, an ETA string) picks
+# the ones to show: the newest or oldest of these, so a page costs the same on any history.
+SCAN_MAX = 10_000
+
+TWICE_RUN_COLUMNS = (
+    "task_id", "name", "queue", "state", "runs", "workers", "first_started_at",
+    "last_started_at", "timestamp",
+)  # fmt: skip
+ORPHAN_COLUMNS = (
+    "task_id", "name", "queue", "worker", "started_at", "worker_seen_at", "outcome",
+    "finished_on", "state",
+)  # fmt: skip
+STUCK_COLUMNS = (
+    "task_id", "name", "queue", "worker", "started_at", "running_seconds", "bound_seconds",
+)  # fmt: skip
+ETA_COLUMNS = ("task_id", "name", "queue", "state", "received_at", "eta", "ahead_seconds")
+# Worst first: a lost task will never run, a waiting one may still, a redelivered one did.
+OUTCOME_ORDER = {"lost": 0, "waiting": 1, "redelivered": 2}
+
+
+def _utc(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    for column in columns:
+        # A time no calendar holds becomes NaT rather than an error for the whole page.
+        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True, errors="coerce")
+    return frame
+
+
+def _now(now: TimeLike) -> float:
+    given = to_epoch(now)
+    return time.time() if given is None else given
+
+
+def _in_order(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    return frame.reindex(columns=list(columns)).reset_index(drop=True)
+
+
+def task_runs(engine: Engine, task_id: str) -> pd.DataFrame:
+    """Every start and planned retry of one task (history_task_runs), oldest first: columns
+    kind ("started" or "retried"), at (UTC datetime) and worker; at most TASK_RUNS_MAX."""
+    r = task_runs_table.c
+    query = (
+        select(r.kind, r.at, r.worker)
+        .where(r.task_id == task_id)  # the primary key's first column
+        .order_by(r.at, r.kind.desc())
+        .limit(TASK_RUNS_MAX)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return _utc(pd.DataFrame.from_records(rows, columns=["kind", "at", "worker"]), "at")
+
+
+def _run_order(r: Any) -> tuple[Any, Any]:
+    # Oldest first; a start and a retry stamped the same instant are one attempt (the retry
+    # ends the attempt the start began), so "started" sorts before "retried".
+    return (r.at, r.kind.desc())
+
+
+def _repeated(connection: Any, start: float | None) -> list[str]:
+    """Ids of the tasks started at least twice, one of the starts at or after ``start`` (the
+    SCAN_MAX most recently started of them). Read first and on their own: the window comes
+    from ix_history_task_runs_at and each task's starts from the primary key, and the window
+    functions below then read only these tasks' runs by primary key, whatever a planner
+    would have guessed for a subquery's HAVING."""
+    r = task_runs_table.c
+    recent = select(r.task_id).where(r.kind == RUN_STARTED)
+    if start is not None:
+        recent = recent.where(r.at >= start)
+    query = (
+        select(r.task_id)
+        .where(r.kind == RUN_STARTED, r.task_id.in_(recent))
+        .group_by(r.task_id)
+        .having(func.count() >= 2)
+        .order_by(func.max(r.at).desc())
+        .limit(SCAN_MAX)
+    )
+    return list(connection.execute(query).scalars())
+
+
+def _windowed_runs(task_ids: list[str]) -> Any:
+    """The runs of these tasks with the attempt each belongs to (the retries before it) and
+    the run before it: LAG and a running SUM, which SQLite (3.25+) and PostgreSQL both run."""
+    r = task_runs_table.c
+    window = {"partition_by": r.task_id, "order_by": _run_order(r)}
+    attempt = func.sum(case((r.kind == RUN_RETRIED, 1), else_=0)).over(**window)
+    return (
+        select(
+            r.task_id,
+            r.kind,
+            r.at,
+            r.worker,
+            r.name,
+            r.queue,
+            attempt.label("attempt"),
+            func.lag(r.kind).over(**window).label("previous_kind"),
+            func.lag(r.at).over(**window).label("previous_at"),
+            func.lag(r.worker).over(**window).label("previous_worker"),
+        )
+        .where(r.task_id.in_(task_ids))
+        .subquery("runs")
+    )
+
+
+def _joined_workers(text: str | None) -> str:
+    # The database joins them in no promised order: each worker once, in the order given.
+    parts = (text or "").split(",")
+    return ",".join(dict.fromkeys(part for part in parts if part))
+
+
+def twice_run_tasks(
+    engine: Engine, *, since: TimeLike = RECENT_WINDOW, limit: int = 100
+) -> pd.DataFrame:
+    """Tasks started more than once within one attempt (two task-started events with no
+    task-retried between them: fleetops/task_faults.py), the latest such start in the window.
+
+    Columns TWICE_RUN_COLUMNS: task_id, name, queue, state (the task's, None when retention
+    dropped it), runs (starts of its attempt started most often, >= 2), workers (comma
+    separated, each once), first_started_at and last_started_at of that attempt and timestamp
+    (the task's latest event), UTC datetimes. Most runs first, then the newest; at most
+    ``limit``."""
+    start = to_epoch(since)
+    with engine.connect() as connection:
+        repeated = _repeated(connection, start)
+        rows = (
+            connection.execute(_twice_run_query(repeated, start, limit)).all() if repeated else []
+        )
+    frame = pd.DataFrame.from_records(rows, columns=list(TWICE_RUN_COLUMNS))
+    frame["runs"] = frame["runs"].astype(int)
+    frame["workers"] = frame["workers"].map(_joined_workers)
+    return _utc(frame, "first_started_at", "last_started_at", "timestamp")
+
+
+def _twice_run_query(repeated: list[str], start: float | None, limit: int) -> Any:
+    runs = _windowed_runs(repeated)
+    per_attempt = (
+        select(
+            runs.c.task_id,
+            func.count().label("runs"),
+            func.min(runs.c.at).label("first_started_at"),
+            func.max(runs.c.at).label("last_started_at"),
+            func.max(runs.c.name).label("run_name"),
+            func.max(runs.c.queue).label("run_queue"),
+            func.aggregate_strings(runs.c.worker, ",").label("workers"),
+        )
+        .where(runs.c.kind == RUN_STARTED)
+        .group_by(runs.c.task_id, runs.c.attempt)
+        .having(func.count() >= 2)
+    )
+    if start is not None:
+        per_attempt = per_attempt.having(func.max(runs.c.at) >= start)
+    attempts = per_attempt.subquery("attempts")
+    ranked = select(
+        attempts,
+        func.row_number()
+        .over(
+            partition_by=attempts.c.task_id,
+            order_by=(attempts.c.runs.desc(), attempts.c.last_started_at.desc()),
+        )
+        .label("rank"),
+    ).subquery("ranked")
+    t = tasks.c
+    query = (
+        select(
+            ranked.c.task_id,
+            func.coalesce(t.name, ranked.c.run_name),
+            func.coalesce(t.queue, ranked.c.run_queue),
+            t.state,
+            ranked.c.runs,
+            ranked.c.workers,
+            ranked.c.first_started_at,
+            ranked.c.last_started_at,
+            func.coalesce(t.timestamp, ranked.c.last_started_at),
+        )
+        .select_from(ranked.outerjoin(tasks, t.task_id == ranked.c.task_id))
+        .where(ranked.c.rank == 1)
+        .order_by(ranked.c.runs.desc(), ranked.c.last_started_at.desc(), ranked.c.task_id)
+        .limit(limit)
+    )
+    return query
+
+
+def _down_since(
+    row: Any, *, started_at: float, until: float, now: float, worker_timeout: float
+) -> float | None:
+    """When the worker of a run started at ``started_at`` went down, if it did before
+    ``until``: its worker-offline, its restart (a worker-online after the start) or the end of
+    its heartbeats once it has been silent past ``worker_timeout``; None while it is up.
+
+    The workers table keeps each worker's latest online, offline and heartbeat only, so a
+    worker that went down and came back before its latest offline is seen by its restart."""
+    candidates = []
+    if row.status == "offline":
+        candidates.append(row.offline_at if row.offline_at is not None else row.status_ts)
+    if row.online_at is not None and row.online_at > started_at:
+        candidates.append(row.online_at)
+    if now - row.last_seen > worker_timeout:
+        # Known to be down only once silent for the timeout: the same delay the exporter has.
+        candidates.append(row.last_seen + worker_timeout)
+    found = [c for c in candidates if c is not None and math.isfinite(c) and c <= until]
+    # Never before the start: a worker cannot orphan a task it had not started.
+    return max(min(found), started_at) if found else None
+
+
+def _down_workers(now: float, worker_timeout: float) -> Any:
+    w = workers.c
+    return or_(w.status == "offline", w.last_seen < now - worker_timeout)
+
+
+def orphaned_tasks(
+    engine: Engine,
+    *,
+    now: TimeLike = None,
+    worker_timeout: float = 30.0,
+    redelivery_window: float = task_faults.DEFAULT_REDELIVERY_WINDOW_SECONDS,
+    since: TimeLike = RECENT_WINDOW,
+    limit: int = 100,
+) -> pd.DataFrame:
+    """Tasks whose worker went down while they ran (fleetops/task_faults.py).
+
+    * **waiting** / **lost**: still STARTED (no terminal event) on a worker that is offline,
+      silent past ``worker_timeout`` or restarted since the start; lost once it has been
+      orphaned longer than ``redelivery_window`` (task_faults.redelivery_window(): 0 when no
+      redelivery can come), else waiting for its redelivery.
+    * **redelivered**: started again after the worker of its previous run (same attempt) went
+      down; ``finished_on`` names the worker it finished on, None while it still runs.
+
+    Columns ORPHAN_COLUMNS (``worker``/``started_at`` are the orphaned run's, ``worker_seen_at``
+    when that worker was last heard, UTC datetimes). Lost first, then waiting, then
+    redelivered; the oldest start first within each; at most ``limit``. The window is the
+    task's latest event (waiting/lost) or the new start (redelivered)."""
+    at = _now(now)
+    start = to_epoch(since)
+    found = _still_orphaned(engine, at, worker_timeout, redelivery_window, start)
+    found += _redelivered(engine, at, worker_timeout, start, limit)
+    found.sort(key=lambda row: (OUTCOME_ORDER[row["outcome"]], row["started_at"], row["task_id"]))
+    frame = pd.DataFrame.from_records(found[:limit], columns=list(ORPHAN_COLUMNS))
+    # None, not pandas' NaN, for "not finished": the documented value.
+    finished = frame["finished_on"].astype(object)
+    frame["finished_on"] = finished.where(finished.notna(), None)
+    return _utc(_in_order(frame, ORPHAN_COLUMNS), "started_at", "worker_seen_at")
+
+
+def _still_orphaned(
+    engine: Engine, now: float, worker_timeout: float, window: float, start: float | None
+) -> list[dict[str, Any]]:
+    t, w = tasks.c, workers.c
+    query = (
+        select(
+            t.task_id,
+            t.name,
+            t.queue,
+            t.worker,
+            t.started_at,
+            t.state,
+            w.status,
+            w.status_ts,
+            w.online_at,
+            w.offline_at,
+            w.last_seen,
+        )
+        .select_from(tasks.join(workers, w.hostname == t.worker))
+        # ix_history_tasks_state_timestamp, then each worker by its primary key.
+        .where(t.state == STARTED_STATE, t.started_at.is_not(None))
+        .where(or_(_down_workers(now, worker_timeout), w.online_at > t.started_at))
+        .order_by(t.started_at)
+        .limit(SCAN_MAX)
+    )
+    if start is not None:
+        query = query.where(t.timestamp >= start)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    found = []
+    for row in rows:
+        down = _down_since(
+            row, started_at=row.started_at, until=now, now=now, worker_timeout=worker_timeout
+        )
+        if down is None:
+            continue
+        lost = now - down > window
+        found.append(
+            {
+                "task_id": row.task_id, "name": row.name, "queue": row.queue,
+                "worker": row.worker, "started_at": row.started_at,
+                "worker_seen_at": row.last_seen, "outcome": "lost" if lost else "waiting",
+                "finished_on": None, "state": row.state,
+            }
+        )  # fmt: skip
+    return found
+
+
+def _redelivered(
+    engine: Engine, now: float, worker_timeout: float, start: float | None, limit: int
+) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        repeated = _repeated(connection, start)
+    if not repeated:
+        return []
+    runs = _windowed_runs(repeated)
+    t, w = tasks.c, workers.c
+    # The previous run's worker went down between the two starts: offline, restarted, or
+    # silent since before the new start.
+    went_down = or_(
+        and_(w.offline_at >= runs.c.previous_at, w.offline_at <= runs.c.at),
+        and_(w.online_at > runs.c.previous_at, w.online_at <= runs.c.at),
+        and_(w.last_seen < runs.c.at, w.last_seen < now - worker_timeout),
+    )
+    query = (
+        select(
+            runs.c.task_id,
+            func.coalesce(t.name, runs.c.name).label("name"),
+            func.coalesce(t.queue, runs.c.queue).label("queue"),
+            runs.c.previous_worker,
+            runs.c.previous_at,
+            runs.c.at,
+            t.state,
+            t.worker,
+            w.status,
+            w.status_ts,
+            w.online_at,
+            w.offline_at,
+            w.last_seen,
+        )
+        .select_from(
+            runs.join(workers, w.hostname == runs.c.previous_worker).outerjoin(
+                tasks, t.task_id == runs.c.task_id
+            )
+        )
+        .where(runs.c.kind == RUN_STARTED, runs.c.previous_kind == RUN_STARTED, went_down)
+        .order_by(runs.c.previous_at, runs.c.task_id)
+        .limit(limit)
+    )
+    if start is not None:
+        query = query.where(runs.c.at >= start)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return [
+        {
+            "task_id": row.task_id,
+            "name": row.name,
+            "queue": row.queue,
+            "worker": row.previous_worker,
+            "started_at": row.previous_at,
+            "worker_seen_at": row.last_seen,
+            "outcome": "redelivered",
+            "finished_on": row.worker if row.state in FINISHED_STATES else None,
+            "state": row.state,
+        }
+        for row in rows
+    ]
+
+
+def stuck_tasks(
+    engine: Engine,
+    *,
+    bounds: Mapping[str, float],
+    default_bound: float,
+    now: TimeLike = None,
+    worker_timeout: float = 30.0,
+    limit: int = 100,
+) -> pd.DataFrame:
+    """Tasks STARTED on a live worker (online, heard within ``worker_timeout``, not restarted
+    since the start) for longer than their bound: task_faults.stuck_bound() of ``bounds`` (per
+    task name, e.g. the exporter's fleetops_task_stuck_bound_seconds), else ``default_bound``.
+
+    Columns STUCK_COLUMNS: started_at a UTC datetime, running_seconds and bound_seconds
+    floats. Longest over its bound first; at most ``limit``, picked from the SCAN_MAX oldest
+    starts that pass the smallest bound."""
+    at = _now(now)
+    usable = [float(b) for b in bounds.values() if _positive(b)]
+    shortest = min([*usable, default_bound]) if _positive(default_bound) else min(usable or [0])
+    t, w = tasks.c, workers.c
+    query = (
+        select(t.task_id, t.name, t.queue, t.worker, t.started_at)
+        # Joined through an expression on purpose: SQLite's statistics rate a worker's tasks
+        # rarer than the STARTED ones and would read every task of every live worker through
+        # ix_history_tasks_worker_timestamp; this way only ix_history_tasks_state_timestamp
+        # (running or orphaned tasks) is read, each worker by its primary key.
+        .select_from(tasks.join(workers, w.hostname == func.coalesce(t.worker, "")))
+        .where(t.state == STARTED_STATE, t.started_at <= at - shortest)
+        .where(w.status == "online", w.last_seen >= at - worker_timeout)
+        .where(or_(w.online_at.is_(None), w.online_at <= t.started_at))
+        .order_by(t.started_at)
+        .limit(SCAN_MAX)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    found = []
+    for row in rows:
+        bound = task_faults.stuck_bound(
+            row.name or "", bounds=bounds, time_limit=None, default=default_bound
+        )
+        running = at - row.started_at
+        if _positive(bound) and running > bound:
+            found.append((*row, running, bound))
+    found.sort(key=lambda item: (-(item[5] - item[6]), item[0]))
+    frame = pd.DataFrame.from_records(found[:limit], columns=list(STUCK_COLUMNS))
+    return _utc(frame, "started_at")
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def eta_epoch(text: object) -> float | None:
+    """The epoch of a stored ETA (ISO 8601; without a zone it is UTC, as Celery's default
+    enable_utc sends it); None for anything else: the value came from a task event and may be
+    garbage, and an unreadable ETA is skipped, never an error."""
+    if not isinstance(text, str) or not text.strip() or len(text) > 64:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+        stamp = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
+    return stamp if math.isfinite(stamp) else None
+
+
+def eta_beyond_visibility(
+    engine: Engine,
+    *,
+    visibility_timeout: float,
+    since: TimeLike = RECENT_WINDOW,
+    limit: int = 100,
+) -> pd.DataFrame:
+    """Tasks received with an ETA (or countdown) further away than ``visibility_timeout``:
+    the broker hands them out again while they wait (task_faults.eta_beyond_visibility).
+
+    Columns ETA_COLUMNS: received_at and eta UTC datetimes, ahead_seconds (ETA minus
+    receipt). Farthest first; at most ``limit``, among the SCAN_MAX newest tasks with an ETA
+    in the window (by their latest event). Unreadable ETAs are skipped."""
+    t = tasks.c
+    query = (
+        select(t.task_id, t.name, t.queue, t.state, t.received_at, t.eta)
+        .where(t.eta.is_not(None), t.received_at.is_not(None))
+        .order_by(t.timestamp.desc())  # ix_history_tasks_timestamp, newest first
+        .limit(SCAN_MAX)
+    )
+    start = to_epoch(since)
+    if start is not None:
+        query = query.where(t.timestamp >= start)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    found = []
+    for row in rows:
+        eta = eta_epoch(row.eta)
+        if task_faults.eta_beyond_visibility(eta, row.received_at, visibility_timeout):
+            found.append((*row[:5], eta, eta - row.received_at))  # type: ignore[operator]
+    found.sort(key=lambda item: (-item[6], item[0]))
+    frame = pd.DataFrame.from_records(found[:limit], columns=list(ETA_COLUMNS))
+    return _utc(frame, "received_at", "eta")
+
+
 __all__ = [
     "TaskDetail",
     "TaskFilter",
     "TimelineEntry",
     "count_tasks",
+    "eta_beyond_visibility",
     "failures",
     "list_workers",
+    "orphaned_tasks",
     "search_page",
     "search_tasks",
+    "stuck_tasks",
     "task_detail",
     "task_names",
+    "task_runs",
     "to_epoch",
+    "twice_run_tasks",
     "workflow",
     "workflow_root",
 ]

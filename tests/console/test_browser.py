@@ -30,6 +30,7 @@ PAGES = {
     "workers": "Workers",
     "tasks": "Tasks",
     "failures": "Failures",
+    "task_faults": "Stuck & orphaned",
     "dead_letters": "Dead letters",
     "beat": "Beat",
     "alerts": "Alerts",

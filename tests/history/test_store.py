@@ -364,6 +364,53 @@ def test_the_console_api_is_stable() -> None:
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("since", "KEYWORD_ONLY", "7d"),
     ]
+    # The Stuck & orphaned page (issue 14's contract): orphaned, stuck and twice-run tasks and
+    # the visibility-timeout trap.
+    assert shape(queries.task_runs) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("task_id", "POSITIONAL_OR_KEYWORD", empty),
+    ]
+    assert shape(queries.twice_run_tasks) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("since", "KEYWORD_ONLY", "24h"),
+        ("limit", "KEYWORD_ONLY", 100),
+    ]
+    assert shape(queries.orphaned_tasks) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("now", "KEYWORD_ONLY", None),
+        ("worker_timeout", "KEYWORD_ONLY", 30.0),
+        ("redelivery_window", "KEYWORD_ONLY", 300.0),
+        ("since", "KEYWORD_ONLY", "24h"),
+        ("limit", "KEYWORD_ONLY", 100),
+    ]
+    assert shape(queries.stuck_tasks) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("bounds", "KEYWORD_ONLY", empty),
+        ("default_bound", "KEYWORD_ONLY", empty),
+        ("now", "KEYWORD_ONLY", None),
+        ("worker_timeout", "KEYWORD_ONLY", 30.0),
+        ("limit", "KEYWORD_ONLY", 100),
+    ]
+    assert shape(queries.eta_beyond_visibility) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("visibility_timeout", "KEYWORD_ONLY", empty),
+        ("since", "KEYWORD_ONLY", "24h"),
+        ("limit", "KEYWORD_ONLY", 100),
+    ]
+    assert queries.TWICE_RUN_COLUMNS == (
+        "task_id", "name", "queue", "state", "runs", "workers", "first_started_at",
+        "last_started_at", "timestamp",
+    )  # fmt: skip
+    assert queries.ORPHAN_COLUMNS == (
+        "task_id", "name", "queue", "worker", "started_at", "worker_seen_at", "outcome",
+        "finished_on", "state",
+    )  # fmt: skip
+    assert queries.STUCK_COLUMNS == (
+        "task_id", "name", "queue", "worker", "started_at", "running_seconds", "bound_seconds",
+    )  # fmt: skip
+    assert queries.ETA_COLUMNS == (
+        "task_id", "name", "queue", "state", "received_at", "eta", "ahead_seconds",
+    )  # fmt: skip
     assert [f.name for f in fields(queries.TaskFilter)] == [
         "name", "state", "worker", "queue", "since", "until", "exception", "exception_text",
         "text", "root_id",
