@@ -12,6 +12,7 @@ from tests.alerts.conftest import REPO, RUNBOOKS_DIR
 SECTIONS = ["Meaning", "Impact", "Diagnosis", "Mitigation", "Escalation"]
 CONSOLE_PAGES = (
     "Overview", "Queues", "Workers", "Tasks", "Failures", "Dead letters", "Beat", "Alerts",
+    "Stuck & orphaned",
 )  # fmt: skip
 
 
