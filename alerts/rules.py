@@ -383,6 +383,19 @@ def near_visibility_timeout(kind: str, metric: str, description: str) -> AlertSp
     )
 
 
+def counted_in_window(counter: str) -> str:
+    """A counter that rose within ``{task_faults_window}``, including a series born within it.
+
+    ``increase()`` needs two samples, so a series whose first sample already counts one event
+    (a task name first seen in the very scrape that counts its fault) would never fire; the
+    second arm takes such a series as it is, as long as it did not exist a window ago.
+    """
+    return (
+        f"{{one}} (increase({counter}[{{task_faults_window}}])) > 0\nor\n"
+        f"{{one}} ({counter}) > 0\nunless\n{{one}} ({counter} offset {{task_faults_window}})"
+    )
+
+
 TASK_FAULTS = (
     AlertSpec(
         name="CeleryTaskOrphaned",
@@ -403,9 +416,7 @@ TASK_FAULTS = (
         group="celery-tasks",
         severity="critical",
         hold="0s",
-        expr=(
-            "{one} (increase(fleetops_task_orphans_total{orphans_lost}[{task_faults_window}])) > 0"
-        ),
+        expr=counted_in_window("fleetops_task_orphans_total{orphans_lost}"),
         summary="Celery tasks orphaned by a worker that went down will never run again.",
         description=(
             "About {{ $value | humanize }} task(s) {{ $labels.name }} of queue"
@@ -435,10 +446,7 @@ TASK_FAULTS = (
         group="celery-tasks",
         severity="warning",
         hold="0s",
-        expr=(
-            "{one} (increase(fleetops_task_runs_repeated_total{exporter}[{task_faults_window}]))"
-            " > 0"
-        ),
+        expr=counted_in_window("fleetops_task_runs_repeated_total{exporter}"),
         summary="A Celery task ran more than once.",
         description=(
             "About {{ $value | humanize }} extra start(s) of {{ $labels.name }} on queue"
@@ -453,10 +461,7 @@ TASK_FAULTS = (
         group="celery-tasks",
         severity="warning",
         hold="0s",
-        expr=(
-            "{one} (increase(fleetops_task_eta_beyond_visibility_total{exporter}"
-            "[{task_faults_window}])) > 0"
-        ),
+        expr=counted_in_window("fleetops_task_eta_beyond_visibility_total{exporter}"),
         summary="Celery tasks wait for an ETA beyond the visibility timeout and will run twice.",
         description=(
             "About {{ $value | humanize }} task(s) {{ $labels.name }} of queue"
