@@ -19,6 +19,7 @@ from alerts.rules import (
 )
 from exporters.stream.health import STALL_AFTER
 from fleetops.breaking_points import BreakingPoints, Level
+from fleetops.task_faults import NEAR_VISIBILITY_TIMEOUT_RATIO
 
 # The exporter and the recorder set ``..._stalled{part}`` to 1 once a part's thread has died or
 # made no progress for this long: the first term of their time to page, before scrape,
@@ -125,6 +126,12 @@ def vocabulary(points: BreakingPoints, config: AlertsConfig) -> dict[str, str]:
         "beat_late_after": number(objectives.beat_missed_after_intervals),
         "beat_late_after_readable": readable(objectives.beat_missed_after_intervals),
         "stall_after": str(STALL_AFTER_SECONDS),
+        # The task faults: the same ratio the exporter and the console apply.
+        "orphans_lost": selector(sel.exporter, 'outcome="lost"'),
+        "acks_late": selector(sel.exporter, 'acks_late="true"'),
+        "task_faults_window": config.task_faults.window,
+        "near_ratio": number(NEAR_VISIBILITY_TIMEOUT_RATIO),
+        "near_ratio_readable": f"{NEAR_VISIBILITY_TIMEOUT_RATIO:.0%}",
         "objective": f"{objectives.task_success_ratio:.1%}",
         **{
             burn_threshold_key(window): number(round(window.factor * objectives.error_budget, 10))

@@ -91,6 +91,12 @@ class History(_Section):
     dropped_window: Duration = "5m"
 
 
+class TaskFaults(_Section):
+    # CeleryTaskLost, CeleryTaskRanTwice, CeleryTaskEtaBeyondVisibilityTimeout: each lost,
+    # repeated or too-far ETA task keeps its alert firing for this long.
+    window: Duration = "1h"
+
+
 class PrometheusSection(_Section):
     scrape_interval: Duration = "15s"
     evaluation_interval: Duration = "15s"
@@ -137,6 +143,7 @@ class AlertsConfig(_Section):
     drain: Drain = Drain()
     events: Events = Events()
     history: History = History()
+    task_faults: TaskFaults = TaskFaults()
     prometheus: PrometheusSection = PrometheusSection()
     alertmanager: AlertmanagerSection = AlertmanagerSection()
 

@@ -43,6 +43,10 @@ class Dashboard:
 QUEUE_DASHBOARD = Dashboard("fleetops-queue", {"queue": "queue_name"})
 WORKER_DASHBOARD = Dashboard("fleetops-worker", {"worker": "hostname"})
 TASK_DASHBOARD = Dashboard("fleetops-task", {"queue": "queue_name"})
+# The task dashboard scoped to the alert's task too: the task-fault alerts name one task.
+TASK_FAULT_DASHBOARD = Dashboard("fleetops-task", {"queue": "queue_name", "task": "name"})
+# A task's settings (its time limit) belong to no queue: every queue, that task.
+TASK_NAME_DASHBOARD = Dashboard("fleetops-task", {"task": "name"})
 OVERVIEW_DASHBOARD = Dashboard("fleetops-overview")
 EXPORTER_DASHBOARD = Dashboard("fleetops-exporter")
 # The same dashboard, its history recorder row scoped to the alerting recorder's job.
@@ -338,6 +342,149 @@ TASKS = (
     *error_budget_alerts(),
 )
 
+
+# The task faults of fleetops/task_faults.py (docs/task-faults.md): orphaned, lost, stuck and
+# run-twice tasks, and the visibility-timeout trap before it bites. Counters are read as their
+# increase over `{task_faults_window}`: each lost, repeated or too-far ETA task is a fact that
+# keeps its alert on for that window, not a condition that clears by itself (no `for`).
+NEAR_VISIBILITY_TIMEOUT = "CeleryTaskRuntimeNearVisibilityTimeout"
+# The visibility timeout in force under acks_late, one series per exporter job; no series
+# (so no alert) for RabbitMQ or when the workers acknowledge before running.
+_VISIBILITY_TIMEOUT_UNDER_ACKS_LATE = (
+    "{near_ratio} * {freshest} (fleetops_broker_visibility_timeout_seconds{acks_late})"
+)
+# The number the description shows, read at the time the alert fires.
+_VISIBILITY_TIMEOUT_NOW = (
+    '{{ with printf `min(fleetops_broker_visibility_timeout_seconds{job=%q, acks_late="true"})`'
+    " $labels.job | query }}{{ . | first | value | humanizeDuration }}{{ end }}"
+)
+
+
+def near_visibility_timeout(kind: str, metric: str, description: str) -> AlertSpec:
+    """A task's time limit, or its longest current run, at ``near_ratio`` of the visibility
+    timeout under acks_late: one rule per ``kind``, one alert name and one `for`."""
+    return AlertSpec(
+        name=NEAR_VISIBILITY_TIMEOUT,
+        group="celery-tasks",
+        severity="warning",
+        hold="1m",
+        expr=(
+            f"{{one}} ({metric}{{exporter}})\n>= on (job) group_left ()\n"
+            + _VISIBILITY_TIMEOUT_UNDER_ACKS_LATE
+        ),
+        summary="Celery tasks may run long enough under acks_late to be handed out twice.",
+        description=(
+            f"{description}, at least {{near_ratio_readable}} of the visibility timeout"
+            f" ({_VISIBILITY_TIMEOUT_NOW}) under acks_late: a run still going when the"
+            " visibility timeout passes is handed to another worker by Redis and runs twice."
+        ),
+        dashboard=TASK_NAME_DASHBOARD if kind == "time_limit" else TASK_FAULT_DASHBOARD,
+        labels={"kind": kind},
+    )
+
+
+def counted_in_window(counter: str) -> str:
+    """A counter that rose within ``{task_faults_window}``, including a series born within it.
+
+    ``increase()`` needs two samples, so a series whose first sample already counts one event
+    (a task name first seen in the very scrape that counts its fault) would never fire; the
+    second arm takes such a series as it is, as long as it did not exist a window ago.
+    """
+    return (
+        f"{{one}} (increase({counter}[{{task_faults_window}}])) > 0\nor\n"
+        f"{{one}} ({counter}) > 0\nunless\n{{one}} ({counter} offset {{task_faults_window}})"
+    )
+
+
+TASK_FAULTS = (
+    AlertSpec(
+        name="CeleryTaskOrphaned",
+        group="celery-tasks",
+        severity="warning",
+        hold="2m",
+        expr="{one} (fleetops_tasks_orphaned{exporter}) > 0",
+        summary="Celery tasks were left started on a worker that went down.",
+        description=(
+            "{{ $value | humanize }} task(s) {{ $labels.name }} of queue {{ $labels.queue_name }}"
+            " started on a worker that then went down, with no result and no new start: they"
+            " wait for redelivery (under acks_late, after the visibility timeout) or are lost."
+        ),
+        dashboard=TASK_FAULT_DASHBOARD,
+    ),
+    AlertSpec(
+        name="CeleryTaskLost",
+        group="celery-tasks",
+        severity="critical",
+        hold="0s",
+        expr=counted_in_window("fleetops_task_orphans_total{orphans_lost}"),
+        summary="Celery tasks orphaned by a worker that went down will never run again.",
+        description=(
+            "About {{ $value | humanize }} task(s) {{ $labels.name }} of queue"
+            " {{ $labels.queue_name }} were orphaned and not redelivered within their"
+            " redelivery window in the last {task_faults_window}: their work is lost unless"
+            " someone sends them again."
+        ),
+        dashboard=TASK_FAULT_DASHBOARD,
+    ),
+    AlertSpec(
+        name="CeleryTaskStuck",
+        group="celery-tasks",
+        severity="warning",
+        hold="5m",
+        expr="{one} (fleetops_tasks_stuck{exporter}) > 0",
+        summary="Celery tasks run past their bound on a live worker.",
+        description=(
+            "{{ $value | humanize }} task(s) {{ $labels.name }} of queue {{ $labels.queue_name }}"
+            " have been running longer than their bound (time limit plus grace, or the"
+            " configured bound) on a worker that is still alive: they hold a pool slot and may"
+            " never finish."
+        ),
+        dashboard=TASK_FAULT_DASHBOARD,
+    ),
+    AlertSpec(
+        name="CeleryTaskRanTwice",
+        group="celery-tasks",
+        severity="warning",
+        hold="0s",
+        expr=counted_in_window("fleetops_task_runs_repeated_total{exporter}"),
+        summary="A Celery task ran more than once.",
+        description=(
+            "About {{ $value | humanize }} extra start(s) of {{ $labels.name }} on queue"
+            " {{ $labels.queue_name }} in the last {task_faults_window}: the same task id ran"
+            " more than once without a retry (redelivered after the visibility timeout or after"
+            " its worker went down), so its side effects may have happened twice."
+        ),
+        dashboard=TASK_FAULT_DASHBOARD,
+    ),
+    AlertSpec(
+        name="CeleryTaskEtaBeyondVisibilityTimeout",
+        group="celery-tasks",
+        severity="warning",
+        hold="0s",
+        expr=counted_in_window("fleetops_task_eta_beyond_visibility_total{exporter}"),
+        summary="Celery tasks wait for an ETA beyond the visibility timeout and will run twice.",
+        description=(
+            "About {{ $value | humanize }} task(s) {{ $labels.name }} of queue"
+            " {{ $labels.queue_name }} were received in the last {task_faults_window} with an"
+            " ETA or countdown further away than the broker's visibility timeout: Redis hands"
+            " each of them to another worker while it waits, and it runs once per copy."
+        ),
+        dashboard=TASK_FAULT_DASHBOARD,
+    ),
+    near_visibility_timeout(
+        "time_limit",
+        "fleetops_task_time_limit_seconds",
+        "The hard time limit of {{ $labels.name }} is {{ $value | humanizeDuration }}",
+    ),
+    near_visibility_timeout(
+        "runtime",
+        "fleetops_task_running_longest_seconds",
+        "A task {{ $labels.name }} of queue {{ $labels.queue_name }} has been running for"
+        " {{ $value | humanizeDuration }}",
+    ),
+)
+
+
 WORKERS = (
     *level_alerts(
         "worker_memory",
@@ -574,7 +721,7 @@ LIVENESS = (
 
 # Every alerting rule, in the order of alerts/prometheus_alerts.yaml.
 ALERTS: tuple[AlertSpec, ...] = (
-    *QUEUES, *TASKS, *WORKERS, *BEAT_AND_DEAD_LETTERS, *PIPELINE, *LIVENESS,
+    *QUEUES, *TASKS, *TASK_FAULTS, *WORKERS, *BEAT_AND_DEAD_LETTERS, *PIPELINE, *LIVENESS,
 )  # fmt: skip
 
 ALERT_NAMES: tuple[str, ...] = tuple(dict.fromkeys(spec.name for spec in ALERTS))

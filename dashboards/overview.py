@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards import shared, variables
+from dashboards import shared, task_faults, variables
 from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
 from dashboards.links import drill_down
@@ -150,7 +150,9 @@ def build(options: BuildOptions) -> models.Dashboard:
                 ),
                 "{{alertname}}",
             ),
-        )
+            width=20,
+        ),
+        task_faults.faults_now(options, JOB, QUEUE, width=4),
     ]
     return assemble(
         Uid.OVERVIEW,

@@ -30,6 +30,10 @@ class Topic(StrEnum):
     FLOWER = "flower"
     BEAT = "beat"
     HISTORY = "history"
+    TASK_ORPHANS = "task_orphans"
+    TASK_STUCK = "task_stuck"
+    TASK_RAN_TWICE = "task_ran_twice"
+    VISIBILITY_TIMEOUT = "visibility_timeout"
 
 
 def _per_level(prefix: str) -> list[str]:
@@ -56,6 +60,13 @@ ALERTS_BY_TOPIC: dict[Topic, list[str]] = {
         "FleetopsHistoryEventsDropped",
         "FleetopsHistoryDatabaseDown",
         "FleetopsRecorderDown",
+    ],
+    Topic.TASK_ORPHANS: ["CeleryTaskOrphaned", "CeleryTaskLost"],
+    Topic.TASK_STUCK: ["CeleryTaskStuck"],
+    Topic.TASK_RAN_TWICE: ["CeleryTaskRanTwice"],
+    Topic.VISIBILITY_TIMEOUT: [
+        "CeleryTaskEtaBeyondVisibilityTimeout",
+        "CeleryTaskRuntimeNearVisibilityTimeout",
     ],
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards import shared, variables
+from dashboards import shared, task_faults, variables
 from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
 from dashboards.links import drill_down
@@ -116,12 +116,14 @@ def build(options: BuildOptions) -> models.Dashboard:
     return assemble(
         Uid.TASK,
         "Task",
-        "One task name or several: rate, errors and duration from sent to done.",
+        "One task name or several: rate, errors and duration from sent to done; tasks orphaned,"
+        " stuck or run twice, and the visibility-timeout trap.",
         [variables.job(), variables.queue(), variables.task()],
         [
             ("Rate", rates),
             ("Errors", errors),
             ("Duration", duration),
             ("Workers", placement),
+            ("Task faults", task_faults.row(options, *SELECTED)),
         ],
     )

@@ -12,7 +12,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from alerts import docs
+from alerts import catalog, docs
 from alerts.catalog import AlertRule
 from alerts.cli import register
 from alerts.config import AlertsConfig
@@ -199,3 +199,24 @@ def test_runbook_url_base_is_a_directory_or_a_page_taking_the_alert_name(
     assert rule.to_rule(console)["annotations"]["runbook_url"] == (
         "http://console:8501/runbooks?runbook=CeleryQueueDepthCritical"
     )
+
+
+def test_task_fault_alerts_take_the_ratio_and_window_from_one_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ratio is fleetops/task_faults.py's, reached through the catalog's placeholders: a
+    # ratio typed into a rule would not follow.
+    monkeypatch.setattr(catalog, "NEAR_VISIBILITY_TIMEOUT_RATIO", 0.5)
+    path = breaking_points_with(tmp_path / "bp.toml", '[alerts.task_faults]\nwindow = "3h"')
+    rules = enabled_alerts(*load_inputs(path))
+    near = [a for a in rules if a.name == "CeleryTaskRuntimeNearVisibilityTimeout"]
+    assert {a.labels["kind"] for a in near} == {"time_limit", "runtime"}
+    for alert in near:
+        assert "0.5 * min without (instance, replica) (fleetops_broker_visibility" in alert.expr
+        assert "at least 50% of the visibility timeout" in alert.description
+    facts = {"CeleryTaskLost", "CeleryTaskRanTwice", "CeleryTaskEtaBeyondVisibilityTimeout"}
+    windowed = [a for a in rules if a.name in facts]
+    assert len(windowed) == 3
+    for alert in windowed:
+        assert "[3h]" in alert.expr and "in the last 3h" in alert.description, alert.name
+        assert alert.hold == "0s", f"{alert.name}: a fact fires at the first evaluation"

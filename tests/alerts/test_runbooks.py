@@ -6,12 +6,15 @@ import re
 
 from alerts.catalog import AlertRule, readable
 from alerts.generate import load_inputs
+from alerts.rules import NEAR_VISIBILITY_TIMEOUT
 from fleetops.breaking_points import BreakingPoints, Level
+from fleetops.task_faults import NEAR_VISIBILITY_TIMEOUT_RATIO
 from tests.alerts.conftest import REPO, RUNBOOKS_DIR
 
 SECTIONS = ["Meaning", "Impact", "Diagnosis", "Mitigation", "Escalation"]
 CONSOLE_PAGES = (
     "Overview", "Queues", "Workers", "Tasks", "Failures", "Dead letters", "Beat", "Alerts",
+    "Stuck & orphaned",
 )  # fmt: skip
 
 
@@ -128,6 +131,8 @@ def _stated_threshold(rule: AlertRule, points: BreakingPoints) -> str | None:
         return f"**{readable(limit)}% of its memory limit**"
     if rule.name.startswith("CeleryTaskLatency"):
         return f"**{readable(points.task_latency.thresholds()[Level(level)] / 60)} minutes**"
+    if rule.name == NEAR_VISIBILITY_TIMEOUT:
+        return f"**{NEAR_VISIBILITY_TIMEOUT_RATIO:.0%} of the visibility timeout**"
     return None
 
 
