@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 # A restored message still has to be picked up and started by a live worker.
 REDELIVERY_GRACE_SECONDS = 60.0
@@ -62,6 +63,20 @@ def stuck_bound(
     if _usable(time_limit):
         return float(time_limit) + TIME_LIMIT_GRACE_SECONDS  # type: ignore[arg-type]
     return default
+
+
+def eta_epoch(text: object) -> float | None:
+    """An ETA as epoch seconds: Celery sends ``datetime.isoformat()``, and a time without an
+    offset is UTC (Celery's default ``enable_utc``). None for anything else: the text comes
+    from a task event and may be garbage, so an unreadable ETA is skipped, never an error."""
+    if type(text) is not str or not text or len(text) > 64:
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip())
+        stamp = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
+    return stamp if math.isfinite(stamp) else None
 
 
 def eta_beyond_visibility(

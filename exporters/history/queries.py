@@ -815,20 +815,6 @@ def _positive(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
-def eta_epoch(text: object) -> float | None:
-    """The epoch of a stored ETA (ISO 8601; without a zone it is UTC, as Celery's default
-    enable_utc sends it); None for anything else: the value came from a task event and may be
-    garbage, and an unreadable ETA is skipped, never an error."""
-    if not isinstance(text, str) or not text.strip() or len(text) > 64:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-        stamp = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-    except (ValueError, OverflowError, OSError):
-        return None
-    return stamp if math.isfinite(stamp) else None
-
-
 def eta_beyond_visibility(
     engine: Engine,
     *,
@@ -856,7 +842,7 @@ def eta_beyond_visibility(
         rows = connection.execute(query).all()
     found = []
     for row in rows:
-        eta = eta_epoch(row.eta)
+        eta = task_faults.eta_epoch(row.eta)
         if task_faults.eta_beyond_visibility(eta, row.received_at, visibility_timeout):
             found.append((*row[:5], eta, eta - row.received_at))  # type: ignore[operator]
     found.sort(key=lambda item: (-item[6], item[0]))

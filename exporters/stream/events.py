@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import orjson
+
+from fleetops.task_faults import eta_epoch
 
 # In the order the metrics render their counters.
 TASK_EVENTS = (
@@ -355,15 +356,11 @@ class Checker:
                 event["eta_at"] = eta
 
     def eta(self, text: str, sent: float) -> float | None:
-        """An ETA (Celery sends ``datetime.isoformat()``) as epoch seconds; a naive time is
-        taken as UTC. Garbage, or a time further than the schedule horizon from ``sent``, is
-        counted and None: a countdown of years is no countdown anyone meant."""
-        try:
-            when = datetime.fromisoformat(text)
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            at = when.timestamp()
-        except (ValueError, OverflowError, OSError):
+        """An ETA as epoch seconds (task_faults.eta_epoch). Garbage, or a time further than the
+        schedule horizon from ``sent``, is counted and None: a countdown of years is no
+        countdown anyone meant."""
+        at = eta_epoch(text)
+        if at is None:
             self._corrected("bad_text")
             return None
         horizon = self.limits.max_schedule_horizon_seconds

@@ -12,13 +12,13 @@ from sqlalchemy import Engine, update
 from exporters.history import queries
 from exporters.history.queries import (
     eta_beyond_visibility,
-    eta_epoch,
     orphaned_tasks,
     stuck_tasks,
     task_runs,
     twice_run_tasks,
 )
 from exporters.history.schema import tasks
+from fleetops.task_faults import eta_epoch
 from tests.history.events import task_lifecycle
 from tests.history.faults import ALIVE, DEAD, GONE, NOW_OFFSET, OTHER, RESTARTED, record, seed
 
