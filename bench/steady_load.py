@@ -30,6 +30,10 @@ from pathlib import Path
 # Run as a script (python bench/<name>.py) too, as the other benchmarks are.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from alerts import recording
+from alerts.config import duration_seconds
+from alerts.generate import enabled_alerts, load_inputs
+from alerts.rules import BURN_RATE_WINDOWS
 from bench.fleet_run import (
     WATCHDOG_CHANNEL,
     LocalFleet,
@@ -79,16 +83,59 @@ def load_evidence(fleet: LocalFleet, seconds: float) -> list[str]:
         f"{r['metric'].get('queue_name', '?')} {float(r['value'][1]):.0f}" for r in deepest
     )
     lines.append(f"deepest queue depth: {depths or '(no queue series)'}")
-    # Alerts that went pending or firing at all, whether or not they reached the pager.
-    by_alert = "count by (alertname, alertstate, severity)"
-    states = prometheus_query(prometheus, f"{by_alert} (count_over_time(ALERTS[{window}]))")
-    seen = sorted(
-        f"{r['metric']['alertname']} ({r['metric'].get('severity', '?')},"
-        f" {r['metric']['alertstate']})"
-        for r in states
-    )
-    lines.append("alerts pending or firing at any time: " + (", ".join(seen) or "none"))
+    lines += error_budget_margin(prometheus, window)
+    lines += alert_states(prometheus, window)
     return lines
+
+
+def error_budget_margin(prometheus: str, window: str) -> list[str]:
+    """How close each queue came to an error-budget page: the highest failure ratio of each
+    window a paging burn-rate pair reads, against the ratio that pair pages above."""
+    points, _config = load_inputs(None)
+    budget = points.objectives.error_budget
+    lines = []
+    for pair in (w for w in BURN_RATE_WINDOWS if w.severity == "critical"):
+        pages_above = pair.factor * budget
+        for ratio_window in (pair.short, pair.long):
+            result = prometheus_query(
+                prometheus, f"max_over_time({recording.failure_ratio(ratio_window)}[{window}:15s])"
+            )
+            highest = ", ".join(
+                f"{r['metric'].get('queue_name', '?')} {float(r['value'][1]):.2%}" for r in result
+            )
+            lines.append(
+                f"failure ratio over {ratio_window}, highest during the run: {highest or '-'}"
+                f" (the {pair.long}/{pair.short} pair pages above {pages_above:.2%})"
+            )
+    return lines
+
+
+def alert_states(prometheus: str, window: str) -> list[str]:
+    """Every alert that went pending or firing, whether or not it reached the pager, with the
+    time it spent pending against its `for` (evaluations x the evaluation interval)."""
+    points, config = load_inputs(None)
+    holds = {
+        (r.name, r.labels.get("long_window", "")): r.hold for r in enabled_alerts(points, config)
+    }
+    evaluation = duration_seconds(config.prometheus.evaluation_interval)
+    by_alert = "sum by (alertname, alertstate, severity, long_window, queue_name, hostname, job)"
+    states = prometheus_query(prometheus, f"{by_alert} (count_over_time(ALERTS[{window}]))")
+    lines = ["alerts pending or firing at any time (evaluations x interval):"]
+    for r in sorted(states, key=lambda r: sorted(r["metric"].items())):
+        labels = r["metric"]
+        name = labels["alertname"]
+        hold = holds.get((name, labels.get("long_window", "")), "?")
+        scope = " ".join(
+            f"{k}={labels[k]}"
+            for k in ("queue_name", "hostname", "job", "long_window")
+            if k in labels
+        )
+        seconds = float(r["value"][1]) * evaluation
+        lines.append(
+            f"  {name} [{labels.get('severity', '?')}] {scope}: {labels['alertstate']}"
+            f" ~{seconds:.0f}s (for {hold})"
+        )
+    return lines if len(lines) > 1 else ["alerts pending or firing at any time: none"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     evidence: list[str] = []
     restarts: dict[str, int] = {}
     fleet_died = ""
-    started = time.time()
+    started = launched = time.time()
     try:
         with local_fleet(args.load, "fleetops-steady-", keep=args.keep) as fleet:
             prometheus = fleet.base("prometheus")
@@ -134,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
                     next_progress += PROGRESS_EVERY
                 time.sleep(CHECK_EVERY)
             if not fleet_died:
-                evidence = load_evidence(fleet, time.time() - started)
+                # From the launch: what went pending while the fleet came up counts too.
+                evidence = load_evidence(fleet, time.time() - launched)
             notes = fleet.notifications()
             restarts = fleet.restarts()
     except KeyboardInterrupt:
