@@ -35,13 +35,15 @@ STOP_TIMEOUT = 60.0
 WATCHDOG_CHANNEL = "watchdog"
 
 
-def stop_on_sigterm() -> None:
-    """SIGTERM ends a benchmark like Ctrl-C does, through the ``finally`` that stops the fleet:
-    a benchmark run in the background and killed must not leave a fleet behind."""
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM end a benchmark like Ctrl-C does, through the ``finally`` that stops
+    the fleet: a benchmark run in the background and killed must not leave a fleet behind. SIGINT
+    is set explicitly because a shell starts background jobs with it ignored."""
 
     def interrupt(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, interrupt)
 
 

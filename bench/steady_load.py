@@ -40,7 +40,7 @@ from bench.fleet_run import (
     local_fleet,
     prometheus_query,
     scraping,
-    stop_on_sigterm,
+    stop_on_signals,
     utc,
 )
 from bench.harness import wait_for
@@ -159,34 +159,38 @@ def run(args: argparse.Namespace) -> int:
             )
             shown = 0
             next_progress = started + PROGRESS_EVERY
-            while time.time() - started < seconds:
-                try:
-                    fleet.alive()
-                except RuntimeError as exc:
-                    fleet_died = str(exc)
-                    break
-                notes = fleet.notifications()
-                for note in notes[shown:]:
-                    if note["channel"] != WATCHDOG_CHANNEL:
-                        print(describe(note), flush=True)
-                shown = len(notes)
-                if time.time() >= next_progress:
-                    by_channel = Counter(n["channel"] for n in notes)
-                    elapsed = (time.time() - started) / 60
-                    print(
-                        f"{utc(time.time())} {elapsed:4.1f} min: notifications by channel"
-                        f" {dict(by_channel) or '{}'}",
-                        flush=True,
-                    )
-                    next_progress += PROGRESS_EVERY
-                time.sleep(CHECK_EVERY)
+            try:
+                while time.time() - started < seconds:
+                    try:
+                        fleet.alive()
+                    except RuntimeError as exc:
+                        fleet_died = str(exc)
+                        break
+                    notes = fleet.notifications()
+                    for note in notes[shown:]:
+                        if note["channel"] != WATCHDOG_CHANNEL:
+                            print(describe(note), flush=True)
+                    shown = len(notes)
+                    if time.time() >= next_progress:
+                        by_channel = Counter(n["channel"] for n in notes)
+                        elapsed = (time.time() - started) / 60
+                        print(
+                            f"{utc(time.time())} {elapsed:4.1f} min: notifications by channel"
+                            f" {dict(by_channel) or '{}'}",
+                            flush=True,
+                        )
+                        next_progress += PROGRESS_EVERY
+                    time.sleep(CHECK_EVERY)
+            except KeyboardInterrupt:
+                # Read what the fleet recorded before it is stopped and its directory removed.
+                print("\ninterrupted: stopping the fleet; the summary covers the run so far")
             if not fleet_died:
                 # From the launch: what went pending while the fleet came up counts too.
                 evidence = load_evidence(fleet, time.time() - launched)
             notes = fleet.notifications()
             restarts = fleet.restarts()
     except KeyboardInterrupt:
-        print("\ninterrupted: the fleet is stopped; the summary covers the run so far")
+        print("\ninterrupted: the fleet is stopped")
     return summarize(notes, evidence, restarts, fleet_died, time.time() - started, args)
 
 
@@ -234,7 +238,7 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the run directory and logs")
     args = parser.parse_args()
-    stop_on_sigterm()
+    stop_on_signals()
     sys.exit(run(args))
 
 

@@ -49,7 +49,7 @@ from bench.fleet_run import (
     local_fleet,
     raw_samples,
     scraping,
-    stop_on_sigterm,
+    stop_on_signals,
     utc,
 )
 from bench.harness import samples, wait_for
@@ -294,7 +294,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="crossings to measure")
     parser.add_argument("--keep", action="store_true", help="keep the run directory and logs")
     args = parser.parse_args()
-    stop_on_sigterm()
+    stop_on_signals()
     sys.exit(run(args))
 
 
