@@ -799,10 +799,7 @@ class FleetState:
         running = self.running.pop(host, None)
         if not running:
             return
-        worker = self.workers.get(host)
-        window = task_faults.redelivery_window(
-            self.visibility_timeout, None if worker is None else worker.acks_late
-        )
+        window = self._redelivery_window(host)
         for uuid, record in running.items():
             record.worker = None
             faults = record.faults
@@ -818,6 +815,21 @@ class FleetState:
             if window <= 0:  # acknowledged before it ran: nothing will come back
                 self._orphan_ended(uuid, faults, "lost")
         self._log_once("orphans", f"tasks orphaned: worker {host} went down while running them")
+
+    def _redelivery_window(self, host: str) -> float:
+        """The redelivery window of the orphans of ``host``. The message comes back when a live
+        worker's restore sweep finds it older than that worker's timeout (the fleet's in force,
+        the last known one while none is live); the worker that went down announced its own,
+        the best guess of the timeout of whatever worker comes next. The larger of the two: a
+        task must not be counted lost before its message could have come back."""
+        worker = self.workers.get(host)
+        timeout = self.visibility_timeout
+        if self.limits.visibility_timeout is None and worker is not None:
+            own = worker.visibility_timeout
+            if own is not None and (timeout is None or own > timeout):
+                timeout = own
+        acks_late = None if worker is None else worker.acks_late
+        return task_faults.redelivery_window(timeout, acks_late)
 
     def _orphan_ended(self, uuid: str, faults: RunFaults, outcome: str | None) -> None:
         self.orphans.pop(uuid, None)
@@ -930,15 +942,22 @@ class FleetState:
         timeout: float | None = None
         acks_late = False
         tables: dict[int, dict[str, float]] = {}
+        live = False
         for worker in self.workers.values():
             if not self.worker_up(worker, now):
                 continue
+            live = True
             announced = worker.visibility_timeout
             if announced is not None and (timeout is None or announced < timeout):
                 timeout = announced
             acks_late = acks_late or bool(worker.acks_late)
             if worker.time_limits:
                 tables[id(worker.time_limits)] = worker.time_limits
+        if not live:
+            # The last known values stay in force while no worker is live: the broker still
+            # hands messages back after the timeout the fleet ran with, and the orphans of the
+            # last worker down must not be judged against an unknown one.
+            return
         setting = self.limits.visibility_timeout
         self.visibility_timeout = setting if setting is not None else timeout
         self.acks_late = acks_late

@@ -382,3 +382,162 @@ def test_settings_refuse_bounds_that_are_not_positive_finite_seconds() -> None:
     settings = load(exporter_stuck_bounds={"a": "2.5"}, exporter_visibility_timeout=7)
     assert settings.exporter_stuck_bounds == {"a": 2.5}
     assert settings.exporter_stuck_after == task_faults.DEFAULT_STUCK_AFTER_SECONDS
+
+
+def test_the_last_workers_orphans_wait_for_its_own_visibility_timeout() -> None:
+    # One worker, visibility timeout 1 h under acks_late, SIGKILLed: nobody live is left to
+    # announce a timeout, yet Redis hands the task back only after that hour.
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-heartbeat", pid=10, processed=1, active=1)], now=2.0)
+    for now in range(3, 400):
+        state.housekeeping(float(now))
+    samples = metrics(state, 400.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    assert state.visibility_timeout == 3600.0  # the last known value stays in force
+    orphaned_at = state.orphans["t1"].faults.orphaned_at  # type: ignore[union-attr]
+    window = task_faults.redelivery_window(3600.0, True)
+    state.housekeeping(orphaned_at + window - 1)
+    assert counter(metrics(state, orphaned_at + window), "fleetops_tasks_orphaned") == 1
+    state.housekeeping(orphaned_at + window)
+    samples = metrics(state, orphaned_at + window)
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 1
+
+
+def test_workers_past_the_hostname_cap_are_not_tracked_for_faults() -> None:
+    # w3 and w4 share the overflow label: w4 coming online must not orphan w3's task.
+    state = FleetState(bounds=BOUNDS, limits=Limits(max_hostnames=2))
+    for host in ("celery@w1", "celery@w2", "celery@w3", "celery@w4"):
+        state.apply_all([worker("worker-online", host, pid=10, processed=0)], now=0.0)
+    started_on(state, "t1", "celery@w3", now=1.0)
+    state.apply_all([worker("worker-online", "celery@w4", pid=10, processed=0)], now=2.0)
+    state.housekeeping(1000.0)
+    samples = metrics(state, 1000.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    assert counter(samples, "fleetops_tasks_stuck") == 0
+    assert not state.running.get("__overflow__")
+
+
+@pytest.mark.parametrize("acks_late", [False, True])
+def test_a_warm_shutdown_drains_its_tasks_without_orphaning_them(acks_late: bool) -> None:
+    # Celery sends worker-offline first, then waits for the running task (7.5 s here).
+    state = FleetState(bounds=BOUNDS, limits=Limits(stuck_after=100.0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=acks_late)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    started_on(state, "t2", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-offline", ts=T0 + 3, pid=10, processed=1)], now=3.0)
+    state.housekeeping(4.0)
+    samples = metrics(state, 4.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    state.apply_all([task("task-succeeded", "t1", T0 + 10.5, runtime=8.0)], now=11.0)
+    for now in range(12, 100):  # past the worker timeout: still draining, not silent
+        state.housekeeping(float(now))
+    samples = metrics(state, 99.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    # t2 runs past its bound (100 s): the shutdown would have killed it by now.
+    state.housekeeping(102.0)
+    samples = metrics(state, 102.0)
+    expected = (0, 1) if not acks_late else (1, 0)
+    assert (
+        counter(samples, "fleetops_tasks_orphaned"),
+        counter(samples, "fleetops_task_orphans_total", outcome="lost"),
+    ) == expected
+
+
+def test_a_new_process_orphans_what_a_draining_worker_still_ran() -> None:
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-offline", ts=T0 + 3, pid=10, processed=1)], now=3.0)
+    state.housekeeping(4.0)
+    assert counter(metrics(state, 4.0), "fleetops_tasks_orphaned") == 0
+    state.apply_all([worker("worker-online", ts=T0 + 5, pid=11, processed=0)], now=5.0)
+    assert counter(metrics(state, 5.0), "fleetops_tasks_orphaned") == 1
+    # Its consumer's reconnect (offline, then online from the same process) drains nothing.
+    started_on(state, "t2", "celery@w1", now=6.0)
+    state.apply_all([worker("worker-offline", ts=T0 + 7, pid=11, processed=1)], now=7.0)
+    state.apply_all([worker("worker-online", ts=T0 + 8, pid=11, processed=1)], now=8.0)
+    state.housekeeping(5000.0 - 1)
+    assert "t2" in state.running["celery@w1"]
+
+
+def test_a_worker_heard_again_takes_its_orphans_back() -> None:
+    # RabbitMQ (no timeout), solo pool: a long task blocks the heartbeats for 40 s.
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    for now in range(2, 600):
+        if now > 45 and now % 2 == 0:
+            beat = worker("worker-heartbeat", ts=T0 + now, pid=10, processed=1, active=1)
+            state.apply_all([beat], now=float(now))
+        state.housekeeping(float(now))
+        if now == 40:
+            assert counter(metrics(state, 40.0), "fleetops_tasks_orphaned") == 1
+    samples = metrics(state, 600.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="redelivered") == 0
+    assert "t1" in state.running["celery@w1"]
+    assert counter(samples, "fleetops_task_running_longest_seconds") == 599.0
+
+
+def test_silence_while_the_exporter_hears_nothing_orphans_nothing() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(worker_timeout=10.0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.stream_connected = False  # the event stream is down: every worker looks silent
+    for now in range(2, 60):
+        state.housekeeping(float(now))
+    assert counter(metrics(state, 60.0), "fleetops_tasks_orphaned") == 0
+    state.stream_connected = True
+    state.open_gap(60.0)  # reconnected: silence counts from now on
+    state.housekeeping(65.0)
+    assert counter(metrics(state, 65.0), "fleetops_tasks_orphaned") == 0
+    state.housekeeping(71.0)  # not heard within the timeout after the reconnect: down
+    assert counter(metrics(state, 71.0), "fleetops_tasks_orphaned") == 1
+
+
+def test_a_retry_received_before_its_task_retried_is_a_new_attempt() -> None:
+    # Task.retry() publishes the retry before its worker sends task-retried: with a countdown
+    # of about 0, B receives and starts it before A's task-retried arrives.
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all(
+        [
+            sent("t1"),
+            task("task-received", "t1", T0 + 1, "celery@A", name="app.long"),
+            task("task-started", "t1", T0 + 2, "celery@A"),
+            task("task-received", "t1", T0 + 3.001, "celery@B", name="app.long", retries=1),
+            task("task-started", "t1", T0 + 3.002, "celery@B"),
+            task("task-retried", "t1", T0 + 3.003, "celery@A", exception="X()"),
+        ],
+        now=1.0,
+    )
+    samples = metrics(state, 2.0)
+    assert counter(samples, "fleetops_task_runs_repeated_total") == 0
+    assert "t1" in state.running["celery@B"] and not state.running["celery@A"]
+    # The retry's run started twice is still a twice-run.
+    state.apply_all([task("task-started", "t1", T0 + 9, "celery@C")], now=3.0)
+    assert counter(metrics(state, 3.0), "fleetops_task_runs_repeated_total") == 1
+    # In the usual order (task-retried first), the retry's receipt is no second new attempt.
+    state.apply_all(
+        [
+            sent("t2"),
+            task("task-received", "t2", T0 + 1, "celery@A", name="app.long"),
+            task("task-started", "t2", T0 + 2, "celery@A"),
+            task("task-retried", "t2", T0 + 3, "celery@A", exception="X()"),
+            task("task-received", "t2", T0 + 4, "celery@B", name="app.long", retries=1),
+            task("task-started", "t2", T0 + 5, "celery@B"),
+            task("task-started", "t2", T0 + 6, "celery@C"),
+        ],
+        now=4.0,
+    )
+    assert counter(metrics(state, 4.0), "fleetops_task_runs_repeated_total") == 2
