@@ -556,6 +556,12 @@ class FleetState:
         # Indexed under its worker, timed by this exporter's clock.
         if record.worker is not None:
             self._stop_running(uuid, record)
+        if host == OVERFLOW:
+            # Workers past the hostname cap share one label: one's restart or silence would
+            # orphan the others' tasks, so what runs there is not tracked for faults.
+            if self.waiting_eta:
+                self.waiting_eta.pop(uuid, None)
+            return
         record.worker = host
         record.started_at = now
         running = self.running.get(host)
