@@ -720,12 +720,11 @@ class FleetState:
     def _worker_offline(self, event: dict, now: float) -> None:
         worker = self._worker(event, now)
         if worker is not None:
+            # Draining: Celery sends worker-offline before its warm shutdown waits for the tasks
+            # running, so those are orphaned only as task_faults.drained_orphan says (or when a
+            # new process of the worker comes online), in housekeeping.
             worker.offline = True
             worker.active = 0
-        # A warm shutdown waits for its tasks: what still runs now was abandoned.
-        host = self._hosts(event["host"])
-        if self.running.get(host):
-            self._orphan_runs_on(host, now)
 
     def _worker_telemetry(self, event: dict, now: float) -> None:
         worker = self._worker(event, now)
@@ -799,10 +798,26 @@ class FleetState:
         running.pop(uuid).worker = None
         self.anomaly("running_forgotten", f"over {MAX_RUNNING_PER_WORKER} tasks running on {host}")
 
-    def _orphan_runs_on(self, host: str, now: float) -> None:
-        """Every task running on ``host``, which went down, is an orphan from now on, until it
-        is started again or its redelivery window passes (or, sooner, its end is reported)."""
-        running = self.running.pop(host, None)
+    def _orphan_drained(self, host: str, running: dict[str, TaskRecord], now: float) -> None:
+        """The tasks of a worker that announced its shutdown that have run past their bound:
+        the warm shutdown would have ended them by now."""
+        drained = [
+            uuid
+            for uuid, record in running.items()
+            if task_faults.drained_orphan(now - record.started_at, self.stuck_bound(record.name))
+        ]
+        if drained:
+            self._orphan_runs_on(host, now, drained)
+
+    def _orphan_runs_on(self, host: str, now: float, uuids: list[str] | None = None) -> None:
+        """Every task running on ``host`` (or those of ``uuids``), which went down, is an orphan
+        from now on, until it is started again or its redelivery window passes (or, sooner, its
+        end is reported)."""
+        if uuids is None:
+            running = self.running.pop(host, None)
+        else:
+            index = self.running.get(host, {})
+            running = {u: index.pop(u) for u in uuids if u in index}
         if not running:
             return
         window = self._redelivery_window(host)
@@ -898,9 +913,14 @@ class FleetState:
             if not running:
                 continue
             worker = workers.get(host)
-            # Unknown (no heartbeat seen yet): its task events say it runs.
-            if worker is not None and not self.worker_up(worker, now):
-                continue  # down: its tasks are orphaned at the next housekeeping
+            # Unknown (no heartbeat seen yet): its task events say it runs. Draining (it sent
+            # worker-offline): its tasks still run, until the drain rule orphans them.
+            if (
+                worker is not None
+                and not worker.offline
+                and now - worker.last_seen > self.limits.worker_timeout
+            ):
+                continue  # silent: its tasks are orphaned at the next housekeeping
             for record in running.values():
                 name = record.name
                 bound = bounds.get(name)
@@ -928,7 +948,11 @@ class FleetState:
                 del self.running[host]
                 continue
             worker = self.workers.get(host)
-            if worker is not None and not self.worker_up(worker, now):
+            if worker is None:
+                continue  # unknown (no worker event seen yet): its task events say it runs
+            if worker.offline:
+                self._orphan_drained(host, running, now)
+            elif now - worker.last_seen > self.limits.worker_timeout:
                 self._orphan_runs_on(host, now)
         for uuid, record in list(self.orphans.items()):
             faults = record.faults
@@ -1125,6 +1149,8 @@ class FleetState:
         limit = self.limits.purge_offline_after
         gone = [h for h, w in self.workers.items() if limit > 0 and now - w.last_seen > limit]
         for host in gone:
+            if self.running.get(host):  # a worker silent this long is gone, drained or not
+                self._orphan_runs_on(host, now)
             self.purge_worker(host)
         if self.beat:
             self.purge_beat(now)

@@ -95,17 +95,18 @@ def test_a_retry_and_exact_duplicates_are_no_twice_runs() -> None:
     assert not state.running["celery@w1"] and not state.orphans
 
 
-def test_an_offline_worker_orphans_its_tasks_until_another_starts_them() -> None:
+def test_a_restarted_worker_orphans_its_tasks_until_another_starts_them() -> None:
     state = FleetState(bounds=BOUNDS)
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
     state.apply_all([telemetry(visibility_timeout=6.0, acks_late=True)], now=0.0)
     started_on(state, "t1", "celery@w1", now=1.0)
-    state.apply_all([worker("worker-offline")], now=2.0)
+    state.apply_all([worker("worker-online", pid=11, processed=0)], now=2.0)  # a new process
     samples = metrics(state, 2.0)
     assert counter(samples, "fleetops_tasks_orphaned") == 1
     assert counter(samples, "fleetops_task_orphans_total", outcome="redelivered") == 0
     assert counter(samples, "fleetops_task_running_longest_seconds") is None  # not running
-    # Sticky: the worker comes back, the task is still an orphan.
-    state.apply_all([worker("worker-heartbeat", ts=T0 + 5)], now=3.0)
+    # Sticky: the new process is heard again, the task is still an orphan.
+    state.apply_all([worker("worker-heartbeat", ts=T0 + 5, pid=11, processed=0)], now=3.0)
     state.housekeeping(3.0)
     assert counter(metrics(state, 3.0), "fleetops_tasks_orphaned") == 1
     state.apply_all([task("task-started", "t1", T0 + 8, host="celery@w2")], now=4.0)
@@ -220,10 +221,16 @@ def test_stuck_is_measured_on_the_exporters_clock_against_the_bound_in_force() -
     state.apply_all([task("task-succeeded", "b1", T0 + 7, runtime=6.0)], now=106.0)
     assert value(metrics(state, 107.0), "fleetops_tasks_stuck", name="app.bounded",
                  queue_name="slow") == 0  # fmt: skip
+    # A worker that announced its shutdown drains: what ran past its bound is orphaned, the
+    # rest still runs (the warm shutdown waits for it).
     state.apply_all([worker("worker-offline")], now=108.0)
+    state.housekeeping(108.0)
     samples = metrics(state, 108.0)
     assert counter(samples, "fleetops_tasks_stuck") == 0
     assert counter(samples, "fleetops_task_running_longest_seconds") is None
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert value(samples, "fleetops_task_running_longest_seconds", name="app.other",
+                 queue_name="slow") == 8.0  # fmt: skip
 
 
 def iso(epoch: float) -> str:
@@ -350,7 +357,7 @@ def test_every_table_of_the_task_faults_stays_bounded() -> None:
     state.apply_all(events, now=1.0)
     assert len(state.tasks) <= 1000
     assert len(state.running["celery@w1"]) == len(state.tasks)  # evicted ones left the index
-    state.apply_all([worker("worker-offline")], now=2.0)
+    state.apply_all([worker("worker-online", pid=2)], now=2.0)  # restarted
     assert len(state.orphans) == len(state.tasks)
     state.apply_all([sent(f"u{i}") for i in range(3000)], now=3.0)  # evicts the orphans
     assert len(state.orphans) <= len(state.tasks) <= 1000
@@ -452,7 +459,8 @@ def test_a_warm_shutdown_drains_its_tasks_without_orphaning_them(acks_late: bool
 
 
 def test_a_new_process_orphans_what_a_draining_worker_still_ran() -> None:
-    state = FleetState(bounds=BOUNDS)
+    limits = Limits(worker_timeout=1e6, purge_offline_after=0)
+    state = FleetState(bounds=BOUNDS, limits=limits)
     state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
     state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=True)], now=0.0)
     started_on(state, "t1", "celery@w1", now=1.0)
