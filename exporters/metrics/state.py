@@ -143,6 +143,7 @@ class RunFaults:
         "orphaned_as",
         "orphaned_at",
         "replaced",
+        "silent_on",
         "window",
     )
 
@@ -157,6 +158,8 @@ class RunFaults:
         # The (name, queue) whose gauge counts the orphan: the record's may change meanwhile.
         self.orphaned_as: tuple[str, str] = (UNKNOWN, UNKNOWN)
         self.window = 0.0  # seconds its redelivery may take
+        # The worker whose silence orphaned it: the same process heard again takes it back.
+        self.silent_on: str | None = None
 
 
 class TaskRecord:
@@ -199,6 +202,8 @@ class WorkerSeries:
     memory_limit_bytes: int | None = None
     memory_percent: float | None = None
     pid: int | None = None  # of its main process: a restart changes it (outside containers)
+    # Its silence orphaned tasks that the same process, heard again, takes back.
+    silent_orphans: bool = False
     # Its reliability settings, from its worker-telemetry (None or empty until announced).
     visibility_timeout: float | None = None
     acks_late: bool | None = None
@@ -338,6 +343,10 @@ class FleetState:
             "beat-sent": self._beat_sent,
             "beat-schedule": self._beat_schedule,
         }
+        # Whether the event stream is connected (the app says so before each housekeeping), and
+        # the monotonic time since when this exporter has heard it without a break.
+        self.stream_connected = True
+        self.hearing_since = float("-inf")
         self._gap_until: float | None = None
         self._gap_first_clock: dict[str, int] = {}
         self._gap_last_clock: dict[str, int] = {}
@@ -695,6 +704,8 @@ class FleetState:
         worker = self._worker(event, now)
         if worker is None:
             return
+        if worker.silent_orphans:
+            self._heard_again(worker, event, now)
         active = event.get("active")
         if active is not None:
             worker.active = active
@@ -809,10 +820,12 @@ class FleetState:
         if drained:
             self._orphan_runs_on(host, now, drained)
 
-    def _orphan_runs_on(self, host: str, now: float, uuids: list[str] | None = None) -> None:
+    def _orphan_runs_on(
+        self, host: str, now: float, uuids: list[str] | None = None, *, silent: bool = False
+    ) -> None:
         """Every task running on ``host`` (or those of ``uuids``), which went down, is an orphan
         from now on, until it is started again or its redelivery window passes (or, sooner, its
-        end is reported)."""
+        end is reported, or its worker, only ``silent``, is heard again)."""
         if uuids is None:
             running = self.running.pop(host, None)
         else:
@@ -821,6 +834,11 @@ class FleetState:
         if not running:
             return
         window = self._redelivery_window(host)
+        if silent:
+            # A silent worker may only be blocked (a solo pool's long task holds its
+            # heartbeats): give it the worker timeout to be heard again before "lost", even
+            # when nothing would come back.
+            window = max(window, self.limits.worker_timeout)
         for uuid, record in running.items():
             record.worker = None
             faults = record.faults
@@ -829,6 +847,7 @@ class FleetState:
             faults.orphaned_at = now
             faults.orphaned_as = (record.name, record.queue)
             faults.window = window
+            faults.silent_on = host if silent else None
             self.orphans[uuid] = record
             per_queue = self._task_queue_key(record.name, record.queue)
             if per_queue is not None:
@@ -836,6 +855,26 @@ class FleetState:
             if window <= 0:  # acknowledged before it ran: nothing will come back
                 self._orphan_ended(uuid, faults, "lost")
         self._log_once("orphans", f"tasks orphaned: worker {host} went down while running them")
+
+    def _heard_again(self, worker: WorkerSeries, event: dict, now: float) -> None:
+        """A worker whose silence orphaned tasks is heard again (before ``event`` updates it):
+        the same process was only silent (blocked, or this exporter missed its heartbeats), so
+        the orphans still waiting are running there after all: they go back to the index,
+        without an outcome. A new process leaves them orphans."""
+        worker.silent_orphans = False
+        if _new_process(worker, event):
+            return
+        host = self._hosts(event["host"])
+        for uuid, record in list(self.orphans.items()):
+            faults = record.faults
+            if faults is None or faults.silent_on != host:
+                continue
+            self._orphan_ended(uuid, faults, None)
+            record.worker = host
+            running = self.running.get(host)
+            if running is None:
+                running = self.running[host] = {}
+            running[uuid] = record
 
     def _redelivery_window(self, host: str) -> float:
         """The redelivery window of the orphans of ``host``. The message comes back when a live
@@ -855,6 +894,7 @@ class FleetState:
     def _orphan_ended(self, uuid: str, faults: RunFaults, outcome: str | None) -> None:
         self.orphans.pop(uuid, None)
         faults.orphaned_at = None
+        faults.silent_on = None
         per_queue = self.task_queue_series.get(faults.orphaned_as)
         if per_queue is None:
             return
@@ -943,6 +983,13 @@ class FleetState:
 
     def _task_fault_housekeeping(self, now: float) -> None:
         self._fleet_settings(now)
+        # While the event stream is down every worker looks silent: silence counts only while
+        # this exporter hears, and from when it heard again (a reconnect) at the earliest.
+        hearing = self.stream_connected
+        if not hearing:
+            self.hearing_since = now
+        heard_from = self.hearing_since
+        timeout = self.limits.worker_timeout
         for host, running in list(self.running.items()):
             if not running:
                 del self.running[host]
@@ -952,9 +999,13 @@ class FleetState:
                 continue  # unknown (no worker event seen yet): its task events say it runs
             if worker.offline:
                 self._orphan_drained(host, running, now)
-            elif now - worker.last_seen > self.limits.worker_timeout:
-                self._orphan_runs_on(host, now)
-        for uuid, record in list(self.orphans.items()):
+            elif hearing and now - max(worker.last_seen, heard_from) > timeout:
+                self._orphan_runs_on(host, now, silent=True)
+                worker.silent_orphans = True
+        # No "lost" while deaf, nor before the workers had a timeout to be heard again: a
+        # redelivery may have been missed, or the orphan's worker is about to take it back.
+        judge = hearing and now - heard_from >= timeout
+        for uuid, record in list(self.orphans.items()) if judge else ():
             faults = record.faults
             if faults is None or faults.orphaned_at is None:  # cannot be: kept consistent
                 self.orphans.pop(uuid)
@@ -1116,6 +1167,7 @@ class FleetState:
     def open_gap(self, now: float, window: float = 2.0) -> None:
         """After a reconnect: every sender's first clocks tell how many events we missed."""
         self._gap_until = now + window
+        self.hearing_since = now
         self._gap_last_clock = dict(self.last_clock)
         self._gap_first_clock = {}
 
