@@ -138,12 +138,14 @@ class RunFaults:
     """What went wrong with a task's runs; rare, so a record has none until it is needed."""
 
     __slots__ = (
+        "attempt",
         "earlier_starts",
         "eta_counted",
         "orphaned_as",
         "orphaned_at",
         "replaced",
         "silent_on",
+        "superseded_on",
         "window",
     )
 
@@ -154,6 +156,12 @@ class RunFaults:
         # replaced: the same event again is still a duplicate.
         self.replaced: tuple[tuple[str, float | None], ...] = ()
         self.eta_counted = False  # the ETA trap is counted once per attempt
+        # The attempt (the ``retries`` of task-received) the task is at: a receipt of a higher
+        # one is a new attempt even before the old run's task-retried arrives.
+        self.attempt = 0
+        # The worker (or "*": not known) whose task-retried of the attempt a receipt replaced
+        # is still to come: that late event must not end the new attempt.
+        self.superseded_on: str | None = None
         self.orphaned_at: float | None = None  # monotonic; set while it is an orphan
         # The (name, queue) whose gauge counts the orphan: the record's may change meanwhile.
         self.orphaned_as: tuple[str, str] = (UNKNOWN, UNKNOWN)
@@ -529,6 +537,14 @@ class FleetState:
         record = self._record(event, "task-received")
         if record is None:
             return
+        retries = event.get("retries")
+        if retries and retries > (0 if record.faults is None else record.faults.attempt):
+            # Task.retry() publishes the retry before its worker sends task-retried: with a
+            # short countdown the retry is received (and started) first. A new attempt.
+            old_run = None if record.started_ts is None else (record.worker or "*")
+            faults = self._new_attempt(event["uuid"], record)
+            faults.attempt = retries
+            faults.superseded_on = old_run
         record.received_ts = event["timestamp"]
         name = event.get("name")
         if name is not None and record.name == UNKNOWN:
@@ -655,15 +671,31 @@ class FleetState:
         if record is None:
             return
         record.retried_ts = event["timestamp"]
-        uuid = event["uuid"]
+        host = self._hosts(event["host"])
+        faults = record.faults
+        if faults is not None and faults.superseded_on in (host, "*"):
+            faults.superseded_on = None  # late: the receipt of the retry began its attempt
+        elif record.worker is None or record.worker == host:
+            attempt = 1 if faults is None else faults.attempt + 1
+            self._new_attempt(event["uuid"], record).attempt = attempt
+        # Else the task runs on another worker: the retry, started before this event came
+        # (without the retries field to tell it): its run goes on.
+        series = self._task_series_of(record, event)
+        if series is not None:
+            series.retried += 1
+
+    def _new_attempt(self, uuid: str, record: TaskRecord) -> RunFaults:
+        """The attempt of the task's run ends (a retry): its receipt and start are new events
+        again, and its start is the first of the new attempt, not a second run; the old ones,
+        seen again, are duplicates."""
         if record.worker is not None or record.faults is not None:
             self._run_ended(uuid, record)
-        # The retry is received and started again: those are new events, and its start is the
-        # first of a new attempt, not a second run; the old ones, seen again, are duplicates.
         faults = RunFaults()
-        before = () if record.faults is None else record.faults.replaced
+        before = record.faults
+        if before is not None:
+            faults.attempt = before.attempt
         faults.replaced = (
-            *before,
+            *(() if before is None else before.replaced),
             ("task-received", record.received_ts),
             ("task-started", record.started_ts),
         )[-2 * MAX_EARLIER_STARTS :]
@@ -671,9 +703,7 @@ class FleetState:
         record.received_ts = record.started_ts = None
         if self.waiting_eta:
             self.waiting_eta.pop(uuid, None)
-        series = self._task_series_of(record, event)
-        if series is not None:
-            series.retried += 1
+        return faults
 
     def _task_ended(self, event: dict, now: float) -> None:
         kind = event["type"]
