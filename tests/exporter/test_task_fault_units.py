@@ -496,6 +496,13 @@ def test_a_worker_heard_again_takes_its_orphans_back() -> None:
     assert counter(samples, "fleetops_task_orphans_total", outcome="redelivered") == 0
     assert "t1" in state.running["celery@w1"]
     assert counter(samples, "fleetops_task_running_longest_seconds") == 599.0
+    # Silent again, then heard from a new process: the old one died, its task stays an orphan.
+    state.housekeeping(640.0)
+    assert counter(metrics(state, 640.0), "fleetops_tasks_orphaned") == 1
+    state.apply_all([worker("worker-heartbeat", ts=T0 + 641, pid=11, processed=0)], now=641.0)
+    state.housekeeping(641.0)
+    assert counter(metrics(state, 641.0), "fleetops_tasks_orphaned") == 1
+    assert not state.running.get("celery@w1")
 
 
 def test_silence_while_the_exporter_hears_nothing_orphans_nothing() -> None:
@@ -512,6 +519,25 @@ def test_silence_while_the_exporter_hears_nothing_orphans_nothing() -> None:
     assert counter(metrics(state, 65.0), "fleetops_tasks_orphaned") == 0
     state.housekeeping(71.0)  # not heard within the timeout after the reconnect: down
     assert counter(metrics(state, 71.0), "fleetops_tasks_orphaned") == 1
+
+
+def test_no_orphan_is_judged_lost_while_the_exporter_hears_nothing() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(worker_timeout=10.0, purge_offline_after=0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=6.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-online", pid=11, processed=0)], now=2.0)  # restarted
+    window = task_faults.redelivery_window(6.0, True)
+    state.stream_connected = False  # its redelivery, if any, would go unheard
+    for now in range(3, int(window) + 50):
+        state.housekeeping(float(now))
+    assert counter(metrics(state, window + 50), "fleetops_tasks_orphaned") == 1
+    state.stream_connected = True
+    state.open_gap(window + 50)
+    state.housekeeping(window + 59)  # within the worker timeout after the reconnect
+    assert counter(metrics(state, window + 59), "fleetops_task_orphans_total", outcome="lost") == 0
+    state.housekeeping(window + 60)
+    assert counter(metrics(state, window + 60), "fleetops_task_orphans_total", outcome="lost") == 1
 
 
 def test_a_retry_received_before_its_task_retried_is_a_new_attempt() -> None:
