@@ -575,3 +575,62 @@ def test_a_retry_received_before_its_task_retried_is_a_new_attempt() -> None:
         now=4.0,
     )
     assert counter(metrics(state, 4.0), "fleetops_task_runs_repeated_total") == 2
+    # Without the retries field the race looks like a second run, but A's late task-retried
+    # ends no run of B's.
+    state.apply_all(
+        [
+            sent("t3"),
+            task("task-received", "t3", T0 + 1, "celery@A", name="app.long"),
+            task("task-started", "t3", T0 + 2, "celery@A"),
+            task("task-received", "t3", T0 + 3.001, "celery@B", name="app.long"),
+            task("task-started", "t3", T0 + 3.002, "celery@B"),
+            task("task-retried", "t3", T0 + 3.003, "celery@A", exception="X()"),
+        ],
+        now=5.0,
+    )
+    assert "t3" in state.running["celery@B"]
+
+
+def test_an_orphan_waits_for_its_own_workers_timeout_when_the_live_ones_announce_none() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(purge_offline_after=0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    for now in range(2, 500):  # w2 announces no timeout (no telemetry); w1 died at 0
+        state.apply_all([worker("worker-heartbeat", "celery@w2", pid=20, processed=0)], now)
+        state.housekeeping(float(now))
+    samples = metrics(state, 500.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+
+
+def test_a_silent_worker_without_acks_late_has_the_worker_timeout_to_be_heard_again() -> None:
+    # Nothing comes back without acks_late, but a silent worker may only be blocked.
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=False)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    for now in range(2, 46):
+        state.housekeeping(float(now))
+    samples = metrics(state, 45.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    state.apply_all([worker("worker-heartbeat", ts=T0 + 46, pid=10, processed=0)], now=46.0)
+    state.housekeeping(47.0)
+    samples = metrics(state, 47.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+
+
+def test_a_draining_worker_purged_for_its_silence_leaves_its_tasks_orphaned() -> None:
+    limits = Limits(purge_offline_after=600.0)  # the bound (1 h) is longer
+    state = FleetState(bounds=BOUNDS, limits=limits)
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-offline", ts=T0 + 3, pid=10, processed=1)], now=3.0)
+    state.housekeeping(600.0)
+    assert counter(metrics(state, 600.0), "fleetops_tasks_orphaned") == 0
+    state.housekeeping(604.0)  # gone: the index must not keep it running for ever
+    assert "celery@w1" not in state.workers
+    assert counter(metrics(state, 604.0), "fleetops_tasks_orphaned") == 1
