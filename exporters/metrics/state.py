@@ -21,8 +21,10 @@ Task faults (fleetops/task_faults.py has the rules, docs/exporter.md the behavio
 started is indexed under the worker that runs it, with the monotonic time its start was
 applied, so runtimes are measured on this exporter's clock whatever the workers' clocks say, and
 what runs on a worker is found without walking the task table. A worker that goes down
-(worker-offline, silent past ``worker_timeout``, or online again after the start: a restart)
-orphans what it ran; an orphan ends redelivered (started again) or lost (its redelivery window
+(silent past ``worker_timeout`` while the stream is heard, or online again after the start: a
+restart) orphans what it ran; one that sent worker-offline drains, its tasks orphaned only past
+their bound (task_faults.drained_orphan); the same process heard again after a silence takes its
+orphans back. An orphan ends redelivered (started again) or lost (its redelivery window
 passed). A second start within one attempt is a twice-run; an ETA further than the visibility
 timeout from the receipt is the trap that causes one. Stuck tasks are found at scrape time from
 the per-worker index (running tasks are few: the pools' sizes).
