@@ -1,8 +1,11 @@
 """What makes a task orphaned, lost, stuck or run twice: the rules the exporter, the task
 history and the console share (docs/task-faults.md).
 
-* **Orphaned**: started on a worker that then went down (offline, silent past the worker
-  timeout, or restarted) with no terminal event, and not started again since.
+* **Orphaned**: started on a worker that then went down (silent past the worker timeout, or
+  restarted) with no terminal event, and not started again since. A worker that announced its
+  shutdown (``worker-offline``) is still draining: Celery sends the event first and only then
+  waits for the tasks running (warm shutdown), so those are orphaned only as ``drained_orphan``
+  says.
 * **Redelivered** / **lost**: an orphan ends when the task is started again (redelivered) or,
   failing that, when its redelivery window has passed (lost). Under ``task_acks_late`` Redis
   hands an unacknowledged message back after the visibility timeout; RabbitMQ does so as soon
@@ -63,6 +66,18 @@ def stuck_bound(
     if _usable(time_limit):
         return float(time_limit) + TIME_LIMIT_GRACE_SECONDS  # type: ignore[arg-type]
     return default
+
+
+def drained_orphan(running_seconds: float, bound: float) -> bool:
+    """Whether a task still running on a worker that sent ``worker-offline`` is orphaned now.
+
+    A warm shutdown sends ``worker-offline`` before it waits for the running tasks, and waits
+    at most until the pool's hard time limit kills them: so such a task is orphaned once it has
+    run longer than its ``stuck_bound`` (``running_seconds``, on the observer's clock, from its
+    start), and not before. A new process of that worker coming online orphans it at once (the
+    old process is gone); that is the caller's to see, it needs no rule. An end event of the
+    task ends it normally, orphaned or not."""
+    return running_seconds > bound
 
 
 def eta_epoch(text: object) -> float | None:

@@ -129,6 +129,7 @@ class Exporter:
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + HOUSEKEEPING_EVERY
             with self.lock:
+                self.state.stream_connected = self.stream.status.connected
                 self.state.housekeeping(now)
 
     def reconnected(self, now: float) -> None:

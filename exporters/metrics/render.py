@@ -346,7 +346,8 @@ class Renderer:
         self._gauge_family(
             out,
             "fleetops_broker_visibility_timeout_seconds",
-            "Visibility timeout in force: the setting, else the smallest a live worker announced.",
+            "Visibility timeout in force: the setting, else the smallest a live worker announced "
+            "(the last known while none is live).",
             []
             if timeout is None
             else [(self.labels(acks_late=str(state.acks_late).lower()), timeout)],

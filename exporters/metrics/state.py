@@ -21,8 +21,10 @@ Task faults (fleetops/task_faults.py has the rules, docs/exporter.md the behavio
 started is indexed under the worker that runs it, with the monotonic time its start was
 applied, so runtimes are measured on this exporter's clock whatever the workers' clocks say, and
 what runs on a worker is found without walking the task table. A worker that goes down
-(worker-offline, silent past ``worker_timeout``, or online again after the start: a restart)
-orphans what it ran; an orphan ends redelivered (started again) or lost (its redelivery window
+(silent past ``worker_timeout`` while the stream is heard, or online again after the start: a
+restart) orphans what it ran; one that sent worker-offline drains, its tasks orphaned only past
+their bound (task_faults.drained_orphan); the same process heard again after a silence takes its
+orphans back. An orphan ends redelivered (started again) or lost (its redelivery window
 passed). A second start within one attempt is a twice-run; an ETA further than the visibility
 timeout from the receipt is the trap that causes one. Stuck tasks are found at scrape time from
 the per-worker index (running tasks are few: the pools' sizes).
@@ -138,11 +140,14 @@ class RunFaults:
     """What went wrong with a task's runs; rare, so a record has none until it is needed."""
 
     __slots__ = (
+        "attempt",
         "earlier_starts",
         "eta_counted",
         "orphaned_as",
         "orphaned_at",
         "replaced",
+        "silent_on",
+        "superseded_on",
         "window",
     )
 
@@ -153,10 +158,18 @@ class RunFaults:
         # replaced: the same event again is still a duplicate.
         self.replaced: tuple[tuple[str, float | None], ...] = ()
         self.eta_counted = False  # the ETA trap is counted once per attempt
+        # The attempt (the ``retries`` of task-received) the task is at: a receipt of a higher
+        # one is a new attempt even before the old run's task-retried arrives.
+        self.attempt = 0
+        # The worker (or "*": not known) whose task-retried of the attempt a receipt replaced
+        # is still to come: that late event must not end the new attempt.
+        self.superseded_on: str | None = None
         self.orphaned_at: float | None = None  # monotonic; set while it is an orphan
         # The (name, queue) whose gauge counts the orphan: the record's may change meanwhile.
         self.orphaned_as: tuple[str, str] = (UNKNOWN, UNKNOWN)
         self.window = 0.0  # seconds its redelivery may take
+        # The worker whose silence orphaned it: the same process heard again takes it back.
+        self.silent_on: str | None = None
 
 
 class TaskRecord:
@@ -199,6 +212,8 @@ class WorkerSeries:
     memory_limit_bytes: int | None = None
     memory_percent: float | None = None
     pid: int | None = None  # of its main process: a restart changes it (outside containers)
+    # Its silence orphaned tasks that the same process, heard again, takes back.
+    silent_orphans: bool = False
     # Its reliability settings, from its worker-telemetry (None or empty until announced).
     visibility_timeout: float | None = None
     acks_late: bool | None = None
@@ -338,6 +353,10 @@ class FleetState:
             "beat-sent": self._beat_sent,
             "beat-schedule": self._beat_schedule,
         }
+        # Whether the event stream is connected (the app says so before each housekeeping), and
+        # the monotonic time since when this exporter has heard it without a break.
+        self.stream_connected = True
+        self.hearing_since = float("-inf")
         self._gap_until: float | None = None
         self._gap_first_clock: dict[str, int] = {}
         self._gap_last_clock: dict[str, int] = {}
@@ -520,6 +539,14 @@ class FleetState:
         record = self._record(event, "task-received")
         if record is None:
             return
+        retries = event.get("retries")
+        if retries and retries > (0 if record.faults is None else record.faults.attempt):
+            # Task.retry() publishes the retry before its worker sends task-retried: with a
+            # short countdown the retry is received (and started) first. A new attempt.
+            old_run = None if record.started_ts is None else (record.worker or "*")
+            faults = self._new_attempt(event["uuid"], record)
+            faults.attempt = retries
+            faults.superseded_on = old_run
         record.received_ts = event["timestamp"]
         name = event.get("name")
         if name is not None and record.name == UNKNOWN:
@@ -556,6 +583,12 @@ class FleetState:
         # Indexed under its worker, timed by this exporter's clock.
         if record.worker is not None:
             self._stop_running(uuid, record)
+        if host == OVERFLOW:
+            # Workers past the hostname cap share one label: one's restart or silence would
+            # orphan the others' tasks, so what runs there is not tracked for faults.
+            if self.waiting_eta:
+                self.waiting_eta.pop(uuid, None)
+            return
         record.worker = host
         record.started_at = now
         running = self.running.get(host)
@@ -640,15 +673,31 @@ class FleetState:
         if record is None:
             return
         record.retried_ts = event["timestamp"]
-        uuid = event["uuid"]
+        host = self._hosts(event["host"])
+        faults = record.faults
+        if faults is not None and faults.superseded_on in (host, "*"):
+            faults.superseded_on = None  # late: the receipt of the retry began its attempt
+        elif record.worker is None or record.worker == host:
+            attempt = 1 if faults is None else faults.attempt + 1
+            self._new_attempt(event["uuid"], record).attempt = attempt
+        # Else the task runs on another worker: the retry, started before this event came
+        # (without the retries field to tell it): its run goes on.
+        series = self._task_series_of(record, event)
+        if series is not None:
+            series.retried += 1
+
+    def _new_attempt(self, uuid: str, record: TaskRecord) -> RunFaults:
+        """The attempt of the task's run ends (a retry): its receipt and start are new events
+        again, and its start is the first of the new attempt, not a second run; the old ones,
+        seen again, are duplicates."""
         if record.worker is not None or record.faults is not None:
             self._run_ended(uuid, record)
-        # The retry is received and started again: those are new events, and its start is the
-        # first of a new attempt, not a second run; the old ones, seen again, are duplicates.
         faults = RunFaults()
-        before = () if record.faults is None else record.faults.replaced
+        before = record.faults
+        if before is not None:
+            faults.attempt = before.attempt
         faults.replaced = (
-            *before,
+            *(() if before is None else before.replaced),
             ("task-received", record.received_ts),
             ("task-started", record.started_ts),
         )[-2 * MAX_EARLIER_STARTS :]
@@ -656,9 +705,7 @@ class FleetState:
         record.received_ts = record.started_ts = None
         if self.waiting_eta:
             self.waiting_eta.pop(uuid, None)
-        series = self._task_series_of(record, event)
-        if series is not None:
-            series.retried += 1
+        return faults
 
     def _task_ended(self, event: dict, now: float) -> None:
         kind = event["type"]
@@ -689,6 +736,8 @@ class FleetState:
         worker = self._worker(event, now)
         if worker is None:
             return
+        if worker.silent_orphans:
+            self._heard_again(worker, event, now)
         active = event.get("active")
         if active is not None:
             worker.active = active
@@ -714,12 +763,11 @@ class FleetState:
     def _worker_offline(self, event: dict, now: float) -> None:
         worker = self._worker(event, now)
         if worker is not None:
+            # Draining: Celery sends worker-offline before its warm shutdown waits for the tasks
+            # running, so those are orphaned only as task_faults.drained_orphan says (or when a
+            # new process of the worker comes online), in housekeeping.
             worker.offline = True
             worker.active = 0
-        # A warm shutdown waits for its tasks: what still runs now was abandoned.
-        host = self._hosts(event["host"])
-        if self.running.get(host):
-            self._orphan_runs_on(host, now)
 
     def _worker_telemetry(self, event: dict, now: float) -> None:
         worker = self._worker(event, now)
@@ -793,16 +841,36 @@ class FleetState:
         running.pop(uuid).worker = None
         self.anomaly("running_forgotten", f"over {MAX_RUNNING_PER_WORKER} tasks running on {host}")
 
-    def _orphan_runs_on(self, host: str, now: float) -> None:
-        """Every task running on ``host``, which went down, is an orphan from now on, until it
-        is started again or its redelivery window passes (or, sooner, its end is reported)."""
-        running = self.running.pop(host, None)
+    def _orphan_drained(self, host: str, running: dict[str, TaskRecord], now: float) -> None:
+        """The tasks of a worker that announced its shutdown that have run past their bound:
+        the warm shutdown would have ended them by now."""
+        drained = [
+            uuid
+            for uuid, record in running.items()
+            if task_faults.drained_orphan(now - record.started_at, self.stuck_bound(record.name))
+        ]
+        if drained:
+            self._orphan_runs_on(host, now, drained)
+
+    def _orphan_runs_on(
+        self, host: str, now: float, uuids: list[str] | None = None, *, silent: bool = False
+    ) -> None:
+        """Every task running on ``host`` (or those of ``uuids``), which went down, is an orphan
+        from now on, until it is started again or its redelivery window passes (or, sooner, its
+        end is reported, or its worker, only ``silent``, is heard again)."""
+        if uuids is None:
+            running = self.running.pop(host, None)
+        else:
+            index = self.running.get(host, {})
+            running = {u: index.pop(u) for u in uuids if u in index}
         if not running:
             return
-        worker = self.workers.get(host)
-        window = task_faults.redelivery_window(
-            self.visibility_timeout, None if worker is None else worker.acks_late
-        )
+        window = self._redelivery_window(host)
+        if silent:
+            # A silent worker may only be blocked (a solo pool's long task holds its
+            # heartbeats): give it the worker timeout to be heard again before "lost", even
+            # when nothing would come back.
+            window = max(window, self.limits.worker_timeout)
         for uuid, record in running.items():
             record.worker = None
             faults = record.faults
@@ -811,6 +879,7 @@ class FleetState:
             faults.orphaned_at = now
             faults.orphaned_as = (record.name, record.queue)
             faults.window = window
+            faults.silent_on = host if silent else None
             self.orphans[uuid] = record
             per_queue = self._task_queue_key(record.name, record.queue)
             if per_queue is not None:
@@ -819,9 +888,45 @@ class FleetState:
                 self._orphan_ended(uuid, faults, "lost")
         self._log_once("orphans", f"tasks orphaned: worker {host} went down while running them")
 
+    def _heard_again(self, worker: WorkerSeries, event: dict, now: float) -> None:
+        """A worker whose silence orphaned tasks is heard again (before ``event`` updates it):
+        the same process was only silent (blocked, or this exporter missed its heartbeats), so
+        the orphans still waiting are running there after all: they go back to the index,
+        without an outcome. A new process leaves them orphans."""
+        worker.silent_orphans = False
+        if _new_process(worker, event):
+            return
+        host = self._hosts(event["host"])
+        for uuid, record in list(self.orphans.items()):
+            faults = record.faults
+            if faults is None or faults.silent_on != host:
+                continue
+            self._orphan_ended(uuid, faults, None)
+            record.worker = host
+            running = self.running.get(host)
+            if running is None:
+                running = self.running[host] = {}
+            running[uuid] = record
+
+    def _redelivery_window(self, host: str) -> float:
+        """The redelivery window of the orphans of ``host``. The message comes back when a live
+        worker's restore sweep finds it older than that worker's timeout (the fleet's in force,
+        the last known one while none is live); the worker that went down announced its own,
+        the best guess of the timeout of whatever worker comes next. The larger of the two: a
+        task must not be counted lost before its message could have come back."""
+        worker = self.workers.get(host)
+        timeout = self.visibility_timeout
+        if self.limits.visibility_timeout is None and worker is not None:
+            own = worker.visibility_timeout
+            if own is not None and (timeout is None or own > timeout):
+                timeout = own
+        acks_late = None if worker is None else worker.acks_late
+        return task_faults.redelivery_window(timeout, acks_late)
+
     def _orphan_ended(self, uuid: str, faults: RunFaults, outcome: str | None) -> None:
         self.orphans.pop(uuid, None)
         faults.orphaned_at = None
+        faults.silent_on = None
         per_queue = self.task_queue_series.get(faults.orphaned_as)
         if per_queue is None:
             return
@@ -880,9 +985,14 @@ class FleetState:
             if not running:
                 continue
             worker = workers.get(host)
-            # Unknown (no heartbeat seen yet): its task events say it runs.
-            if worker is not None and not self.worker_up(worker, now):
-                continue  # down: its tasks are orphaned at the next housekeeping
+            # Unknown (no heartbeat seen yet): its task events say it runs. Draining (it sent
+            # worker-offline): its tasks still run, until the drain rule orphans them.
+            if (
+                worker is not None
+                and not worker.offline
+                and now - worker.last_seen > self.limits.worker_timeout
+            ):
+                continue  # silent: its tasks are orphaned at the next housekeeping
             for record in running.values():
                 name = record.name
                 bound = bounds.get(name)
@@ -905,14 +1015,29 @@ class FleetState:
 
     def _task_fault_housekeeping(self, now: float) -> None:
         self._fleet_settings(now)
+        # While the event stream is down every worker looks silent: silence counts only while
+        # this exporter hears, and from when it heard again (a reconnect) at the earliest.
+        hearing = self.stream_connected
+        if not hearing:
+            self.hearing_since = now
+        heard_from = self.hearing_since
+        timeout = self.limits.worker_timeout
         for host, running in list(self.running.items()):
             if not running:
                 del self.running[host]
                 continue
             worker = self.workers.get(host)
-            if worker is not None and not self.worker_up(worker, now):
-                self._orphan_runs_on(host, now)
-        for uuid, record in list(self.orphans.items()):
+            if worker is None:
+                continue  # unknown (no worker event seen yet): its task events say it runs
+            if worker.offline:
+                self._orphan_drained(host, running, now)
+            elif hearing and now - max(worker.last_seen, heard_from) > timeout:
+                self._orphan_runs_on(host, now, silent=True)
+                worker.silent_orphans = True
+        # No "lost" while deaf, nor before the workers had a timeout to be heard again: a
+        # redelivery may have been missed, or the orphan's worker is about to take it back.
+        judge = hearing and now - heard_from >= timeout
+        for uuid, record in list(self.orphans.items()) if judge else ():
             faults = record.faults
             if faults is None or faults.orphaned_at is None:  # cannot be: kept consistent
                 self.orphans.pop(uuid)
@@ -930,15 +1055,22 @@ class FleetState:
         timeout: float | None = None
         acks_late = False
         tables: dict[int, dict[str, float]] = {}
+        live = False
         for worker in self.workers.values():
             if not self.worker_up(worker, now):
                 continue
+            live = True
             announced = worker.visibility_timeout
             if announced is not None and (timeout is None or announced < timeout):
                 timeout = announced
             acks_late = acks_late or bool(worker.acks_late)
             if worker.time_limits:
                 tables[id(worker.time_limits)] = worker.time_limits
+        if not live:
+            # The last known values stay in force while no worker is live: the broker still
+            # hands messages back after the timeout the fleet ran with, and the orphans of the
+            # last worker down must not be judged against an unknown one.
+            return
         setting = self.limits.visibility_timeout
         self.visibility_timeout = setting if setting is not None else timeout
         self.acks_late = acks_late
@@ -1067,6 +1199,7 @@ class FleetState:
     def open_gap(self, now: float, window: float = 2.0) -> None:
         """After a reconnect: every sender's first clocks tell how many events we missed."""
         self._gap_until = now + window
+        self.hearing_since = now
         self._gap_last_clock = dict(self.last_clock)
         self._gap_first_clock = {}
 
@@ -1100,6 +1233,8 @@ class FleetState:
         limit = self.limits.purge_offline_after
         gone = [h for h, w in self.workers.items() if limit > 0 and now - w.last_seen > limit]
         for host in gone:
+            if self.running.get(host):  # a worker silent this long is gone, drained or not
+                self._orphan_runs_on(host, now)
             self.purge_worker(host)
         if self.beat:
             self.purge_beat(now)

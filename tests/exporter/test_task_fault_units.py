@@ -95,17 +95,18 @@ def test_a_retry_and_exact_duplicates_are_no_twice_runs() -> None:
     assert not state.running["celery@w1"] and not state.orphans
 
 
-def test_an_offline_worker_orphans_its_tasks_until_another_starts_them() -> None:
+def test_a_restarted_worker_orphans_its_tasks_until_another_starts_them() -> None:
     state = FleetState(bounds=BOUNDS)
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
     state.apply_all([telemetry(visibility_timeout=6.0, acks_late=True)], now=0.0)
     started_on(state, "t1", "celery@w1", now=1.0)
-    state.apply_all([worker("worker-offline")], now=2.0)
+    state.apply_all([worker("worker-online", pid=11, processed=0)], now=2.0)  # a new process
     samples = metrics(state, 2.0)
     assert counter(samples, "fleetops_tasks_orphaned") == 1
     assert counter(samples, "fleetops_task_orphans_total", outcome="redelivered") == 0
     assert counter(samples, "fleetops_task_running_longest_seconds") is None  # not running
-    # Sticky: the worker comes back, the task is still an orphan.
-    state.apply_all([worker("worker-heartbeat", ts=T0 + 5)], now=3.0)
+    # Sticky: the new process is heard again, the task is still an orphan.
+    state.apply_all([worker("worker-heartbeat", ts=T0 + 5, pid=11, processed=0)], now=3.0)
     state.housekeeping(3.0)
     assert counter(metrics(state, 3.0), "fleetops_tasks_orphaned") == 1
     state.apply_all([task("task-started", "t1", T0 + 8, host="celery@w2")], now=4.0)
@@ -220,10 +221,16 @@ def test_stuck_is_measured_on_the_exporters_clock_against_the_bound_in_force() -
     state.apply_all([task("task-succeeded", "b1", T0 + 7, runtime=6.0)], now=106.0)
     assert value(metrics(state, 107.0), "fleetops_tasks_stuck", name="app.bounded",
                  queue_name="slow") == 0  # fmt: skip
+    # A worker that announced its shutdown drains: what ran past its bound is orphaned, the
+    # rest still runs (the warm shutdown waits for it).
     state.apply_all([worker("worker-offline")], now=108.0)
+    state.housekeeping(108.0)
     samples = metrics(state, 108.0)
     assert counter(samples, "fleetops_tasks_stuck") == 0
     assert counter(samples, "fleetops_task_running_longest_seconds") is None
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert value(samples, "fleetops_task_running_longest_seconds", name="app.other",
+                 queue_name="slow") == 8.0  # fmt: skip
 
 
 def iso(epoch: float) -> str:
@@ -350,7 +357,7 @@ def test_every_table_of_the_task_faults_stays_bounded() -> None:
     state.apply_all(events, now=1.0)
     assert len(state.tasks) <= 1000
     assert len(state.running["celery@w1"]) == len(state.tasks)  # evicted ones left the index
-    state.apply_all([worker("worker-offline")], now=2.0)
+    state.apply_all([worker("worker-online", pid=2)], now=2.0)  # restarted
     assert len(state.orphans) == len(state.tasks)
     state.apply_all([sent(f"u{i}") for i in range(3000)], now=3.0)  # evicts the orphans
     assert len(state.orphans) <= len(state.tasks) <= 1000
@@ -382,3 +389,248 @@ def test_settings_refuse_bounds_that_are_not_positive_finite_seconds() -> None:
     settings = load(exporter_stuck_bounds={"a": "2.5"}, exporter_visibility_timeout=7)
     assert settings.exporter_stuck_bounds == {"a": 2.5}
     assert settings.exporter_stuck_after == task_faults.DEFAULT_STUCK_AFTER_SECONDS
+
+
+def test_the_last_workers_orphans_wait_for_its_own_visibility_timeout() -> None:
+    # One worker, visibility timeout 1 h under acks_late, SIGKILLed: nobody live is left to
+    # announce a timeout, yet Redis hands the task back only after that hour.
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-heartbeat", pid=10, processed=1, active=1)], now=2.0)
+    for now in range(3, 400):
+        state.housekeeping(float(now))
+    samples = metrics(state, 400.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    assert state.visibility_timeout == 3600.0  # the last known value stays in force
+    orphaned_at = state.orphans["t1"].faults.orphaned_at  # type: ignore[union-attr]
+    window = task_faults.redelivery_window(3600.0, True)
+    state.housekeeping(orphaned_at + window - 1)
+    assert counter(metrics(state, orphaned_at + window), "fleetops_tasks_orphaned") == 1
+    state.housekeeping(orphaned_at + window)
+    samples = metrics(state, orphaned_at + window)
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 1
+
+
+def test_workers_past_the_hostname_cap_are_not_tracked_for_faults() -> None:
+    # w3 and w4 share the overflow label: w4 coming online must not orphan w3's task.
+    state = FleetState(bounds=BOUNDS, limits=Limits(max_hostnames=2))
+    for host in ("celery@w1", "celery@w2", "celery@w3", "celery@w4"):
+        state.apply_all([worker("worker-online", host, pid=10, processed=0)], now=0.0)
+    started_on(state, "t1", "celery@w3", now=1.0)
+    state.apply_all([worker("worker-online", "celery@w4", pid=10, processed=0)], now=2.0)
+    state.housekeeping(1000.0)
+    samples = metrics(state, 1000.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    assert counter(samples, "fleetops_tasks_stuck") == 0
+    assert not state.running.get("__overflow__")
+
+
+@pytest.mark.parametrize("acks_late", [False, True])
+def test_a_warm_shutdown_drains_its_tasks_without_orphaning_them(acks_late: bool) -> None:
+    # Celery sends worker-offline first, then waits for the running task (7.5 s here).
+    state = FleetState(bounds=BOUNDS, limits=Limits(stuck_after=100.0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=acks_late)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    started_on(state, "t2", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-offline", ts=T0 + 3, pid=10, processed=1)], now=3.0)
+    state.housekeeping(4.0)
+    samples = metrics(state, 4.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    state.apply_all([task("task-succeeded", "t1", T0 + 10.5, runtime=8.0)], now=11.0)
+    for now in range(12, 100):  # past the worker timeout: still draining, not silent
+        state.housekeeping(float(now))
+    samples = metrics(state, 99.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    # t2 runs past its bound (100 s): the shutdown would have killed it by now.
+    state.housekeeping(102.0)
+    samples = metrics(state, 102.0)
+    expected = (0, 1) if not acks_late else (1, 0)
+    assert (
+        counter(samples, "fleetops_tasks_orphaned"),
+        counter(samples, "fleetops_task_orphans_total", outcome="lost"),
+    ) == expected
+
+
+def test_a_new_process_orphans_what_a_draining_worker_still_ran() -> None:
+    limits = Limits(worker_timeout=1e6, purge_offline_after=0)
+    state = FleetState(bounds=BOUNDS, limits=limits)
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-offline", ts=T0 + 3, pid=10, processed=1)], now=3.0)
+    state.housekeeping(4.0)
+    assert counter(metrics(state, 4.0), "fleetops_tasks_orphaned") == 0
+    state.apply_all([worker("worker-online", ts=T0 + 5, pid=11, processed=0)], now=5.0)
+    assert counter(metrics(state, 5.0), "fleetops_tasks_orphaned") == 1
+    # Its consumer's reconnect (offline, then online from the same process) drains nothing.
+    started_on(state, "t2", "celery@w1", now=6.0)
+    state.apply_all([worker("worker-offline", ts=T0 + 7, pid=11, processed=1)], now=7.0)
+    state.apply_all([worker("worker-online", ts=T0 + 8, pid=11, processed=1)], now=8.0)
+    state.housekeeping(5000.0 - 1)
+    assert "t2" in state.running["celery@w1"]
+
+
+def test_a_worker_heard_again_takes_its_orphans_back() -> None:
+    # RabbitMQ (no timeout), solo pool: a long task blocks the heartbeats for 40 s.
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    for now in range(2, 600):
+        if now > 45 and now % 2 == 0:
+            beat = worker("worker-heartbeat", ts=T0 + now, pid=10, processed=1, active=1)
+            state.apply_all([beat], now=float(now))
+        state.housekeeping(float(now))
+        if now == 40:
+            assert counter(metrics(state, 40.0), "fleetops_tasks_orphaned") == 1
+    samples = metrics(state, 600.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="redelivered") == 0
+    assert "t1" in state.running["celery@w1"]
+    assert counter(samples, "fleetops_task_running_longest_seconds") == 599.0
+    # Silent again, then heard from a new process: the old one died, its task stays an orphan.
+    state.housekeeping(640.0)
+    assert counter(metrics(state, 640.0), "fleetops_tasks_orphaned") == 1
+    state.apply_all([worker("worker-heartbeat", ts=T0 + 641, pid=11, processed=0)], now=641.0)
+    state.housekeeping(641.0)
+    assert counter(metrics(state, 641.0), "fleetops_tasks_orphaned") == 1
+    assert not state.running.get("celery@w1")
+
+
+def test_silence_while_the_exporter_hears_nothing_orphans_nothing() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(worker_timeout=10.0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.stream_connected = False  # the event stream is down: every worker looks silent
+    for now in range(2, 60):
+        state.housekeeping(float(now))
+    assert counter(metrics(state, 60.0), "fleetops_tasks_orphaned") == 0
+    state.stream_connected = True
+    state.open_gap(60.0)  # reconnected: silence counts from now on
+    state.housekeeping(65.0)
+    assert counter(metrics(state, 65.0), "fleetops_tasks_orphaned") == 0
+    state.housekeeping(71.0)  # not heard within the timeout after the reconnect: down
+    assert counter(metrics(state, 71.0), "fleetops_tasks_orphaned") == 1
+
+
+def test_no_orphan_is_judged_lost_while_the_exporter_hears_nothing() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(worker_timeout=10.0, purge_offline_after=0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=6.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-online", pid=11, processed=0)], now=2.0)  # restarted
+    window = task_faults.redelivery_window(6.0, True)
+    state.stream_connected = False  # its redelivery, if any, would go unheard
+    for now in range(3, int(window) + 50):
+        state.housekeeping(float(now))
+    assert counter(metrics(state, window + 50), "fleetops_tasks_orphaned") == 1
+    state.stream_connected = True
+    state.open_gap(window + 50)
+    state.housekeeping(window + 59)  # within the worker timeout after the reconnect
+    assert counter(metrics(state, window + 59), "fleetops_task_orphans_total", outcome="lost") == 0
+    state.housekeeping(window + 60)
+    assert counter(metrics(state, window + 60), "fleetops_task_orphans_total", outcome="lost") == 1
+
+
+def test_a_retry_received_before_its_task_retried_is_a_new_attempt() -> None:
+    # Task.retry() publishes the retry before its worker sends task-retried: with a countdown
+    # of about 0, B receives and starts it before A's task-retried arrives.
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all(
+        [
+            sent("t1"),
+            task("task-received", "t1", T0 + 1, "celery@A", name="app.long"),
+            task("task-started", "t1", T0 + 2, "celery@A"),
+            task("task-received", "t1", T0 + 3.001, "celery@B", name="app.long", retries=1),
+            task("task-started", "t1", T0 + 3.002, "celery@B"),
+            task("task-retried", "t1", T0 + 3.003, "celery@A", exception="X()"),
+        ],
+        now=1.0,
+    )
+    samples = metrics(state, 2.0)
+    assert counter(samples, "fleetops_task_runs_repeated_total") == 0
+    assert "t1" in state.running["celery@B"] and not state.running["celery@A"]
+    # The retry's run started twice is still a twice-run.
+    state.apply_all([task("task-started", "t1", T0 + 9, "celery@C")], now=3.0)
+    assert counter(metrics(state, 3.0), "fleetops_task_runs_repeated_total") == 1
+    # In the usual order (task-retried first), the retry's receipt is no second new attempt.
+    state.apply_all(
+        [
+            sent("t2"),
+            task("task-received", "t2", T0 + 1, "celery@A", name="app.long"),
+            task("task-started", "t2", T0 + 2, "celery@A"),
+            task("task-retried", "t2", T0 + 3, "celery@A", exception="X()"),
+            task("task-received", "t2", T0 + 4, "celery@B", name="app.long", retries=1),
+            task("task-started", "t2", T0 + 5, "celery@B"),
+            task("task-started", "t2", T0 + 6, "celery@C"),
+        ],
+        now=4.0,
+    )
+    assert counter(metrics(state, 4.0), "fleetops_task_runs_repeated_total") == 2
+    # Without the retries field the race looks like a second run, but A's late task-retried
+    # ends no run of B's.
+    state.apply_all(
+        [
+            sent("t3"),
+            task("task-received", "t3", T0 + 1, "celery@A", name="app.long"),
+            task("task-started", "t3", T0 + 2, "celery@A"),
+            task("task-received", "t3", T0 + 3.001, "celery@B", name="app.long"),
+            task("task-started", "t3", T0 + 3.002, "celery@B"),
+            task("task-retried", "t3", T0 + 3.003, "celery@A", exception="X()"),
+        ],
+        now=5.0,
+    )
+    assert "t3" in state.running["celery@B"]
+
+
+def test_an_orphan_waits_for_its_own_workers_timeout_when_the_live_ones_announce_none() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(purge_offline_after=0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    for now in range(2, 500):  # w2 announces no timeout (no telemetry); w1 died at 0
+        state.apply_all([worker("worker-heartbeat", "celery@w2", pid=20, processed=0)], now)
+        state.housekeeping(float(now))
+    samples = metrics(state, 500.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+
+
+def test_a_silent_worker_without_acks_late_has_the_worker_timeout_to_be_heard_again() -> None:
+    # Nothing comes back without acks_late, but a silent worker may only be blocked.
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=False)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    for now in range(2, 46):
+        state.housekeeping(float(now))
+    samples = metrics(state, 45.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    state.apply_all([worker("worker-heartbeat", ts=T0 + 46, pid=10, processed=0)], now=46.0)
+    state.housekeeping(47.0)
+    samples = metrics(state, 47.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+
+
+def test_a_draining_worker_purged_for_its_silence_leaves_its_tasks_orphaned() -> None:
+    limits = Limits(purge_offline_after=600.0)  # the bound (1 h) is longer
+    state = FleetState(bounds=BOUNDS, limits=limits)
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-offline", ts=T0 + 3, pid=10, processed=1)], now=3.0)
+    state.housekeeping(600.0)
+    assert counter(metrics(state, 600.0), "fleetops_tasks_orphaned") == 0
+    state.housekeeping(604.0)  # gone: the index must not keep it running for ever
+    assert "celery@w1" not in state.workers
+    assert counter(metrics(state, 604.0), "fleetops_tasks_orphaned") == 1
