@@ -85,6 +85,9 @@ def read_history() -> Lists:
         orphaned=history.call(
             engine, history.orphaned_tasks, worker_timeout=faults.WORKER_TIMEOUT,
             redelivery_window=known.redelivery_window, since=faults.WINDOW, limit=LIMIT,
+            # A task on a worker that announced its shutdown is drained there first: orphaned
+            # once past the same bound that makes it stuck.
+            bounds=known.stuck_bounds, default_bound=rules.DEFAULT_STUCK_AFTER_SECONDS,
         ),
         stuck=history.call(
             engine, history.stuck_tasks, bounds=known.stuck_bounds,
@@ -140,8 +143,10 @@ def table(frame: pd.DataFrame, key: str) -> None:
 def orphaned_section(found: pd.DataFrame) -> None:
     st.subheader("Orphaned")
     st.caption(
-        "Started on a worker that then went offline, fell silent for "
-        f"{faults.duration_text(faults.WORKER_TIMEOUT)} or restarted, with no end. Lost once "
+        "Started on a worker that then restarted or fell silent for "
+        f"{faults.duration_text(faults.WORKER_TIMEOUT)}, or went offline (a shutdown that "
+        "waits for its running tasks) and the task then ran past its stuck bound, with no "
+        "end. Lost once "
         f"{faults.duration_text(known.redelivery_window)} passed without a redelivery"
         + (" (no acks_late: nothing comes back)" if known.acks_late is False else "")
         + "; redelivered when started again elsewhere."

@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import pandas as pd
@@ -429,6 +430,8 @@ STUCK_COLUMNS = (
     "task_id", "name", "queue", "worker", "started_at", "running_seconds", "bound_seconds",
 )  # fmt: skip
 ETA_COLUMNS = ("task_id", "name", "queue", "state", "received_at", "eta", "ahead_seconds")
+# No per-name stuck bounds: read-only, so the default cannot be changed by a caller.
+NO_BOUNDS: Mapping[str, float] = MappingProxyType({})
 # Worst first: a lost task will never run, a waiting one may still, a redelivered one did.
 OUTCOME_ORDER = {"lost": 0, "waiting": 1, "redelivered": 2}
 
@@ -594,20 +597,30 @@ def _twice_run_query(repeated: list[str], start: float | None, limit: int) -> An
 
 
 def _down_since(
-    row: Any, *, started_at: float, until: float, now: float, worker_timeout: float
+    row: Any, *, started_at: float, until: float, now: float, worker_timeout: float, bound: float
 ) -> float | None:
-    """When the worker of a run started at ``started_at`` went down, if it did before
-    ``until``: its worker-offline, its restart (a worker-online after the start) or the end of
-    its heartbeats once it has been silent past ``worker_timeout``; None while it is up.
+    """When the worker of a run started at ``started_at`` let it down, if it did before
+    ``until``: its restart (a worker-online after the start), the end of its heartbeats once
+    it has been silent past ``worker_timeout``, or, after a worker-offline, the moment the run
+    passed its stuck ``bound``; None while it is up (or still draining).
+
+    Celery sends worker-offline when its consumer stops, BEFORE a warm shutdown waits for the
+    running tasks (they may still finish there), and no heartbeat follows it. So a run on an
+    offline worker is orphaned only once it has run longer than its bound, the longest a warm
+    shutdown should wait for it (the pool's hard time limit kills it before that). The
+    exporter applies the same rule to its gauges (docs/task-faults.md); it is written here and
+    not in fleetops/task_faults.py because the history knows no time limits, only the bound.
 
     The workers table keeps each worker's latest online, offline and heartbeat only, so a
     worker that went down and came back before its latest offline is seen by its restart."""
     candidates = []
-    if row.status == "offline":
-        candidates.append(row.offline_at if row.offline_at is not None else row.status_ts)
     if row.online_at is not None and row.online_at > started_at:
+        # A new process of that host: the old one and its tasks are gone.
         candidates.append(row.online_at)
-    if now - row.last_seen > worker_timeout:
+    if row.status == "offline":
+        offline = row.offline_at if row.offline_at is not None else row.status_ts
+        candidates.append(max(offline, started_at + bound))
+    elif now - row.last_seen > worker_timeout:
         # Known to be down only once silent for the timeout: the same delay the exporter has.
         candidates.append(row.last_seen + worker_timeout)
     found = [c for c in candidates if c is not None and math.isfinite(c) and c <= until]
@@ -628,13 +641,18 @@ def orphaned_tasks(
     redelivery_window: float = task_faults.DEFAULT_REDELIVERY_WINDOW_SECONDS,
     since: TimeLike = RECENT_WINDOW,
     limit: int = 100,
+    bounds: Mapping[str, float] = NO_BOUNDS,
+    default_bound: float = task_faults.DEFAULT_STUCK_AFTER_SECONDS,
 ) -> pd.DataFrame:
     """Tasks whose worker went down while they ran (fleetops/task_faults.py).
 
-    * **waiting** / **lost**: still STARTED (no terminal event) on a worker that is offline,
-      silent past ``worker_timeout`` or restarted since the start; lost once it has been
-      orphaned longer than ``redelivery_window`` (task_faults.redelivery_window(): 0 when no
-      redelivery can come), else waiting for its redelivery.
+    * **waiting** / **lost**: still STARTED (no terminal event) on a worker that restarted
+      since the start, fell silent past ``worker_timeout``, or sent worker-offline and the
+      task has run past its stuck bound since (task_faults.stuck_bound() of ``bounds``, else
+      ``default_bound``: the same ones as ``stuck_tasks``), as a warm shutdown drains the
+      running tasks after that event; lost once it has been orphaned longer than
+      ``redelivery_window`` (task_faults.redelivery_window(): 0 when no redelivery can come),
+      else waiting for its redelivery.
     * **redelivered**: started again after the worker of its previous run (same attempt) went
       down; ``finished_on`` names the worker it finished on, None while it still runs.
 
@@ -644,7 +662,11 @@ def orphaned_tasks(
     task's latest event (waiting/lost) or the new start (redelivered)."""
     at = _now(now)
     start = to_epoch(since)
-    found = _still_orphaned(engine, at, worker_timeout, redelivery_window, start)
+    if not _positive(default_bound):
+        default_bound = task_faults.DEFAULT_STUCK_AFTER_SECONDS
+    found = _still_orphaned(
+        engine, at, worker_timeout, redelivery_window, start, bounds, default_bound
+    )
     found += _redelivered(engine, at, worker_timeout, start, limit)
     found.sort(key=lambda row: (OUTCOME_ORDER[row["outcome"]], row["started_at"], row["task_id"]))
     frame = pd.DataFrame.from_records(found[:limit], columns=list(ORPHAN_COLUMNS))
@@ -655,7 +677,13 @@ def orphaned_tasks(
 
 
 def _still_orphaned(
-    engine: Engine, now: float, worker_timeout: float, window: float, start: float | None
+    engine: Engine,
+    now: float,
+    worker_timeout: float,
+    window: float,
+    start: float | None,
+    bounds: Mapping[str, float],
+    default_bound: float,
 ) -> list[dict[str, Any]]:
     t, w = tasks.c, workers.c
     query = (
@@ -685,9 +713,13 @@ def _still_orphaned(
         rows = connection.execute(query).all()
     found = []
     for row in rows:
-        down = _down_since(
-            row, started_at=row.started_at, until=now, now=now, worker_timeout=worker_timeout
+        bound = task_faults.stuck_bound(
+            row.name or "", bounds=bounds, time_limit=None, default=default_bound
         )
+        down = _down_since(
+            row, started_at=row.started_at, until=now, now=now, worker_timeout=worker_timeout,
+            bound=bound,
+        )  # fmt: skip
         if down is None:
             continue
         lost = now - down > window

@@ -27,6 +27,9 @@ NOW = T0 + NOW_OFFSET
 # dead@h is known down at T0+130, gone@h at T0+200: a window of 840 s makes the first orphan
 # lost (870 s ago) and the second waiting (800 s).
 WINDOW = 840.0
+# gone@h announced its shutdown at T0+200 while orphan-waiting (maintenance.probe, started
+# T0+150) ran: with a bound of 100 s that task is orphaned from T0+250 on (750 s before NOW).
+DRAIN_BOUNDS = {"maintenance.probe": 100.0}
 
 
 def fleet(engine: Engine) -> None:
@@ -85,8 +88,9 @@ def test_a_start_before_the_window_still_counts_with_the_one_inside(engine: Engi
 def test_orphaned_tasks_lost_then_waiting_then_redelivered(engine: Engine) -> None:
     fleet(engine)
     found = orphaned_tasks(
-        engine, now=NOW, worker_timeout=30, redelivery_window=WINDOW, since=T0 - 3600
-    )
+        engine, now=NOW, worker_timeout=30, redelivery_window=WINDOW, since=T0 - 3600,
+        bounds=DRAIN_BOUNDS,
+    )  # fmt: skip
     assert tuple(found.columns) == queries.ORPHAN_COLUMNS
     assert found[["task_id", "outcome", "worker"]].values.tolist() == [
         ["orphan-lost", "lost", DEAD],
@@ -104,12 +108,48 @@ def test_orphaned_tasks_lost_then_waiting_then_redelivered(engine: Engine) -> No
     # its starts on alive@h: neither is an orphan.
     assert "trap" not in rows.index and "thrice" not in rows.index
     # Without acks_late nothing comes back: every orphan is lost at once.
-    at_once = orphaned_tasks(engine, now=NOW, redelivery_window=0.0, since=T0 - 3600)
+    at_once = orphaned_tasks(
+        engine, now=NOW, redelivery_window=0.0, since=T0 - 3600, bounds=DRAIN_BOUNDS
+    )
     assert set(at_once.loc[at_once["outcome"] != "redelivered", "outcome"]) == {"lost"}
     limited = orphaned_tasks(engine, now=NOW, redelivery_window=WINDOW, since=T0 - 3600, limit=1)
     assert limited["task_id"].tolist() == ["orphan-lost"]
     # The window is the task's latest event: nothing happened after T0+950.
     assert orphaned_tasks(engine, now=NOW, since=T0 + 950).empty
+
+
+def test_a_task_draining_on_a_worker_that_announced_its_shutdown_is_not_orphaned(
+    engine: Engine,
+) -> None:
+    fleet(engine)
+    # gone@h sent worker-offline at T0+200 while orphan-waiting (started T0+150) ran: Celery
+    # sends it before a warm shutdown waits for the running tasks, so the task may still
+    # finish there. It is orphaned only once it has run past its stuck bound.
+    def orphans(**kwargs: object) -> list[str]:
+        found = orphaned_tasks(engine, redelivery_window=WINDOW, since=T0 - 3600, **kwargs)
+        return found["task_id"].tolist()
+
+    # The default bound (an hour): still draining at NOW, 850 s after its start.
+    assert "orphan-waiting" not in orphans(now=NOW)
+    assert "orphan-waiting" in orphans(now=T0 + 150 + 3601)
+    # A per-name bound of 900 s: orphaned from T0+1050 on, waiting then lost by the window.
+    bounds = {"maintenance.probe": 900.0}
+    assert "orphan-waiting" not in orphans(now=NOW, bounds=bounds)
+    later = orphaned_tasks(
+        engine, now=T0 + 1060, redelivery_window=WINDOW, since=T0 - 3600, bounds=bounds
+    ).set_index("task_id")
+    assert later.loc["orphan-waiting", "outcome"] == "waiting"
+    lost = orphaned_tasks(
+        engine, now=T0 + 1050 + WINDOW + 1, redelivery_window=WINDOW, since=T0 - 3600,
+        bounds=bounds,
+    ).set_index("task_id")  # fmt: skip
+    assert lost.loc["orphan-waiting", "outcome"] == "lost"
+    # The default bound given by the caller, and a hostile one (the product default then).
+    assert "orphan-waiting" in orphans(now=NOW, default_bound=800.0)
+    assert "orphan-waiting" not in orphans(now=NOW, default_bound=float("nan"))
+    # A worker that came online again is a new process: its old tasks are orphaned at once,
+    # whatever their bound (restarted@h at T0+300, its task started at T0+250).
+    assert "orphan-restart" in orphans(now=T0 + 310)
 
 
 def test_a_worker_silent_for_less_than_the_timeout_orphans_nothing(engine: Engine) -> None:
