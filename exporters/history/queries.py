@@ -857,12 +857,19 @@ def eta_beyond_visibility(
     """Tasks received with an ETA (or countdown) further away than ``visibility_timeout``:
     the broker hands them out again while they wait (task_faults.eta_beyond_visibility).
 
-    Columns ETA_COLUMNS: received_at and eta UTC datetimes, ahead_seconds (ETA minus
-    receipt). Farthest first; at most ``limit``, among the SCAN_MAX newest tasks with an ETA
-    in the window (by their latest event). Unreadable ETAs are skipped."""
+    Columns ETA_COLUMNS: received_at (the latest receipt) and eta UTC datetimes,
+    ahead_seconds (ETA minus the send, or minus the receipt when no task-sent was seen).
+    From the send because the task row keeps the latest receipt: once the broker has handed
+    the task out again, its second copy is received close to the ETA and measuring from it
+    would hide the very task the trap caught. Both times come from the producer's side (the
+    ETA from its clock). Farthest first; at most ``limit``, among the SCAN_MAX newest tasks
+    with an ETA in the window (by their latest event). Unreadable ETAs are skipped."""
     t = tasks.c
     query = (
-        select(t.task_id, t.name, t.queue, t.state, t.received_at, t.eta)
+        select(
+            t.task_id, t.name, t.queue, t.state, t.received_at, t.eta,
+            func.coalesce(t.sent_at, t.received_at).label("since"),
+        )  # fmt: skip
         .where(t.eta.is_not(None), t.received_at.is_not(None))
         .order_by(t.timestamp.desc())  # ix_history_tasks_timestamp, newest first
         .limit(SCAN_MAX)
@@ -875,8 +882,8 @@ def eta_beyond_visibility(
     found = []
     for row in rows:
         eta = task_faults.eta_epoch(row.eta)
-        if task_faults.eta_beyond_visibility(eta, row.received_at, visibility_timeout):
-            found.append((*row[:5], eta, eta - row.received_at))  # type: ignore[operator]
+        if task_faults.eta_beyond_visibility(eta, row.since, visibility_timeout):
+            found.append((*row[:5], eta, eta - row.since))  # type: ignore[operator]
     found.sort(key=lambda item: (-item[6], item[0]))
     frame = pd.DataFrame.from_records(found[:limit], columns=list(ETA_COLUMNS))
     return _utc(frame, "received_at", "eta")

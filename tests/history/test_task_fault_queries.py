@@ -195,12 +195,13 @@ HOSTILE_ETAS = [
 
 def test_eta_beyond_the_visibility_timeout_skips_unreadable_etas(engine: Engine) -> None:
     received = T0 + 0.01  # task_lifecycle's task-received
+    sent = T0  # its task-sent: the ETA counts from here
     etas = {
-        "eta-far": datetime.fromtimestamp(received + 7200, UTC).isoformat(),
-        "eta-near": datetime.fromtimestamp(received + 600, UTC).isoformat(),
+        "eta-far": datetime.fromtimestamp(sent + 7200, UTC).isoformat(),
+        "eta-near": datetime.fromtimestamp(sent + 600, UTC).isoformat(),
         # Without a zone an ETA is UTC (Celery's enable_utc).
-        "eta-naive": datetime.fromtimestamp(received + 4000, UTC).replace(tzinfo=None).isoformat(),
-        "eta-offset": datetime.fromtimestamp(received + 5000, UTC)
+        "eta-naive": datetime.fromtimestamp(sent + 4000, UTC).replace(tzinfo=None).isoformat(),
+        "eta-offset": datetime.fromtimestamp(sent + 5000, UTC)
         .astimezone(timezone(timedelta(hours=2)))
         .isoformat(),
         **{f"hostile-{index}": eta for index, eta in enumerate(HOSTILE_ETAS)},
@@ -218,7 +219,7 @@ def test_eta_beyond_the_visibility_timeout_skips_unreadable_etas(engine: Engine)
     assert found["ahead_seconds"].tolist() == [
         pytest.approx(7200, abs=1e-3), pytest.approx(5000, abs=1e-3), pytest.approx(4000, abs=1e-3)
     ]  # fmt: skip
-    assert found["eta"][0].timestamp() == pytest.approx(received + 7200, abs=1e-3)
+    assert found["eta"][0].timestamp() == pytest.approx(sent + 7200, abs=1e-3)
     assert found["received_at"][0].timestamp() == pytest.approx(received)
     assert found["state"][0] == "STARTED"
     limited = eta_beyond_visibility(engine, visibility_timeout=3600, since=T0 - 60, limit=1)
@@ -226,6 +227,35 @@ def test_eta_beyond_the_visibility_timeout_skips_unreadable_etas(engine: Engine)
     # No usable visibility timeout (RabbitMQ, or NaN from a hostile source): no trap.
     assert eta_beyond_visibility(engine, visibility_timeout=float("nan"), since=T0 - 60).empty
     assert eta_beyond_visibility(engine, visibility_timeout=3600, since=T0 + 60).empty
+
+
+def test_a_task_received_again_after_its_copy_was_restored_stays_in_the_trap(
+    engine: Engine,
+) -> None:
+    # Sent at T0 with an ETA 4000 s away; the visibility timeout (3600 s) passed while the
+    # worker held it, so the broker restored it and a second worker received it at T0+3700.
+    # The task row keeps that latest receipt (300 s before the ETA), but the trap was sprung
+    # by the first one: the distance counts from the send.
+    for task_id in ("restored", "unsent"):
+        record(engine, task_lifecycle(task_id, start=T0, outcome="none"))
+    with engine.begin() as connection:
+        eta = datetime.fromtimestamp(T0 + 4000, UTC).isoformat()
+        connection.execute(
+            update(tasks).where(tasks.c.task_id == "restored")
+            .values(eta=eta, received_at=T0 + 3700)
+        )  # fmt: skip
+        # No task-sent seen (a client that sends no events): measured from the receipt.
+        connection.execute(
+            update(tasks).where(tasks.c.task_id == "unsent")
+            .values(eta=datetime.fromtimestamp(T0 + 5000, UTC).isoformat(), sent_at=None)
+        )  # fmt: skip
+    found = eta_beyond_visibility(engine, visibility_timeout=3600, since=T0 - 60)
+    assert found["task_id"].tolist() == ["unsent", "restored"]
+    assert found["ahead_seconds"].tolist() == [
+        pytest.approx(5000 - 0.01, abs=1e-3), pytest.approx(4000, abs=1e-3)
+    ]  # fmt: skip
+    # The latest receipt is still the one shown.
+    assert found["received_at"][1].timestamp() == pytest.approx(T0 + 3700)
 
 
 def test_eta_epoch_reads_iso_8601_and_nothing_else() -> None:
