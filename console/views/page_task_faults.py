@@ -80,6 +80,8 @@ def read_history() -> Lists:
     # One fetch for every list: a history that is down shows one banner, not four.
     engine = ctx.history
     twice = history.call(engine, history.twice_run_tasks, since=faults.WINDOW, limit=LIMIT)
+    # Every listed task's runs in one query: one per task would be up to LIMIT round trips.
+    runs = history.call(engine, history.runs_of, [str(t) for t in twice["task_id"]])
     timeout = known.visibility_timeout
     return Lists(
         orphaned=history.call(
@@ -96,8 +98,8 @@ def read_history() -> Lists:
         ),
         twice=twice,
         runs={
-            task_id: history.call(engine, history.task_runs, task_id)
-            for task_id in twice["task_id"]
+            str(task_id): own.drop(columns="task_id").reset_index(drop=True)
+            for task_id, own in runs.groupby("task_id", sort=False)
         },
         eta=None if timeout is None else history.call(
             engine, history.eta_beyond_visibility, visibility_timeout=timeout,

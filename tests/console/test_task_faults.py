@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from streamlit.testing.v1 import AppTest
 
 from console import links
 from console import task_faults as faults
+from console.sources import history
 from console.sources.alertmanager import Alert
 from console.trouble import troubles
 from exporters.history import migrate
@@ -219,8 +221,20 @@ def test_every_fault_is_listed_worst_first_with_the_fleets_numbers(
             timeout=60,
             message=f"Prometheus sees the increase of {series}",
         )  # fmt: skip
-    console_env(monkeypatch, tmp_path, sources.prometheus.url, seeded_history(tmp_path))
+    url = seeded_history(tmp_path)
+    console_env(monkeypatch, tmp_path, sources.prometheus.url, url)
+    # The page runs in this process (AppTest): its engine is history.engine_for's, so the
+    # statements it sends can be watched.
+    runs_reads: list[str] = []
+
+    def watch(conn: object, cursor: object, statement: str, *args: object) -> None:
+        # queries.task_runs reads one task by key; queries.runs_of many, as "listed_runs".
+        if "history_task_runs.task_id = " in statement or "listed_runs" in statement:
+            runs_reads.append(statement)
+
+    sqlalchemy_event.listen(history.engine_for(url), "before_cursor_execute", watch)
     app = run(page("task_faults"))
+    sqlalchemy_event.remove(history.engine_for(url), "before_cursor_execute", watch)
     assert metrics(app) == {
         "Orphaned now": "3",
         "Stuck now": "1",
@@ -252,6 +266,8 @@ def test_every_fault_is_listed_worst_first_with_the_fleets_numbers(
 
     twice = frame(app, "twice")
     assert twice["task"].tolist() == [links.task(t) for t in ("thrice", "trap", "redelivered")]
+    # Every listed task's runs in one read of the runs table, not one read per task.
+    assert len(runs_reads) == 1, runs_reads
     assert twice["runs"].tolist() == [3, 2, 2]
     trap_runs = twice.set_index("task").loc[links.task("trap"), "each run"]
     assert trap_runs.count(f"started on {ALIVE} at") == 2

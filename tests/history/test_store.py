@@ -8,8 +8,8 @@ import random
 from dataclasses import fields
 from inspect import Parameter
 from inspect import signature as inspect_signature
-from types import MappingProxyType
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -371,6 +371,11 @@ def test_the_console_api_is_stable() -> None:
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("task_id", "POSITIONAL_OR_KEYWORD", empty),
     ]
+    assert shape(queries.runs_of) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("task_ids", "POSITIONAL_OR_KEYWORD", empty),
+    ]
+    assert queries.RUNS_OF_COLUMNS == ("task_id", "kind", "at", "worker")
     assert shape(queries.twice_run_tasks) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("since", "KEYWORD_ONLY", "24h"),

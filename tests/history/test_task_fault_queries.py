@@ -13,6 +13,7 @@ from exporters.history import queries
 from exporters.history.queries import (
     eta_beyond_visibility,
     orphaned_tasks,
+    runs_of,
     stuck_tasks,
     task_runs,
     twice_run_tasks,
@@ -51,6 +52,21 @@ def test_task_runs_lists_every_start_and_retry_oldest_first(engine: Engine) -> N
     assert str(runs["at"].dtype).endswith("UTC]")
     none = task_runs(engine, "no-such-task")
     assert none.empty and list(none.columns) == ["kind", "at", "worker"]
+
+
+def test_runs_of_reads_the_runs_of_many_tasks_in_one_query(engine: Engine) -> None:
+    fleet(engine)
+    ids = ["thrice", "retried", "no-such-task", "redelivered"]
+    runs = runs_of(engine, ids)
+    assert list(runs.columns) == ["task_id", "kind", "at", "worker"]
+    assert str(runs["at"].dtype).endswith("UTC]")
+    # Grouped by task, each task's runs as task_runs gives them (oldest first).
+    assert sorted(set(runs["task_id"])) == ["redelivered", "retried", "thrice"]
+    for task_id in ids:
+        own = runs[runs["task_id"] == task_id].drop(columns="task_id").reset_index(drop=True)
+        assert own.values.tolist() == task_runs(engine, task_id).values.tolist(), task_id
+    empty = runs_of(engine, [])
+    assert empty.empty and list(empty.columns) == ["task_id", "kind", "at", "worker"]
 
 
 def test_twice_run_tasks_count_starts_within_one_attempt(engine: Engine) -> None:
@@ -122,6 +138,7 @@ def test_a_task_draining_on_a_worker_that_announced_its_shutdown_is_not_orphaned
     engine: Engine,
 ) -> None:
     fleet(engine)
+
     # gone@h sent worker-offline at T0+200 while orphan-waiting (started T0+150) ran: Celery
     # sends it before a warm shutdown waits for the running tasks, so the task may still
     # finish there. It is orphaned only once it has run past its stuck bound.
