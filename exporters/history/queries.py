@@ -536,7 +536,9 @@ def _repeated(connection: Any, start: float | None) -> list[str]:
 
 def _windowed_runs(task_ids: list[str]) -> Any:
     """The runs of these tasks with the attempt each belongs to (the retries before it) and
-    the run before it: LAG and a running SUM, which SQLite (3.25+) and PostgreSQL both run."""
+    the run before it: LAG and a running SUM, which SQLite (3.25+) and PostgreSQL both run.
+    Up to SCAN_MAX ids in one IN: within the bound parameters of SQLite >= 3.32 (32,766; the
+    history needs 3.35 anyway, docs/history.md) and of PostgreSQL (65,535)."""
     r = task_runs_table.c
     window = {"partition_by": r.task_id, "order_by": _run_order(r)}
     attempt = func.sum(case((r.kind == RUN_RETRIED, 1), else_=0)).over(**window)

@@ -430,3 +430,18 @@ def test_the_console_api_is_stable() -> None:
     ]  # fmt: skip
     assert [f.name for f in fields(queries.TaskDetail)] == ["fields", "timeline", "children"]
     assert [f.name for f in fields(queries.TimelineEntry)] == ["event", "at", "since_previous"]
+
+
+def test_the_documented_sqlite_minimum_is_the_one_retention_needs() -> None:
+    # Retention's DELETE ... RETURNING needs SQLite 3.35; the docs must not promise less, and
+    # the SQLite this suite runs on must have it.
+    import sqlite3
+
+    from exporters.history import retention
+
+    assert retention.SQLITE_MINIMUM == (3, 35)
+    assert sqlite3.sqlite_version_info[:2] >= retention.SQLITE_MINIMUM
+    text = (Path(__file__).parents[2] / "docs" / "history.md").read_text()
+    assert "SQLite 3.35 or newer" in text
+    # Slices of run ids stay within the bound parameters of SQLite >= 3.32 (32,766).
+    assert retention.RUN_IDS_PER_DELETE <= 32_766
