@@ -707,7 +707,7 @@ def orphaned_tasks(
     if not _positive(default_bound):
         default_bound = task_faults.DEFAULT_STUCK_AFTER_SECONDS
     found = _still_orphaned(
-        engine, at, worker_timeout, redelivery_window, start, bounds, default_bound
+        engine, at, worker_timeout, redelivery_window, start, _usable_bounds(bounds), default_bound
     )
     found += _redelivered(engine, at, worker_timeout, start, limit)
     found.sort(key=lambda row: (OUTCOME_ORDER[row["outcome"]], row["started_at"], row["task_id"]))
@@ -854,7 +854,8 @@ def stuck_tasks(
     floats. Longest over its bound first; at most ``limit``, picked from the SCAN_MAX oldest
     starts that pass the smallest bound."""
     at = _now(now)
-    usable = [float(b) for b in bounds.values() if _positive(b)]
+    bounds = _usable_bounds(bounds)
+    usable = list(bounds.values())
     shortest = min([*usable, default_bound]) if _positive(default_bound) else min(usable or [0])
     t, w = tasks.c, workers.c
     query = (
@@ -887,6 +888,14 @@ def stuck_tasks(
 
 def _positive(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def _usable_bounds(bounds: Mapping[str, float]) -> dict[str, float]:
+    """The per-name bounds that are positive finite numbers: whatever else a caller passes
+    (NaN, a string from JSON, None) leaves that name to the default bound, not an error."""
+    return {
+        str(name): float(b) for name, b in bounds.items() if _positive(b) and type(b) is not bool
+    }
 
 
 def eta_beyond_visibility(

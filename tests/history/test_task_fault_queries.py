@@ -164,6 +164,8 @@ def test_a_task_draining_on_a_worker_that_announced_its_shutdown_is_not_orphaned
     # The default bound given by the caller, and a hostile one (the product default then).
     assert "orphan-waiting" in orphans(now=NOW, default_bound=800.0)
     assert "orphan-waiting" not in orphans(now=NOW, default_bound=float("nan"))
+    hostile = {"maintenance.probe": "900", "other": None, "x": float("inf")}
+    assert "orphan-waiting" not in orphans(now=NOW, bounds=hostile)  # the default hour
     # A worker that came online again is a new process: its old tasks are orphaned at once,
     # whatever their bound (restarted@h at T0+300, its task started at T0+250).
     assert "orphan-restart" in orphans(now=T0 + 310)
@@ -200,6 +202,14 @@ def test_stuck_tasks_by_their_bound_on_live_workers(engine: Engine) -> None:
         now=NOW,
     )  # fmt: skip
     assert hostile["task_id"].tolist() == ["stuck-default", "stuck-named"]
+    # Not numbers at all (a caller's JSON): ignored the same way, never an error.
+    odd = stuck_tasks(
+        engine,
+        bounds={"slow.task": "600", "other.task": None, "x": True},
+        default_bound=850.0,
+        now=NOW,
+    )
+    assert odd["task_id"].tolist() == ["stuck-default", "stuck-named"]
     # A worker silent past the timeout is not live: its tasks are not stuck.
     assert stuck_tasks(engine, bounds={}, default_bound=500.0, now=NOW + 60).empty
 
