@@ -696,7 +696,9 @@ def orphaned_tasks(
       ``redelivery_window`` (task_faults.redelivery_window(): 0 when no redelivery can come),
       else waiting for its redelivery.
     * **redelivered**: started again after the worker of its previous run (same attempt) went
-      down; ``finished_on`` names the worker it finished on, None while it still runs.
+      down, by the same rule (a start while the previous run still drained on a worker that
+      sent worker-offline is a run twice, not a redelivery); ``finished_on`` names the worker
+      it finished on, None while it still runs.
 
     Columns ORPHAN_COLUMNS (``worker``/``started_at`` are the orphaned run's, ``worker_seen_at``
     when that worker was last heard, UTC datetimes). Lost first, then waiting, then
@@ -709,7 +711,9 @@ def orphaned_tasks(
     found = _still_orphaned(
         engine, at, worker_timeout, redelivery_window, start, _usable_bounds(bounds), default_bound
     )
-    found += _redelivered(engine, at, worker_timeout, start, limit)
+    found += _redelivered(
+        engine, at, worker_timeout, start, limit, _usable_bounds(bounds), default_bound
+    )
     found.sort(key=lambda row: (OUTCOME_ORDER[row["outcome"]], row["started_at"], row["task_id"]))
     frame = pd.DataFrame.from_records(found[:limit], columns=list(ORPHAN_COLUMNS))
     # None, not pandas' NaN, for "not finished": the documented value.
@@ -776,8 +780,27 @@ def _still_orphaned(
     return found
 
 
+def _drained_when_started_again(row: Any, bound: float) -> bool:
+    """Whether the previous run was still draining on its worker when the task started
+    again: the worker sent worker-offline between the two starts (and did not come back
+    online in between), and the previous run had not yet run past its stuck ``bound`` (the
+    rule of ``_down_since``). Its silence after worker-offline is expected and tells nothing."""
+    offline, online = row.offline_at, row.online_at
+    if offline is None or not row.previous_at <= offline <= row.at:
+        return False
+    if online is not None and row.previous_at < online <= row.at:
+        return False
+    return row.at < row.previous_at + bound
+
+
 def _redelivered(
-    engine: Engine, now: float, worker_timeout: float, start: float | None, limit: int
+    engine: Engine,
+    now: float,
+    worker_timeout: float,
+    start: float | None,
+    limit: int,
+    bounds: Mapping[str, float],
+    default_bound: float,
 ) -> list[dict[str, Any]]:
     with engine.connect() as connection:
         repeated = _repeated(connection, start)
@@ -834,6 +857,13 @@ def _redelivered(
             "state": row.state,
         }
         for row in rows
+        # A start while the previous run still drained is a run twice, not a redelivery.
+        if not _drained_when_started_again(
+            row,
+            task_faults.stuck_bound(
+                row.name or "", bounds=bounds, time_limit=None, default=default_bound
+            ),
+        )
     ]
 
 

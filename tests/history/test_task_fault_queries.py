@@ -20,8 +20,19 @@ from exporters.history.queries import (
 )
 from exporters.history.schema import tasks
 from fleetops.task_faults import eta_epoch
-from tests.history.events import task_lifecycle
-from tests.history.faults import ALIVE, DEAD, GONE, NOW_OFFSET, OTHER, RESTARTED, record, seed
+from tests.history.events import task_lifecycle, worker_event
+from tests.history.faults import (
+    ALIVE,
+    DEAD,
+    GONE,
+    NOW_OFFSET,
+    OTHER,
+    RESTARTED,
+    record,
+    seed,
+    started,
+    succeeded,
+)
 
 T0 = 1_700_000_000.0
 NOW = T0 + NOW_OFFSET
@@ -169,6 +180,36 @@ def test_a_task_draining_on_a_worker_that_announced_its_shutdown_is_not_orphaned
     # A worker that came online again is a new process: its old tasks are orphaned at once,
     # whatever their bound (restarted@h at T0+300, its task started at T0+250).
     assert "orphan-restart" in orphans(now=T0 + 310)
+
+
+def test_a_second_start_while_the_first_drains_is_not_a_redelivery(engine: Engine) -> None:
+    fleet(engine)
+    # drain@h announced its shutdown at T0+110 while its run of "dup" (T0+100) drained; the
+    # task was started again on alive@h at T0+120 (the visibility-timeout trap, not a
+    # redelivery of an orphan): run twice, but its first run was not orphaned then.
+    record(
+        engine,
+        [
+            worker_event("online", "drain@h", T0 - 100),
+            *task_lifecycle("dup", start=T0 - 10, outcome="none")[:2],
+            started("dup", "drain@h", T0 + 100),
+            worker_event("offline", "drain@h", T0 + 110),
+            started("dup", ALIVE, T0 + 120),
+            succeeded("dup", ALIVE, T0 + 130),
+        ],
+    )
+
+    def outcome(**kwargs: object) -> str | None:
+        found = orphaned_tasks(
+            engine, now=NOW, redelivery_window=WINDOW, since=T0 - 3600, **kwargs
+        ).set_index("task_id")
+        return found.loc["dup", "outcome"] if "dup" in found.index else None
+
+    assert outcome() is None
+    assert "dup" in twice_run_tasks(engine, since=T0 - 3600)["task_id"].tolist()
+    # With a bound of 15 s the first run was orphaned at T0+115: the new start redelivered it.
+    assert outcome(bounds={"maintenance.probe": 15.0}) == "redelivered"
+    # The worker that died without a word (dead@h) still counts at once: see "redelivered".
 
 
 def test_a_worker_silent_for_less_than_the_timeout_orphans_nothing(engine: Engine) -> None:
