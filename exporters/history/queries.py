@@ -649,9 +649,9 @@ def _down_since(
     Celery sends worker-offline when its consumer stops, BEFORE a warm shutdown waits for the
     running tasks (they may still finish there), and no heartbeat follows it. So a run on an
     offline worker is orphaned only once it has run longer than its bound, the longest a warm
-    shutdown should wait for it (the pool's hard time limit kills it before that). The
-    exporter applies the same rule to its gauges (docs/task-faults.md); it is written here and
-    not in fleetops/task_faults.py because the history knows no time limits, only the bound.
+    shutdown should wait for it (a task with a hard time limit is killed by then). The rule
+    is written here, not in fleetops/task_faults.py, because the history knows the bound but
+    no time limits; should task_faults gain a shared helper for it, this should call it.
 
     The workers table keeps each worker's latest online, offline and heartbeat only, so a
     worker that went down and came back before its latest offline is seen by its restart."""
