@@ -44,6 +44,7 @@ to_epoch = queries.to_epoch
 workflow = queries.workflow
 workflow_root = queries.workflow_root
 task_runs = queries.task_runs
+runs_of = queries.runs_of
 twice_run_tasks = queries.twice_run_tasks
 orphaned_tasks = queries.orphaned_tasks
 stuck_tasks = queries.stuck_tasks

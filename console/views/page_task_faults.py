@@ -80,11 +80,16 @@ def read_history() -> Lists:
     # One fetch for every list: a history that is down shows one banner, not four.
     engine = ctx.history
     twice = history.call(engine, history.twice_run_tasks, since=faults.WINDOW, limit=LIMIT)
+    # Every listed task's runs in one query: one per task would be up to LIMIT round trips.
+    runs = history.call(engine, history.runs_of, [str(t) for t in twice["task_id"]])
     timeout = known.visibility_timeout
     return Lists(
         orphaned=history.call(
             engine, history.orphaned_tasks, worker_timeout=faults.WORKER_TIMEOUT,
             redelivery_window=known.redelivery_window, since=faults.WINDOW, limit=LIMIT,
+            # A task on a worker that announced its shutdown is drained there first: orphaned
+            # once past the same bound that makes it stuck.
+            bounds=known.stuck_bounds, default_bound=rules.DEFAULT_STUCK_AFTER_SECONDS,
         ),
         stuck=history.call(
             engine, history.stuck_tasks, bounds=known.stuck_bounds,
@@ -93,8 +98,8 @@ def read_history() -> Lists:
         ),
         twice=twice,
         runs={
-            task_id: history.call(engine, history.task_runs, task_id)
-            for task_id in twice["task_id"]
+            str(task_id): own.drop(columns="task_id").reset_index(drop=True)
+            for task_id, own in runs.groupby("task_id", sort=False)
         },
         eta=None if timeout is None else history.call(
             engine, history.eta_beyond_visibility, visibility_timeout=timeout,
@@ -140,8 +145,10 @@ def table(frame: pd.DataFrame, key: str) -> None:
 def orphaned_section(found: pd.DataFrame) -> None:
     st.subheader("Orphaned")
     st.caption(
-        "Started on a worker that then went offline, fell silent for "
-        f"{faults.duration_text(faults.WORKER_TIMEOUT)} or restarted, with no end. Lost once "
+        "Started on a worker that then restarted or fell silent for "
+        f"{faults.duration_text(faults.WORKER_TIMEOUT)}, or went offline (a shutdown that "
+        "waits for its running tasks) and the task then ran past its stuck bound, with no "
+        "end. Lost once "
         f"{faults.duration_text(known.redelivery_window)} passed without a redelivery"
         + (" (no acks_late: nothing comes back)" if known.acks_late is False else "")
         + "; redelivered when started again elsewhere."

@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import pandas as pd
@@ -429,6 +430,8 @@ STUCK_COLUMNS = (
     "task_id", "name", "queue", "worker", "started_at", "running_seconds", "bound_seconds",
 )  # fmt: skip
 ETA_COLUMNS = ("task_id", "name", "queue", "state", "received_at", "eta", "ahead_seconds")
+# No per-name stuck bounds: read-only, so the default cannot be changed by a caller.
+NO_BOUNDS: Mapping[str, float] = MappingProxyType({})
 # Worst first: a lost task will never run, a waiting one may still, a redelivered one did.
 OUTCOME_ORDER = {"lost": 0, "waiting": 1, "redelivered": 2}
 
@@ -464,6 +467,46 @@ def task_runs(engine: Engine, task_id: str) -> pd.DataFrame:
     return _utc(pd.DataFrame.from_records(rows, columns=["kind", "at", "worker"]), "at")
 
 
+RUNS_OF_COLUMNS = ("task_id", "kind", "at", "worker")
+# Task ids per statement: far below the bound parameters any supported database takes
+# (SQLite >= 3.35 takes 32,766), so a list of any length is read in as few statements.
+RUNS_OF_IDS_MAX = 1000
+
+
+def runs_of(engine: Engine, task_ids: Iterable[str]) -> pd.DataFrame:
+    """``task_runs`` of many tasks in one query (one per RUNS_OF_IDS_MAX ids): the console
+    lists up to 100 tasks run twice with each one's runs, and one read per task cost a round
+    trip each. Columns RUNS_OF_COLUMNS: task_id, kind, at (UTC datetime) and worker; grouped
+    by task_id, each task's runs oldest first and at most TASK_RUNS_MAX of them (as
+    ``task_runs``). Ids with no runs have no rows."""
+    ids = list(dict.fromkeys(str(task_id) for task_id in task_ids))
+    r = task_runs_table.c
+    rows: list[Any] = []
+    with engine.connect() as connection:
+        for first in range(0, len(ids), RUNS_OF_IDS_MAX):
+            chunk = ids[first : first + RUNS_OF_IDS_MAX]
+            numbered = (
+                select(
+                    r.task_id,
+                    r.kind,
+                    r.at,
+                    r.worker,
+                    func.row_number()
+                    .over(partition_by=r.task_id, order_by=_run_order(r))
+                    .label("number"),
+                )
+                .where(r.task_id.in_(chunk))  # the primary key's first column
+                .subquery("listed_runs")
+            )
+            query = (
+                select(numbered.c.task_id, numbered.c.kind, numbered.c.at, numbered.c.worker)
+                .where(numbered.c.number <= TASK_RUNS_MAX)
+                .order_by(numbered.c.task_id, numbered.c.number)
+            )
+            rows += connection.execute(query).all()
+    return _utc(pd.DataFrame.from_records(rows, columns=list(RUNS_OF_COLUMNS)), "at")
+
+
 def _run_order(r: Any) -> tuple[Any, Any]:
     # Oldest first; a start and a retry stamped the same instant are one attempt (the retry
     # ends the attempt the start began), so "started" sorts before "retried".
@@ -493,7 +536,9 @@ def _repeated(connection: Any, start: float | None) -> list[str]:
 
 def _windowed_runs(task_ids: list[str]) -> Any:
     """The runs of these tasks with the attempt each belongs to (the retries before it) and
-    the run before it: LAG and a running SUM, which SQLite (3.25+) and PostgreSQL both run."""
+    the run before it: LAG and a running SUM, which SQLite (3.25+) and PostgreSQL both run.
+    Up to SCAN_MAX ids in one IN: within the bound parameters of SQLite >= 3.32 (32,766; the
+    history needs 3.35 anyway, docs/history.md) and of PostgreSQL (65,535)."""
     r = task_runs_table.c
     window = {"partition_by": r.task_id, "order_by": _run_order(r)}
     attempt = func.sum(case((r.kind == RUN_RETRIED, 1), else_=0)).over(**window)
@@ -594,20 +639,30 @@ def _twice_run_query(repeated: list[str], start: float | None, limit: int) -> An
 
 
 def _down_since(
-    row: Any, *, started_at: float, until: float, now: float, worker_timeout: float
+    row: Any, *, started_at: float, until: float, now: float, worker_timeout: float, bound: float
 ) -> float | None:
-    """When the worker of a run started at ``started_at`` went down, if it did before
-    ``until``: its worker-offline, its restart (a worker-online after the start) or the end of
-    its heartbeats once it has been silent past ``worker_timeout``; None while it is up.
+    """When the worker of a run started at ``started_at`` let it down, if it did before
+    ``until``: its restart (a worker-online after the start), the end of its heartbeats once
+    it has been silent past ``worker_timeout``, or, after a worker-offline, the moment the run
+    passed its stuck ``bound``; None while it is up (or still draining).
+
+    Celery sends worker-offline when its consumer stops, BEFORE a warm shutdown waits for the
+    running tasks (they may still finish there), and no heartbeat follows it. So a run on an
+    offline worker is orphaned only once it has run longer than its bound, the longest a warm
+    shutdown should wait for it (a task with a hard time limit is killed by then). The rule
+    is written here, not in fleetops/task_faults.py, because the history knows the bound but
+    no time limits; should task_faults gain a shared helper for it, this should call it.
 
     The workers table keeps each worker's latest online, offline and heartbeat only, so a
     worker that went down and came back before its latest offline is seen by its restart."""
     candidates = []
-    if row.status == "offline":
-        candidates.append(row.offline_at if row.offline_at is not None else row.status_ts)
     if row.online_at is not None and row.online_at > started_at:
+        # A new process of that host: the old one and its tasks are gone.
         candidates.append(row.online_at)
-    if now - row.last_seen > worker_timeout:
+    if row.status == "offline":
+        offline = row.offline_at if row.offline_at is not None else row.status_ts
+        candidates.append(max(offline, started_at + bound))
+    elif now - row.last_seen > worker_timeout:
         # Known to be down only once silent for the timeout: the same delay the exporter has.
         candidates.append(row.last_seen + worker_timeout)
     found = [c for c in candidates if c is not None and math.isfinite(c) and c <= until]
@@ -628,15 +683,22 @@ def orphaned_tasks(
     redelivery_window: float = task_faults.DEFAULT_REDELIVERY_WINDOW_SECONDS,
     since: TimeLike = RECENT_WINDOW,
     limit: int = 100,
+    bounds: Mapping[str, float] = NO_BOUNDS,
+    default_bound: float = task_faults.DEFAULT_STUCK_AFTER_SECONDS,
 ) -> pd.DataFrame:
     """Tasks whose worker went down while they ran (fleetops/task_faults.py).
 
-    * **waiting** / **lost**: still STARTED (no terminal event) on a worker that is offline,
-      silent past ``worker_timeout`` or restarted since the start; lost once it has been
-      orphaned longer than ``redelivery_window`` (task_faults.redelivery_window(): 0 when no
-      redelivery can come), else waiting for its redelivery.
+    * **waiting** / **lost**: still STARTED (no terminal event) on a worker that restarted
+      since the start, fell silent past ``worker_timeout``, or sent worker-offline and the
+      task has run past its stuck bound since (task_faults.stuck_bound() of ``bounds``, else
+      ``default_bound``: the same ones as ``stuck_tasks``), as a warm shutdown drains the
+      running tasks after that event; lost once it has been orphaned longer than
+      ``redelivery_window`` (task_faults.redelivery_window(): 0 when no redelivery can come),
+      else waiting for its redelivery.
     * **redelivered**: started again after the worker of its previous run (same attempt) went
-      down; ``finished_on`` names the worker it finished on, None while it still runs.
+      down, by the same rule (a start while the previous run still drained on a worker that
+      sent worker-offline is a run twice, not a redelivery); ``finished_on`` names the worker
+      it finished on, None while it still runs.
 
     Columns ORPHAN_COLUMNS (``worker``/``started_at`` are the orphaned run's, ``worker_seen_at``
     when that worker was last heard, UTC datetimes). Lost first, then waiting, then
@@ -644,8 +706,14 @@ def orphaned_tasks(
     task's latest event (waiting/lost) or the new start (redelivered)."""
     at = _now(now)
     start = to_epoch(since)
-    found = _still_orphaned(engine, at, worker_timeout, redelivery_window, start)
-    found += _redelivered(engine, at, worker_timeout, start, limit)
+    if not _positive(default_bound):
+        default_bound = task_faults.DEFAULT_STUCK_AFTER_SECONDS
+    found = _still_orphaned(
+        engine, at, worker_timeout, redelivery_window, start, _usable_bounds(bounds), default_bound
+    )
+    found += _redelivered(
+        engine, at, worker_timeout, start, limit, _usable_bounds(bounds), default_bound
+    )
     found.sort(key=lambda row: (OUTCOME_ORDER[row["outcome"]], row["started_at"], row["task_id"]))
     frame = pd.DataFrame.from_records(found[:limit], columns=list(ORPHAN_COLUMNS))
     # None, not pandas' NaN, for "not finished": the documented value.
@@ -655,7 +723,13 @@ def orphaned_tasks(
 
 
 def _still_orphaned(
-    engine: Engine, now: float, worker_timeout: float, window: float, start: float | None
+    engine: Engine,
+    now: float,
+    worker_timeout: float,
+    window: float,
+    start: float | None,
+    bounds: Mapping[str, float],
+    default_bound: float,
 ) -> list[dict[str, Any]]:
     t, w = tasks.c, workers.c
     query = (
@@ -685,9 +759,13 @@ def _still_orphaned(
         rows = connection.execute(query).all()
     found = []
     for row in rows:
-        down = _down_since(
-            row, started_at=row.started_at, until=now, now=now, worker_timeout=worker_timeout
+        bound = task_faults.stuck_bound(
+            row.name or "", bounds=bounds, time_limit=None, default=default_bound
         )
+        down = _down_since(
+            row, started_at=row.started_at, until=now, now=now, worker_timeout=worker_timeout,
+            bound=bound,
+        )  # fmt: skip
         if down is None:
             continue
         lost = now - down > window
@@ -702,8 +780,27 @@ def _still_orphaned(
     return found
 
 
+def _drained_when_started_again(row: Any, bound: float) -> bool:
+    """Whether the previous run was still draining on its worker when the task started
+    again: the worker sent worker-offline between the two starts (and did not come back
+    online in between), and the previous run had not yet run past its stuck ``bound`` (the
+    rule of ``_down_since``). Its silence after worker-offline is expected and tells nothing."""
+    offline, online = row.offline_at, row.online_at
+    if offline is None or not row.previous_at <= offline <= row.at:
+        return False
+    if online is not None and row.previous_at < online <= row.at:
+        return False
+    return row.at < row.previous_at + bound
+
+
 def _redelivered(
-    engine: Engine, now: float, worker_timeout: float, start: float | None, limit: int
+    engine: Engine,
+    now: float,
+    worker_timeout: float,
+    start: float | None,
+    limit: int,
+    bounds: Mapping[str, float],
+    default_bound: float,
 ) -> list[dict[str, Any]]:
     with engine.connect() as connection:
         repeated = _repeated(connection, start)
@@ -760,6 +857,13 @@ def _redelivered(
             "state": row.state,
         }
         for row in rows
+        # A start while the previous run still drained is a run twice, not a redelivery.
+        if not _drained_when_started_again(
+            row,
+            task_faults.stuck_bound(
+                row.name or "", bounds=bounds, time_limit=None, default=default_bound
+            ),
+        )
     ]
 
 
@@ -780,7 +884,8 @@ def stuck_tasks(
     floats. Longest over its bound first; at most ``limit``, picked from the SCAN_MAX oldest
     starts that pass the smallest bound."""
     at = _now(now)
-    usable = [float(b) for b in bounds.values() if _positive(b)]
+    bounds = _usable_bounds(bounds)
+    usable = list(bounds.values())
     shortest = min([*usable, default_bound]) if _positive(default_bound) else min(usable or [0])
     t, w = tasks.c, workers.c
     query = (
@@ -815,6 +920,14 @@ def _positive(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
+def _usable_bounds(bounds: Mapping[str, float]) -> dict[str, float]:
+    """The per-name bounds that are positive finite numbers: whatever else a caller passes
+    (NaN, a string from JSON, None) leaves that name to the default bound, not an error."""
+    return {
+        str(name): float(b) for name, b in bounds.items() if _positive(b) and type(b) is not bool
+    }
+
+
 def eta_beyond_visibility(
     engine: Engine,
     *,
@@ -825,12 +938,24 @@ def eta_beyond_visibility(
     """Tasks received with an ETA (or countdown) further away than ``visibility_timeout``:
     the broker hands them out again while they wait (task_faults.eta_beyond_visibility).
 
-    Columns ETA_COLUMNS: received_at and eta UTC datetimes, ahead_seconds (ETA minus
-    receipt). Farthest first; at most ``limit``, among the SCAN_MAX newest tasks with an ETA
-    in the window (by their latest event). Unreadable ETAs are skipped."""
+    Columns ETA_COLUMNS: received_at (the latest receipt) and eta UTC datetimes,
+    ahead_seconds (ETA minus the send, or minus the receipt when no task-sent was seen).
+    From the send because the task row keeps the latest receipt: once the broker has handed
+    the task out again, its second copy is received close to the ETA and measuring from it
+    would hide the very task the trap caught. Both times come from the producer's side (the
+    ETA from its clock). Farthest first; at most ``limit``, among the SCAN_MAX newest tasks
+    with an ETA in the window (by their latest event). Unreadable ETAs are skipped."""
     t = tasks.c
     query = (
-        select(t.task_id, t.name, t.queue, t.state, t.received_at, t.eta)
+        select(
+            t.task_id,
+            t.name,
+            t.queue,
+            t.state,
+            t.received_at,
+            t.eta,
+            func.coalesce(t.sent_at, t.received_at).label("since"),
+        )
         .where(t.eta.is_not(None), t.received_at.is_not(None))
         .order_by(t.timestamp.desc())  # ix_history_tasks_timestamp, newest first
         .limit(SCAN_MAX)
@@ -843,8 +968,8 @@ def eta_beyond_visibility(
     found = []
     for row in rows:
         eta = task_faults.eta_epoch(row.eta)
-        if task_faults.eta_beyond_visibility(eta, row.received_at, visibility_timeout):
-            found.append((*row[:5], eta, eta - row.received_at))  # type: ignore[operator]
+        if task_faults.eta_beyond_visibility(eta, row.since, visibility_timeout):
+            found.append((*row[:5], eta, eta - row.since))  # type: ignore[operator]
     found.sort(key=lambda item: (-item[6], item[0]))
     frame = pd.DataFrame.from_records(found[:limit], columns=list(ETA_COLUMNS))
     return _utc(frame, "received_at", "eta")
@@ -859,6 +984,7 @@ __all__ = [
     "failures",
     "list_workers",
     "orphaned_tasks",
+    "runs_of",
     "search_page",
     "search_tasks",
     "stuck_tasks",

@@ -30,7 +30,12 @@ from fleetops.settings import field_default
 
 FAILED = "FAILURE"
 DAY = 86_400.0
-RUN_IDS_PER_DELETE = 900
+# The oldest SQLite retention runs on: DELETE ... RETURNING came with 3.35 (docs/history.md).
+SQLITE_MINIMUM = (3, 35)
+# Task ids per delete of their runs. Every supported database takes far more bound parameters
+# (SQLite >= 3.32: 32,766; PostgreSQL: 65,535), so at the default chunk of 10,000 a chunk's
+# runs go in one statement; only a larger chunk is sliced.
+RUN_IDS_PER_DELETE = 10_000
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,8 @@ def _delete_chunks(engine: Engine, which: object, older: object, chunk: int) -> 
                 .scalars()
                 .all()
             )
-            # Found by the primary key's leading column: one index probe per task. In slices,
-            # since an SQLite older than 3.32 takes at most 999 parameters a statement.
+            # Found by the primary key's leading column: one index probe per task. In slices
+            # of RUN_IDS_PER_DELETE ids, within any supported database's parameter limit.
             for start in range(0, len(gone), RUN_IDS_PER_DELETE):
                 ids_slice = gone[start : start + RUN_IDS_PER_DELETE]
                 removed.runs += connection.execute(

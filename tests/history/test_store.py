@@ -9,6 +9,7 @@ from dataclasses import fields
 from inspect import Parameter
 from inspect import signature as inspect_signature
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -370,6 +371,11 @@ def test_the_console_api_is_stable() -> None:
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("task_id", "POSITIONAL_OR_KEYWORD", empty),
     ]
+    assert shape(queries.runs_of) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("task_ids", "POSITIONAL_OR_KEYWORD", empty),
+    ]
+    assert queries.RUNS_OF_COLUMNS == ("task_id", "kind", "at", "worker")
     assert shape(queries.twice_run_tasks) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("since", "KEYWORD_ONLY", "24h"),
@@ -382,7 +388,14 @@ def test_the_console_api_is_stable() -> None:
         ("redelivery_window", "KEYWORD_ONLY", 300.0),
         ("since", "KEYWORD_ONLY", "24h"),
         ("limit", "KEYWORD_ONLY", 100),
+        # The stuck bounds of stuck_tasks: a task on a worker that announced its shutdown is
+        # orphaned once it has run past its bound (the warm shutdown drains it first).
+        ("bounds", "KEYWORD_ONLY", {}),
+        ("default_bound", "KEYWORD_ONLY", 3600.0),
     ]
+    # An empty default that no caller can fill for the next one.
+    assert isinstance(inspect_signature(queries.orphaned_tasks).parameters["bounds"].default,
+                      MappingProxyType)  # fmt: skip
     assert shape(queries.stuck_tasks) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("bounds", "KEYWORD_ONLY", empty),
@@ -417,3 +430,18 @@ def test_the_console_api_is_stable() -> None:
     ]  # fmt: skip
     assert [f.name for f in fields(queries.TaskDetail)] == ["fields", "timeline", "children"]
     assert [f.name for f in fields(queries.TimelineEntry)] == ["event", "at", "since_previous"]
+
+
+def test_the_documented_sqlite_minimum_is_the_one_retention_needs() -> None:
+    # Retention's DELETE ... RETURNING needs SQLite 3.35; the docs must not promise less, and
+    # the SQLite this suite runs on must have it.
+    import sqlite3
+
+    from exporters.history import retention
+
+    assert retention.SQLITE_MINIMUM == (3, 35)
+    assert sqlite3.sqlite_version_info[:2] >= retention.SQLITE_MINIMUM
+    text = (Path(__file__).parents[2] / "docs" / "history.md").read_text()
+    assert "SQLite 3.35 or newer" in text
+    # Slices of run ids stay within the bound parameters of SQLite >= 3.32 (32,766).
+    assert retention.RUN_IDS_PER_DELETE <= 32_766

@@ -13,20 +13,35 @@ from exporters.history import queries
 from exporters.history.queries import (
     eta_beyond_visibility,
     orphaned_tasks,
+    runs_of,
     stuck_tasks,
     task_runs,
     twice_run_tasks,
 )
 from exporters.history.schema import tasks
 from fleetops.task_faults import eta_epoch
-from tests.history.events import task_lifecycle
-from tests.history.faults import ALIVE, DEAD, GONE, NOW_OFFSET, OTHER, RESTARTED, record, seed
+from tests.history.events import task_lifecycle, worker_event
+from tests.history.faults import (
+    ALIVE,
+    DEAD,
+    GONE,
+    NOW_OFFSET,
+    OTHER,
+    RESTARTED,
+    record,
+    seed,
+    started,
+    succeeded,
+)
 
 T0 = 1_700_000_000.0
 NOW = T0 + NOW_OFFSET
 # dead@h is known down at T0+130, gone@h at T0+200: a window of 840 s makes the first orphan
 # lost (870 s ago) and the second waiting (800 s).
 WINDOW = 840.0
+# gone@h announced its shutdown at T0+200 while orphan-waiting (maintenance.probe, started
+# T0+150) ran: with a bound of 100 s that task is orphaned from T0+250 on (750 s before NOW).
+DRAIN_BOUNDS = {"maintenance.probe": 100.0}
 
 
 def fleet(engine: Engine) -> None:
@@ -48,6 +63,21 @@ def test_task_runs_lists_every_start_and_retry_oldest_first(engine: Engine) -> N
     assert str(runs["at"].dtype).endswith("UTC]")
     none = task_runs(engine, "no-such-task")
     assert none.empty and list(none.columns) == ["kind", "at", "worker"]
+
+
+def test_runs_of_reads_the_runs_of_many_tasks_in_one_query(engine: Engine) -> None:
+    fleet(engine)
+    ids = ["thrice", "retried", "no-such-task", "redelivered"]
+    runs = runs_of(engine, ids)
+    assert list(runs.columns) == ["task_id", "kind", "at", "worker"]
+    assert str(runs["at"].dtype).endswith("UTC]")
+    # Grouped by task, each task's runs as task_runs gives them (oldest first).
+    assert sorted(set(runs["task_id"])) == ["redelivered", "retried", "thrice"]
+    for task_id in ids:
+        own = runs[runs["task_id"] == task_id].drop(columns="task_id").reset_index(drop=True)
+        assert own.values.tolist() == task_runs(engine, task_id).values.tolist(), task_id
+    empty = runs_of(engine, [])
+    assert empty.empty and list(empty.columns) == ["task_id", "kind", "at", "worker"]
 
 
 def test_twice_run_tasks_count_starts_within_one_attempt(engine: Engine) -> None:
@@ -85,8 +115,9 @@ def test_a_start_before_the_window_still_counts_with_the_one_inside(engine: Engi
 def test_orphaned_tasks_lost_then_waiting_then_redelivered(engine: Engine) -> None:
     fleet(engine)
     found = orphaned_tasks(
-        engine, now=NOW, worker_timeout=30, redelivery_window=WINDOW, since=T0 - 3600
-    )
+        engine, now=NOW, worker_timeout=30, redelivery_window=WINDOW, since=T0 - 3600,
+        bounds=DRAIN_BOUNDS,
+    )  # fmt: skip
     assert tuple(found.columns) == queries.ORPHAN_COLUMNS
     assert found[["task_id", "outcome", "worker"]].values.tolist() == [
         ["orphan-lost", "lost", DEAD],
@@ -104,12 +135,81 @@ def test_orphaned_tasks_lost_then_waiting_then_redelivered(engine: Engine) -> No
     # its starts on alive@h: neither is an orphan.
     assert "trap" not in rows.index and "thrice" not in rows.index
     # Without acks_late nothing comes back: every orphan is lost at once.
-    at_once = orphaned_tasks(engine, now=NOW, redelivery_window=0.0, since=T0 - 3600)
+    at_once = orphaned_tasks(
+        engine, now=NOW, redelivery_window=0.0, since=T0 - 3600, bounds=DRAIN_BOUNDS
+    )
     assert set(at_once.loc[at_once["outcome"] != "redelivered", "outcome"]) == {"lost"}
     limited = orphaned_tasks(engine, now=NOW, redelivery_window=WINDOW, since=T0 - 3600, limit=1)
     assert limited["task_id"].tolist() == ["orphan-lost"]
     # The window is the task's latest event: nothing happened after T0+950.
     assert orphaned_tasks(engine, now=NOW, since=T0 + 950).empty
+
+
+def test_a_task_draining_on_a_worker_that_announced_its_shutdown_is_not_orphaned(
+    engine: Engine,
+) -> None:
+    fleet(engine)
+
+    # gone@h sent worker-offline at T0+200 while orphan-waiting (started T0+150) ran: Celery
+    # sends it before a warm shutdown waits for the running tasks, so the task may still
+    # finish there. It is orphaned only once it has run past its stuck bound.
+    def orphans(**kwargs: object) -> list[str]:
+        found = orphaned_tasks(engine, redelivery_window=WINDOW, since=T0 - 3600, **kwargs)
+        return found["task_id"].tolist()
+
+    # The default bound (an hour): still draining at NOW, 850 s after its start.
+    assert "orphan-waiting" not in orphans(now=NOW)
+    assert "orphan-waiting" in orphans(now=T0 + 150 + 3601)
+    # A per-name bound of 900 s: orphaned from T0+1050 on, waiting then lost by the window.
+    bounds = {"maintenance.probe": 900.0}
+    assert "orphan-waiting" not in orphans(now=NOW, bounds=bounds)
+    later = orphaned_tasks(
+        engine, now=T0 + 1060, redelivery_window=WINDOW, since=T0 - 3600, bounds=bounds
+    ).set_index("task_id")
+    assert later.loc["orphan-waiting", "outcome"] == "waiting"
+    lost = orphaned_tasks(
+        engine, now=T0 + 1050 + WINDOW + 1, redelivery_window=WINDOW, since=T0 - 3600,
+        bounds=bounds,
+    ).set_index("task_id")  # fmt: skip
+    assert lost.loc["orphan-waiting", "outcome"] == "lost"
+    # The default bound given by the caller, and a hostile one (the product default then).
+    assert "orphan-waiting" in orphans(now=NOW, default_bound=800.0)
+    assert "orphan-waiting" not in orphans(now=NOW, default_bound=float("nan"))
+    hostile = {"maintenance.probe": "900", "other": None, "x": float("inf")}
+    assert "orphan-waiting" not in orphans(now=NOW, bounds=hostile)  # the default hour
+    # A worker that came online again is a new process: its old tasks are orphaned at once,
+    # whatever their bound (restarted@h at T0+300, its task started at T0+250).
+    assert "orphan-restart" in orphans(now=T0 + 310)
+
+
+def test_a_second_start_while_the_first_drains_is_not_a_redelivery(engine: Engine) -> None:
+    fleet(engine)
+    # drain@h announced its shutdown at T0+110 while its run of "dup" (T0+100) drained; the
+    # task was started again on alive@h at T0+120 (the visibility-timeout trap, not a
+    # redelivery of an orphan): run twice, but its first run was not orphaned then.
+    record(
+        engine,
+        [
+            worker_event("online", "drain@h", T0 - 100),
+            *task_lifecycle("dup", start=T0 - 10, outcome="none")[:2],
+            started("dup", "drain@h", T0 + 100),
+            worker_event("offline", "drain@h", T0 + 110),
+            started("dup", ALIVE, T0 + 120),
+            succeeded("dup", ALIVE, T0 + 130),
+        ],
+    )
+
+    def outcome(**kwargs: object) -> str | None:
+        found = orphaned_tasks(
+            engine, now=NOW, redelivery_window=WINDOW, since=T0 - 3600, **kwargs
+        ).set_index("task_id")
+        return found.loc["dup", "outcome"] if "dup" in found.index else None
+
+    assert outcome() is None
+    assert "dup" in twice_run_tasks(engine, since=T0 - 3600)["task_id"].tolist()
+    # With a bound of 15 s the first run was orphaned at T0+115: the new start redelivered it.
+    assert outcome(bounds={"maintenance.probe": 15.0}) == "redelivered"
+    # The worker that died without a word (dead@h) still counts at once: see "redelivered".
 
 
 def test_a_worker_silent_for_less_than_the_timeout_orphans_nothing(engine: Engine) -> None:
@@ -143,6 +243,14 @@ def test_stuck_tasks_by_their_bound_on_live_workers(engine: Engine) -> None:
         now=NOW,
     )  # fmt: skip
     assert hostile["task_id"].tolist() == ["stuck-default", "stuck-named"]
+    # Not numbers at all (a caller's JSON): ignored the same way, never an error.
+    odd = stuck_tasks(
+        engine,
+        bounds={"slow.task": "600", "other.task": None, "x": True},
+        default_bound=850.0,
+        now=NOW,
+    )
+    assert odd["task_id"].tolist() == ["stuck-default", "stuck-named"]
     # A worker silent past the timeout is not live: its tasks are not stuck.
     assert stuck_tasks(engine, bounds={}, default_bound=500.0, now=NOW + 60).empty
 
@@ -155,12 +263,13 @@ HOSTILE_ETAS = [
 
 def test_eta_beyond_the_visibility_timeout_skips_unreadable_etas(engine: Engine) -> None:
     received = T0 + 0.01  # task_lifecycle's task-received
+    sent = T0  # its task-sent: the ETA counts from here
     etas = {
-        "eta-far": datetime.fromtimestamp(received + 7200, UTC).isoformat(),
-        "eta-near": datetime.fromtimestamp(received + 600, UTC).isoformat(),
+        "eta-far": datetime.fromtimestamp(sent + 7200, UTC).isoformat(),
+        "eta-near": datetime.fromtimestamp(sent + 600, UTC).isoformat(),
         # Without a zone an ETA is UTC (Celery's enable_utc).
-        "eta-naive": datetime.fromtimestamp(received + 4000, UTC).replace(tzinfo=None).isoformat(),
-        "eta-offset": datetime.fromtimestamp(received + 5000, UTC)
+        "eta-naive": datetime.fromtimestamp(sent + 4000, UTC).replace(tzinfo=None).isoformat(),
+        "eta-offset": datetime.fromtimestamp(sent + 5000, UTC)
         .astimezone(timezone(timedelta(hours=2)))
         .isoformat(),
         **{f"hostile-{index}": eta for index, eta in enumerate(HOSTILE_ETAS)},
@@ -178,7 +287,7 @@ def test_eta_beyond_the_visibility_timeout_skips_unreadable_etas(engine: Engine)
     assert found["ahead_seconds"].tolist() == [
         pytest.approx(7200, abs=1e-3), pytest.approx(5000, abs=1e-3), pytest.approx(4000, abs=1e-3)
     ]  # fmt: skip
-    assert found["eta"][0].timestamp() == pytest.approx(received + 7200, abs=1e-3)
+    assert found["eta"][0].timestamp() == pytest.approx(sent + 7200, abs=1e-3)
     assert found["received_at"][0].timestamp() == pytest.approx(received)
     assert found["state"][0] == "STARTED"
     limited = eta_beyond_visibility(engine, visibility_timeout=3600, since=T0 - 60, limit=1)
@@ -186,6 +295,35 @@ def test_eta_beyond_the_visibility_timeout_skips_unreadable_etas(engine: Engine)
     # No usable visibility timeout (RabbitMQ, or NaN from a hostile source): no trap.
     assert eta_beyond_visibility(engine, visibility_timeout=float("nan"), since=T0 - 60).empty
     assert eta_beyond_visibility(engine, visibility_timeout=3600, since=T0 + 60).empty
+
+
+def test_a_task_received_again_after_its_copy_was_restored_stays_in_the_trap(
+    engine: Engine,
+) -> None:
+    # Sent at T0 with an ETA 4000 s away; the visibility timeout (3600 s) passed while the
+    # worker held it, so the broker restored it and a second worker received it at T0+3700.
+    # The task row keeps that latest receipt (300 s before the ETA), but the trap was sprung
+    # by the first one: the distance counts from the send.
+    for task_id in ("restored", "unsent"):
+        record(engine, task_lifecycle(task_id, start=T0, outcome="none"))
+    with engine.begin() as connection:
+        eta = datetime.fromtimestamp(T0 + 4000, UTC).isoformat()
+        connection.execute(
+            update(tasks).where(tasks.c.task_id == "restored")
+            .values(eta=eta, received_at=T0 + 3700)
+        )  # fmt: skip
+        # No task-sent seen (a client that sends no events): measured from the receipt.
+        connection.execute(
+            update(tasks).where(tasks.c.task_id == "unsent")
+            .values(eta=datetime.fromtimestamp(T0 + 5000, UTC).isoformat(), sent_at=None)
+        )  # fmt: skip
+    found = eta_beyond_visibility(engine, visibility_timeout=3600, since=T0 - 60)
+    assert found["task_id"].tolist() == ["unsent", "restored"]
+    assert found["ahead_seconds"].tolist() == [
+        pytest.approx(5000 - 0.01, abs=1e-3), pytest.approx(4000, abs=1e-3)
+    ]  # fmt: skip
+    # The latest receipt is still the one shown.
+    assert found["received_at"][1].timestamp() == pytest.approx(T0 + 3700)
 
 
 def test_eta_epoch_reads_iso_8601_and_nothing_else() -> None:
