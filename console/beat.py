@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from console.durations import duration_text
 from console.metrics import exporter_selector
 from console.sources.prometheus import Prometheus
 from fleetops.breaking_points import BreakingPoints
@@ -114,16 +115,6 @@ def due_text(entry: BeatEntry, now: float) -> str:
     if entry.next_run is None:
         return "unknown"
     if entry.late >= 1:  # Beat sends a due task within its tick: less is not late
-        return f"late by {_duration(entry.late)}"
+        return f"late by {duration_text(entry.late)}"
     ahead = entry.next_run - now
-    return f"in {_duration(ahead)}" if ahead >= 1 else "due"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86_400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} d"
+    return f"in {duration_text(ahead)}" if ahead >= 1 else "due"

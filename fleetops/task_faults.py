@@ -80,6 +80,12 @@ def drained_orphan(running_seconds: float, bound: float) -> bool:
     return running_seconds > bound
 
 
+def drained_orphan_at(started_at: float, offline_at: float, bound: float) -> float:
+    """When ``drained_orphan`` turns true for a run started at ``started_at`` on a worker that
+    sent worker-offline at ``offline_at``: for a reader of timestamps (the task history)."""
+    return max(offline_at, started_at + bound)
+
+
 def eta_epoch(text: object) -> float | None:
     """An ETA as epoch seconds: Celery sends ``datetime.isoformat()``, and a time without an
     offset is UTC (Celery's default ``enable_utc``). None for anything else: the text comes

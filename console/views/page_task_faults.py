@@ -16,6 +16,7 @@ import streamlit as st
 
 from console import links, ui
 from console import task_faults as faults
+from console.durations import duration_text
 from console.sources import history
 from fleetops import task_faults as rules
 
@@ -56,8 +57,8 @@ if fleet is not None and counts == faults.Counts():
 if fleet is None:
     st.info(
         "Counts, stuck bounds and the visibility timeout need Prometheus: the lists below use "
-        f"the defaults (stuck after {faults.duration_text(rules.DEFAULT_STUCK_AFTER_SECONDS)}, "
-        f"lost {faults.duration_text(known.redelivery_window)} after the worker went down)."
+        f"the defaults (stuck after {duration_text(rules.DEFAULT_STUCK_AFTER_SECONDS)}, "
+        f"lost {duration_text(known.redelivery_window)} after the worker went down)."
     )
 st.markdown(
     runbooks(
@@ -146,10 +147,10 @@ def orphaned_section(found: pd.DataFrame) -> None:
     st.subheader("Orphaned")
     st.caption(
         "Started on a worker that then restarted or fell silent for "
-        f"{faults.duration_text(faults.WORKER_TIMEOUT)}, or went offline (a shutdown that "
+        f"{duration_text(faults.WORKER_TIMEOUT)}, or went offline (a shutdown that "
         "waits for its running tasks) and the task then ran past its stuck bound, with no "
         "end. Lost once "
-        f"{faults.duration_text(known.redelivery_window)} passed without a redelivery"
+        f"{duration_text(known.redelivery_window)} passed without a redelivery"
         + (" (no acks_late: nothing comes back)" if known.acks_late is False else "")
         + "; redelivered when started again elsewhere."
     )
@@ -191,7 +192,7 @@ def stuck_section(found: pd.DataFrame) -> None:
     st.caption(
         "Running on a live worker for longer than its bound: the per-task bound or time limit "
         "the exporter reports (fleetops_task_stuck_bound_seconds), else "
-        f"{faults.duration_text(rules.DEFAULT_STUCK_AFTER_SECONDS)}."
+        f"{duration_text(rules.DEFAULT_STUCK_AFTER_SECONDS)}."
     )
     if found.empty:
         st.success("No task runs past its bound.")
@@ -207,10 +208,10 @@ def stuck_section(found: pd.DataFrame) -> None:
                 "queue": found["queue"],
                 "worker": worker_links(found["worker"]),
                 "started": [when(s) for s in found["started_at"]],
-                "running": [faults.duration_text(s) for s in found["running_seconds"]],
-                "bound": [faults.duration_text(s) for s in found["bound_seconds"]],
+                "running": [duration_text(s) for s in found["running_seconds"]],
+                "bound": [duration_text(s) for s in found["bound_seconds"]],
                 "over by": [
-                    faults.duration_text(r - b)
+                    duration_text(r - b)
                     for r, b in zip(found["running_seconds"], found["bound_seconds"], strict=True)
                 ],
             }
@@ -270,7 +271,7 @@ def trap_section(eta: pd.DataFrame | None, history_up: bool) -> None:
         return
     acks = {True: "on", False: "off", None: "unknown"}[known.acks_late]
     st.markdown(
-        f"Visibility timeout in force: **{timeout:,.0f} s** ({faults.duration_text(timeout)}); "
+        f"Visibility timeout in force: **{timeout:,.0f} s** ({duration_text(timeout)}); "
         f"`task_acks_late` **{acks}**. The broker hands an unacknowledged task to another "
         "worker once it has been out this long."
     )
@@ -278,7 +279,7 @@ def trap_section(eta: pd.DataFrame | None, history_up: bool) -> None:
     if eta is not None and not eta.empty:
         st.warning(
             f"{len(eta)} task{'s' if len(eta) != 1 else ''} received with an ETA or countdown "
-            f"further away than the visibility timeout ({faults.duration_text(timeout)}): each "
+            f"further away than the visibility timeout ({duration_text(timeout)}): each "
             "is handed out again while it waits, and runs once per copy. Raise the visibility "
             "timeout, shorten the countdown, or keep long delays out of ETA. "
             + runbooks(faults.ETA_ALERT)
@@ -292,7 +293,7 @@ def trap_section(eta: pd.DataFrame | None, history_up: bool) -> None:
                     "state": eta["state"],
                     "received": [when(s) for s in eta["received_at"]],
                     "eta": [when(s) for s in eta["eta"]],
-                    "ahead": [faults.duration_text(s) for s in eta["ahead_seconds"]],
+                    "ahead": [duration_text(s) for s in eta["ahead_seconds"]],
                 }
             ),
             "eta",
@@ -309,8 +310,8 @@ def trap_section(eta: pd.DataFrame | None, history_up: bool) -> None:
             pd.DataFrame(
                 {
                     "name": [n.name for n in near],
-                    "time limit": [faults.duration_text(n.time_limit) for n in near],
-                    "longest running now": [faults.duration_text(n.running_longest) for n in near],
+                    "time limit": [duration_text(n.time_limit) for n in near],
+                    "longest running now": [duration_text(n.running_longest) for n in near],
                     "share of the timeout": [f"{n.share:.0%}" for n in near],
                 }
             ),

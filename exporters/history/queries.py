@@ -649,9 +649,8 @@ def _down_since(
     Celery sends worker-offline when its consumer stops, BEFORE a warm shutdown waits for the
     running tasks (they may still finish there), and no heartbeat follows it. So a run on an
     offline worker is orphaned only once it has run longer than its bound, the longest a warm
-    shutdown should wait for it (a task with a hard time limit is killed by then). The rule
-    is written here, not in fleetops/task_faults.py, because the history knows the bound but
-    no time limits; should task_faults gain a shared helper for it, this should call it.
+    shutdown should wait for it (a task with a hard time limit is killed by then):
+    fleetops/task_faults.py ``drained_orphan``, the exporter's rule too.
 
     The workers table keeps each worker's latest online, offline and heartbeat only, so a
     worker that went down and came back before its latest offline is seen by its restart."""
@@ -661,7 +660,7 @@ def _down_since(
         candidates.append(row.online_at)
     if row.status == "offline":
         offline = row.offline_at if row.offline_at is not None else row.status_ts
-        candidates.append(max(offline, started_at + bound))
+        candidates.append(task_faults.drained_orphan_at(started_at, offline, bound))
     elif now - row.last_seen > worker_timeout:
         # Known to be down only once silent for the timeout: the same delay the exporter has.
         candidates.append(row.last_seen + worker_timeout)

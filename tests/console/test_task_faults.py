@@ -26,6 +26,7 @@ from streamlit.testing.v1 import AppTest
 
 from console import links
 from console import task_faults as faults
+from console.durations import duration_text
 from console.sources import history
 from console.sources.alertmanager import Alert
 from console.trouble import troubles
@@ -379,7 +380,7 @@ def test_the_trap_counts_names_near_the_timeout_only_under_acks_late() -> None:
     assert early.redelivery_window == 0
     assert faults.Fleet().redelivery_window == rules.DEFAULT_REDELIVERY_WINDOW_SECONDS
     for hostile in (math.nan, math.inf, -1.0, None):
-        assert faults.duration_text(hostile) == "n/a"
+        assert duration_text(hostile) == "n/a"
         assert faults.count(hostile) is None
-    assert faults.duration_text(7200) == "2.0 h"
+    assert duration_text(7200) == "2.0 h"
     assert faults.count_text(2.6) == "3"
