@@ -388,9 +388,11 @@ def counted_in_window(counter: str) -> str:
 
     ``increase()`` needs a sample before the first count. The exporter shows these counters
     at 0 from the first start of a task of each name and queue (docs/exporter.md), and a loss
-    or a second run comes at least a redelivery window, or a visibility timeout, after that:
-    Prometheus has scraped the 0. Only the ETA counter counts at a task's first receipt; its
-    alert also reads the gauge of tasks waiting now (``ETA_WAITING_PAST_TIMEOUT``).
+    or a second run usually comes a redelivery window or a visibility timeout after that, once
+    Prometheus has scraped the 0. Not always: the first task of a name orphaned and lost, or
+    redelivered by RabbitMQ, within one scrape of its start is missed (docs/alerts.md). The
+    ETA counter counts at a task's first receipt, so its alert also reads the gauge of tasks
+    waiting now (``ETA_WAITING_PAST_TIMEOUT``).
     """
     return f"{{one}} (increase({counter}[{{task_faults_window}}])) > 0"
 

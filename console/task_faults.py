@@ -81,6 +81,18 @@ class Fleet:
     def redelivery_window(self) -> float:
         return task_faults.redelivery_window(self.visibility_timeout, self.acks_late)
 
+    @property
+    def bounds(self) -> dict[str, float]:
+        """The stuck bound of every task name the exporter knows one for: its own bound where
+        a task of the name runs now (fleetops_task_stuck_bound_seconds), else the announced
+        time limit plus its grace (task_faults.stuck_bound). A drained orphan whose name no
+        longer runs is judged by the same bound the exporter used, not the 1 h default."""
+        from_limits = {
+            name: task_faults.stuck_bound(name, bounds={}, time_limit=limit)
+            for name, limit in self.time_limits.items()
+        }
+        return {**from_limits, **self.stuck_bounds}
+
 
 def _selector(points: BreakingPoints, *more: str) -> str:
     return ", ".join(part for part in (exporter_selector(points), *more) if part)

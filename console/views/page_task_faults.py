@@ -90,10 +90,10 @@ def read_history() -> Lists:
             redelivery_window=known.redelivery_window, since=faults.WINDOW, limit=LIMIT,
             # A task on a worker that announced its shutdown is drained there first: orphaned
             # once past the same bound that makes it stuck.
-            bounds=known.stuck_bounds, default_bound=rules.DEFAULT_STUCK_AFTER_SECONDS,
+            bounds=known.bounds, default_bound=rules.DEFAULT_STUCK_AFTER_SECONDS,
         ),
         stuck=history.call(
-            engine, history.stuck_tasks, bounds=known.stuck_bounds,
+            engine, history.stuck_tasks, bounds=known.bounds,
             default_bound=rules.DEFAULT_STUCK_AFTER_SECONDS,
             worker_timeout=faults.WORKER_TIMEOUT, limit=LIMIT,
         ),

@@ -384,3 +384,14 @@ def test_the_trap_counts_names_near_the_timeout_only_under_acks_late() -> None:
         assert faults.count(hostile) is None
     assert duration_text(7200) == "2.0 h"
     assert faults.count_text(2.6) == "3"
+
+
+def test_a_name_that_no_longer_runs_keeps_the_bound_of_its_time_limit() -> None:
+    # A drained orphan's name has stopped running, so the exporter no longer publishes its
+    # bound; its announced time limit still gives the one the exporter judged it by.
+    fleet = faults.Fleet(
+        stuck_bounds={"maintenance.probe": 3.0},
+        time_limits={"maintenance.probe": 300.0, "images.process": 300.0},
+    )
+    assert fleet.bounds == {"maintenance.probe": 3.0, "images.process": 330.0}
+    assert faults.Fleet().bounds == {}
