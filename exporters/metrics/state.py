@@ -885,7 +885,7 @@ class FleetState:
             if per_queue is not None:
                 per_queue.orphaned += 1
             if window <= 0:  # acknowledged before it ran: nothing will come back
-                self._orphan_ended(uuid, faults, "lost")
+                self._judge_orphan(uuid, faults, now)
         self._log_once("orphans", f"tasks orphaned: worker {host} went down while running them")
 
     def _heard_again(self, worker: WorkerSeries, event: dict, now: float) -> None:
@@ -894,9 +894,10 @@ class FleetState:
         the orphans still waiting are running there after all: they go back to the index,
         without an outcome. A new process leaves them orphans."""
         worker.silent_orphans = False
-        if _new_process(worker, event):
-            return
         host = self._hosts(event["host"])
+        if _new_process(worker, event):
+            self._silent_process_gone(host)
+            return
         for uuid, record in list(self.orphans.items()):
             faults = record.faults
             if faults is None or faults.silent_on != host:
@@ -907,6 +908,29 @@ class FleetState:
             if running is None:
                 running = self.running[host] = {}
             running[uuid] = record
+
+    def _silent_process_gone(self, host: str) -> None:
+        """The process whose silence orphaned tasks on ``host`` is known to be gone (a new
+        process of the host is heard, or the worker is purged): its orphans may now be judged
+        lost, after their redelivery window as any other."""
+        for record in self.orphans.values():
+            faults = record.faults
+            if faults is not None and faults.silent_on == host:
+                faults.silent_on = None
+
+    def _may_judge(self, now: float) -> bool:
+        """No "lost" while deaf, nor before the workers had a timeout to be heard again: a
+        redelivery may have been missed, or the orphan's worker is about to take it back."""
+        return self.stream_connected and now - self.hearing_since >= self.limits.worker_timeout
+
+    def _judge_orphan(self, uuid: str, faults: RunFaults, now: float) -> None:
+        """Lost once its redelivery window has passed, but never while the exporter cannot
+        judge, nor while the process whose silence orphaned it may still run it (a solo pool's
+        long task holds its heartbeats; the task may yet succeed there)."""
+        if faults.orphaned_at is None or faults.silent_on is not None:
+            return
+        if now - faults.orphaned_at >= faults.window and self._may_judge(now):
+            self._orphan_ended(uuid, faults, "lost")
 
     def _redelivery_window(self, host: str) -> float:
         """The redelivery window of the orphans of ``host``. The message comes back when a live
@@ -1034,15 +1058,12 @@ class FleetState:
             elif hearing and now - max(worker.last_seen, heard_from) > timeout:
                 self._orphan_runs_on(host, now, silent=True)
                 worker.silent_orphans = True
-        # No "lost" while deaf, nor before the workers had a timeout to be heard again: a
-        # redelivery may have been missed, or the orphan's worker is about to take it back.
-        judge = hearing and now - heard_from >= timeout
-        for uuid, record in list(self.orphans.items()) if judge else ():
+        for uuid, record in list(self.orphans.items()) if self._may_judge(now) else ():
             faults = record.faults
             if faults is None or faults.orphaned_at is None:  # cannot be: kept consistent
                 self.orphans.pop(uuid)
-            elif now - faults.orphaned_at >= faults.window:
-                self._orphan_ended(uuid, faults, "lost")
+            else:
+                self._judge_orphan(uuid, faults, now)
         if self.waiting_eta:
             late = [
                 u for u, (_r, _a, due) in self.waiting_eta.items() if now > due + ETA_START_GRACE
@@ -1235,6 +1256,7 @@ class FleetState:
         for host in gone:
             if self.running.get(host):  # a worker silent this long is gone, drained or not
                 self._orphan_runs_on(host, now)
+            self._silent_process_gone(host)
             self.purge_worker(host)
         if self.beat:
             self.purge_beat(now)

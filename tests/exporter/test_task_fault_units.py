@@ -135,7 +135,14 @@ def test_a_silent_worker_orphans_its_tasks_and_an_orphan_not_started_again_is_lo
     state.housekeeping(10.5 + window - 1)
     assert counter(metrics(state, 10.5 + window - 1), "fleetops_tasks_orphaned") == 1
     state.housekeeping(10.5 + window)
+    # Past its window, but its silent process may still run it: not lost until it is gone.
     samples = metrics(state, 10.5 + window)
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    later = 10.5 + window + 5
+    state.apply_all([worker("worker-online", ts=T0 + later)], now=later)  # a new process of w1
+    state.housekeeping(later)
+    samples = metrics(state, later)
     assert counter(samples, "fleetops_tasks_orphaned") == 0
     assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 1
     # A late start after all: a twice-run, but the orphan was counted once, as lost.
@@ -634,3 +641,49 @@ def test_a_draining_worker_purged_for_its_silence_leaves_its_tasks_orphaned() ->
     state.housekeeping(604.0)  # gone: the index must not keep it running for ever
     assert "celery@w1" not in state.workers
     assert counter(metrics(state, 604.0), "fleetops_tasks_orphaned") == 1
+
+
+@pytest.mark.parametrize("acks_late", [False, True])
+def test_a_silent_workers_orphan_is_lost_only_once_its_process_is_gone(acks_late: bool) -> None:
+    # A solo pool's long task holds the heartbeats: the orphan is reported at once, but the
+    # process may still run it (and does: it succeeds, the heartbeats resume); no "lost" page.
+    state = FleetState(bounds=BOUNDS, limits=Limits(purge_offline_after=0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=60.0, acks_late=acks_late)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    for now in range(2, 900):
+        state.housekeeping(float(now))
+    samples = metrics(state, 900.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    state.apply_all([task("task-succeeded", "t1", T0 + 900, runtime=899.0)], now=900.0)
+    state.apply_all([worker("worker-heartbeat", ts=T0 + 900, pid=10, processed=1)], now=900.0)
+    state.housekeeping(901.0)
+    samples = metrics(state, 901.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    # Silent again, then a new process of the host is heard: the old one is gone, so the
+    # orphan is lost after its window (at once without acks_late).
+    started_on(state, "t2", "celery@w1", now=902.0)
+    for now in range(903, 1800):
+        state.housekeeping(float(now))
+    assert counter(metrics(state, 1800.0), "fleetops_task_orphans_total", outcome="lost") == 0
+    state.apply_all([worker("worker-online", ts=T0 + 1800, pid=11, processed=0)], now=1800.0)
+    state.housekeeping(1800.0)
+    assert counter(metrics(state, 1800.0), "fleetops_task_orphans_total", outcome="lost") == 1
+
+
+def test_a_purged_silent_workers_orphans_are_judged_lost() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(purge_offline_after=300.0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=60.0, acks_late=False)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    for now in range(2, 300):
+        state.housekeeping(float(now))
+    assert counter(metrics(state, 300.0), "fleetops_task_orphans_total", outcome="lost") == 0
+    for now in range(300, 305):
+        state.housekeeping(float(now))
+    assert "celery@w1" not in state.workers
+    samples = metrics(state, 305.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 1
