@@ -1251,8 +1251,7 @@ class FleetState:
             self.release_parked(now)
         # Before the purge: a purged worker's tasks must be orphans, not tasks of an unknown one.
         self._task_fault_housekeeping(now)
-        limit = self.limits.purge_offline_after
-        gone = [h for h, w in self.workers.items() if limit > 0 and now - w.last_seen > limit]
+        gone = self._purgeable(now)
         for host in gone:
             if self.running.get(host):  # a worker silent this long is gone, drained or not
                 self._orphan_runs_on(host, now)
@@ -1261,6 +1260,23 @@ class FleetState:
         if self.beat:
             self.purge_beat(now)
         return gone
+
+    def _purgeable(self, now: float) -> list[str]:
+        """The workers silent for longer than ``purge_offline_after``. Silence counts as in the
+        task-fault housekeeping: not while the stream is down, and from a reconnect at the
+        earliest (every worker looked silent meanwhile). A draining worker (worker-offline)
+        that still runs tasks is kept until its drain rule has handled them: a warm shutdown
+        may wait that long for a long task."""
+        limit = self.limits.purge_offline_after
+        if limit <= 0 or not self.stream_connected:
+            return []
+        heard_from = self.hearing_since
+        return [
+            host
+            for host, worker in self.workers.items()
+            if now - max(worker.last_seen, heard_from) > limit
+            and not (worker.offline and self.running.get(host))
+        ]
 
     def purge_worker(self, host: str) -> None:
         if self.workers.pop(host, None) is not None:
