@@ -918,6 +918,15 @@ class FleetState:
             if faults is not None and faults.silent_on == host:
                 faults.silent_on = None
 
+    def _silent(self, worker: WorkerSeries, now: float) -> bool:
+        """Whether ``worker`` is silent past the worker timeout. While the event stream is down
+        every worker looks silent: silence counts only while this exporter hears, and from
+        when it heard again (a reconnect) at the earliest."""
+        if not self.stream_connected:
+            return False
+        silence = now - max(worker.last_seen, self.hearing_since)
+        return silence > self.limits.worker_timeout
+
     def _may_judge(self, now: float) -> bool:
         """No "lost" while deaf, nor before the workers had a timeout to be heard again: a
         redelivery may have been missed, or the orphan's worker is about to take it back."""
@@ -1011,11 +1020,7 @@ class FleetState:
             worker = workers.get(host)
             # Unknown (no heartbeat seen yet): its task events say it runs. Draining (it sent
             # worker-offline): its tasks still run, until the drain rule orphans them.
-            if (
-                worker is not None
-                and not worker.offline
-                and now - worker.last_seen > self.limits.worker_timeout
-            ):
+            if worker is not None and not worker.offline and self._silent(worker, now):
                 continue  # silent: its tasks are orphaned at the next housekeeping
             for record in running.values():
                 name = record.name
@@ -1039,13 +1044,9 @@ class FleetState:
 
     def _task_fault_housekeeping(self, now: float) -> None:
         self._fleet_settings(now)
-        # While the event stream is down every worker looks silent: silence counts only while
-        # this exporter hears, and from when it heard again (a reconnect) at the earliest.
-        hearing = self.stream_connected
-        if not hearing:
+        # While the event stream is down, nothing is heard from then on (see _silent).
+        if not self.stream_connected:
             self.hearing_since = now
-        heard_from = self.hearing_since
-        timeout = self.limits.worker_timeout
         for host, running in list(self.running.items()):
             if not running:
                 del self.running[host]
@@ -1055,7 +1056,7 @@ class FleetState:
                 continue  # unknown (no worker event seen yet): its task events say it runs
             if worker.offline:
                 self._orphan_drained(host, running, now)
-            elif hearing and now - max(worker.last_seen, heard_from) > timeout:
+            elif self._silent(worker, now):
                 self._orphan_runs_on(host, now, silent=True)
                 worker.silent_orphans = True
         for uuid, record in list(self.orphans.items()) if self._may_judge(now) else ():
@@ -1270,7 +1271,7 @@ class FleetState:
         limit = self.limits.purge_offline_after
         if limit <= 0 or not self.stream_connected:
             return []
-        heard_from = self.hearing_since
+        heard_from = self.hearing_since  # as in _silent
         return [
             host
             for host, worker in self.workers.items()

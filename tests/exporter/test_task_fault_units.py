@@ -743,3 +743,21 @@ def test_a_purged_silent_workers_orphans_are_judged_lost() -> None:
     samples = metrics(state, 305.0)
     assert counter(samples, "fleetops_tasks_orphaned") == 0
     assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 1
+
+
+def test_stuck_tasks_stay_in_the_gauges_while_the_exporter_is_deaf() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(stuck_bounds={"app.long": 20.0}))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-heartbeat", ts=T0 + 39, pid=10, processed=0)], now=39.0)
+    state.stream_connected = False  # the exporter's own stream is down for 80 s
+    for now in range(40, 120):
+        state.housekeeping(float(now))
+    samples = metrics(state, 120.0)
+    assert counter(samples, "fleetops_tasks_stuck") == 1
+    assert counter(samples, "fleetops_task_running_longest_seconds") == 119.0
+    state.stream_connected = True
+    state.open_gap(120.0)
+    state.housekeeping(125.0)  # within the timeout after the reconnect: still running
+    assert counter(metrics(state, 125.0), "fleetops_tasks_stuck") == 1
