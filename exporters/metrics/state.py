@@ -669,6 +669,10 @@ class FleetState:
         _count_in(self.completions, record.queue, now)
 
     def _task_retried(self, event: dict, now: float) -> None:
+        uuid = event["uuid"]
+        if uuid not in self.tasks and uuid in self.finished:
+            self._retried_after_finish(event)
+            return
         record = self._record(event, "task-retried")
         if record is None:
             return
@@ -682,6 +686,20 @@ class FleetState:
             self._new_attempt(event["uuid"], record).attempt = attempt
         # Else the task runs on another worker: the retry, started before this event came
         # (without the retries field to tell it): its run goes on.
+        series = self._task_series_of(record, event)
+        if series is not None:
+            series.retried += 1
+
+    def _retried_after_finish(self, event: dict) -> None:
+        """A late task-retried of a task that finished already: Task.retry() publishes the
+        retry before its worker sends task-retried, so the retry can be received, started and
+        finished first. No new record (it would never finish): the retry counts on the
+        finished task's series."""
+        record = self.finished[event["uuid"]][2]
+        if record.retried_ts == event["timestamp"]:
+            self.anomaly("duplicate", "the same task-retried event twice")
+            return
+        record.retried_ts = event["timestamp"]
         series = self._task_series_of(record, event)
         if series is not None:
             series.retried += 1

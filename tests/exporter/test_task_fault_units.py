@@ -761,3 +761,29 @@ def test_stuck_tasks_stay_in_the_gauges_while_the_exporter_is_deaf() -> None:
     state.open_gap(120.0)
     state.housekeeping(125.0)  # within the timeout after the reconnect: still running
     assert counter(metrics(state, 125.0), "fleetops_tasks_stuck") == 1
+
+
+def test_a_late_task_retried_of_a_retry_finished_already_leaves_no_record() -> None:
+    # The retry is received, started and finished on B before A's task-retried arrives.
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all(
+        [
+            sent("t1"),
+            task("task-received", "t1", T0 + 1, "celery@A", name="app.long"),
+            task("task-started", "t1", T0 + 2, "celery@A"),
+            task("task-received", "t1", T0 + 3, "celery@B", name="app.long", retries=1),
+            task("task-started", "t1", T0 + 3.1, "celery@B"),
+            task("task-succeeded", "t1", T0 + 3.2, "celery@B", runtime=0.1),
+        ],
+        now=1.0,
+    )
+    late = task("task-retried", "t1", T0 + 3.05, "celery@A", exception="X()")
+    state.apply_all([late], now=2.0)
+    assert "t1" not in state.tasks  # no phantom record that never finishes
+    assert "unknown_task" not in state.anomalies
+    samples = metrics(state, 2.0)
+    retried = value(samples, "celery_task_retried_total", hostname="celery@A", **PAIR)
+    assert retried == 1
+    state.apply_all([late], now=3.0)  # the same event again: a duplicate, counted once
+    assert value(metrics(state, 3.0), "celery_task_retried_total", hostname="celery@A", **PAIR) == 1
+    assert counter(samples, "fleetops_task_runs_repeated_total") == 0
