@@ -669,6 +669,10 @@ class FleetState:
         _count_in(self.completions, record.queue, now)
 
     def _task_retried(self, event: dict, now: float) -> None:
+        uuid = event["uuid"]
+        if uuid not in self.tasks and uuid in self.finished:
+            self._retried_after_finish(event)
+            return
         record = self._record(event, "task-retried")
         if record is None:
             return
@@ -682,6 +686,20 @@ class FleetState:
             self._new_attempt(event["uuid"], record).attempt = attempt
         # Else the task runs on another worker: the retry, started before this event came
         # (without the retries field to tell it): its run goes on.
+        series = self._task_series_of(record, event)
+        if series is not None:
+            series.retried += 1
+
+    def _retried_after_finish(self, event: dict) -> None:
+        """A late task-retried of a task that finished already: Task.retry() publishes the
+        retry before its worker sends task-retried, so the retry can be received, started and
+        finished first. No new record (it would never finish): the retry counts on the
+        finished task's series."""
+        record = self.finished[event["uuid"]][2]
+        if record.retried_ts == event["timestamp"]:
+            self.anomaly("duplicate", "the same task-retried event twice")
+            return
+        record.retried_ts = event["timestamp"]
         series = self._task_series_of(record, event)
         if series is not None:
             series.retried += 1
@@ -885,7 +903,7 @@ class FleetState:
             if per_queue is not None:
                 per_queue.orphaned += 1
             if window <= 0:  # acknowledged before it ran: nothing will come back
-                self._orphan_ended(uuid, faults, "lost")
+                self._judge_orphan(uuid, faults, now)
         self._log_once("orphans", f"tasks orphaned: worker {host} went down while running them")
 
     def _heard_again(self, worker: WorkerSeries, event: dict, now: float) -> None:
@@ -894,9 +912,10 @@ class FleetState:
         the orphans still waiting are running there after all: they go back to the index,
         without an outcome. A new process leaves them orphans."""
         worker.silent_orphans = False
-        if _new_process(worker, event):
-            return
         host = self._hosts(event["host"])
+        if _new_process(worker, event):
+            self._silent_process_gone(host)
+            return
         for uuid, record in list(self.orphans.items()):
             faults = record.faults
             if faults is None or faults.silent_on != host:
@@ -907,6 +926,38 @@ class FleetState:
             if running is None:
                 running = self.running[host] = {}
             running[uuid] = record
+
+    def _silent_process_gone(self, host: str) -> None:
+        """The process whose silence orphaned tasks on ``host`` is known to be gone (a new
+        process of the host is heard, or the worker is purged): its orphans may now be judged
+        lost, after their redelivery window as any other."""
+        for record in self.orphans.values():
+            faults = record.faults
+            if faults is not None and faults.silent_on == host:
+                faults.silent_on = None
+
+    def _silent(self, worker: WorkerSeries, now: float) -> bool:
+        """Whether ``worker`` is silent past the worker timeout. While the event stream is down
+        every worker looks silent: silence counts only while this exporter hears, and from
+        when it heard again (a reconnect) at the earliest."""
+        if not self.stream_connected:
+            return False
+        silence = now - max(worker.last_seen, self.hearing_since)
+        return silence > self.limits.worker_timeout
+
+    def _may_judge(self, now: float) -> bool:
+        """No "lost" while deaf, nor before the workers had a timeout to be heard again: a
+        redelivery may have been missed, or the orphan's worker is about to take it back."""
+        return self.stream_connected and now - self.hearing_since >= self.limits.worker_timeout
+
+    def _judge_orphan(self, uuid: str, faults: RunFaults, now: float) -> None:
+        """Lost once its redelivery window has passed, but never while the exporter cannot
+        judge, nor while the process whose silence orphaned it may still run it (a solo pool's
+        long task holds its heartbeats; the task may yet succeed there)."""
+        if faults.orphaned_at is None or faults.silent_on is not None:
+            return
+        if now - faults.orphaned_at >= faults.window and self._may_judge(now):
+            self._orphan_ended(uuid, faults, "lost")
 
     def _redelivery_window(self, host: str) -> float:
         """The redelivery window of the orphans of ``host``. The message comes back when a live
@@ -987,11 +1038,7 @@ class FleetState:
             worker = workers.get(host)
             # Unknown (no heartbeat seen yet): its task events say it runs. Draining (it sent
             # worker-offline): its tasks still run, until the drain rule orphans them.
-            if (
-                worker is not None
-                and not worker.offline
-                and now - worker.last_seen > self.limits.worker_timeout
-            ):
+            if worker is not None and not worker.offline and self._silent(worker, now):
                 continue  # silent: its tasks are orphaned at the next housekeeping
             for record in running.values():
                 name = record.name
@@ -1015,13 +1062,9 @@ class FleetState:
 
     def _task_fault_housekeeping(self, now: float) -> None:
         self._fleet_settings(now)
-        # While the event stream is down every worker looks silent: silence counts only while
-        # this exporter hears, and from when it heard again (a reconnect) at the earliest.
-        hearing = self.stream_connected
-        if not hearing:
+        # While the event stream is down, nothing is heard from then on (see _silent).
+        if not self.stream_connected:
             self.hearing_since = now
-        heard_from = self.hearing_since
-        timeout = self.limits.worker_timeout
         for host, running in list(self.running.items()):
             if not running:
                 del self.running[host]
@@ -1031,18 +1074,15 @@ class FleetState:
                 continue  # unknown (no worker event seen yet): its task events say it runs
             if worker.offline:
                 self._orphan_drained(host, running, now)
-            elif hearing and now - max(worker.last_seen, heard_from) > timeout:
+            elif self._silent(worker, now):
                 self._orphan_runs_on(host, now, silent=True)
                 worker.silent_orphans = True
-        # No "lost" while deaf, nor before the workers had a timeout to be heard again: a
-        # redelivery may have been missed, or the orphan's worker is about to take it back.
-        judge = hearing and now - heard_from >= timeout
-        for uuid, record in list(self.orphans.items()) if judge else ():
+        for uuid, record in list(self.orphans.items()) if self._may_judge(now) else ():
             faults = record.faults
             if faults is None or faults.orphaned_at is None:  # cannot be: kept consistent
                 self.orphans.pop(uuid)
-            elif now - faults.orphaned_at >= faults.window:
-                self._orphan_ended(uuid, faults, "lost")
+            else:
+                self._judge_orphan(uuid, faults, now)
         if self.waiting_eta:
             late = [
                 u for u, (_r, _a, due) in self.waiting_eta.items() if now > due + ETA_START_GRACE
@@ -1230,15 +1270,32 @@ class FleetState:
             self.release_parked(now)
         # Before the purge: a purged worker's tasks must be orphans, not tasks of an unknown one.
         self._task_fault_housekeeping(now)
-        limit = self.limits.purge_offline_after
-        gone = [h for h, w in self.workers.items() if limit > 0 and now - w.last_seen > limit]
+        gone = self._purgeable(now)
         for host in gone:
             if self.running.get(host):  # a worker silent this long is gone, drained or not
                 self._orphan_runs_on(host, now)
+            self._silent_process_gone(host)
             self.purge_worker(host)
         if self.beat:
             self.purge_beat(now)
         return gone
+
+    def _purgeable(self, now: float) -> list[str]:
+        """The workers silent for longer than ``purge_offline_after``. Silence counts as in the
+        task-fault housekeeping: not while the stream is down, and from a reconnect at the
+        earliest (every worker looked silent meanwhile). A draining worker (worker-offline)
+        that still runs tasks is kept until its drain rule has handled them: a warm shutdown
+        may wait that long for a long task."""
+        limit = self.limits.purge_offline_after
+        if limit <= 0 or not self.stream_connected:
+            return []
+        heard_from = self.hearing_since  # as in _silent
+        return [
+            host
+            for host, worker in self.workers.items()
+            if now - max(worker.last_seen, heard_from) > limit
+            and not (worker.offline and self.running.get(host))
+        ]
 
     def purge_worker(self, host: str) -> None:
         if self.workers.pop(host, None) is not None:

@@ -135,7 +135,14 @@ def test_a_silent_worker_orphans_its_tasks_and_an_orphan_not_started_again_is_lo
     state.housekeeping(10.5 + window - 1)
     assert counter(metrics(state, 10.5 + window - 1), "fleetops_tasks_orphaned") == 1
     state.housekeeping(10.5 + window)
+    # Past its window, but its silent process may still run it: not lost until it is gone.
     samples = metrics(state, 10.5 + window)
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    later = 10.5 + window + 5
+    state.apply_all([worker("worker-online", ts=T0 + later)], now=later)  # a new process of w1
+    state.housekeeping(later)
+    samples = metrics(state, later)
     assert counter(samples, "fleetops_tasks_orphaned") == 0
     assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 1
     # A late start after all: a twice-run, but the orphan was counted once, as lost.
@@ -622,15 +629,161 @@ def test_a_silent_worker_without_acks_late_has_the_worker_timeout_to_be_heard_ag
     assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
 
 
-def test_a_draining_worker_purged_for_its_silence_leaves_its_tasks_orphaned() -> None:
-    limits = Limits(purge_offline_after=600.0)  # the bound (1 h) is longer
+def test_a_draining_worker_is_purged_only_once_its_drain_rule_handled_its_tasks() -> None:
+    limits = Limits(purge_offline_after=600.0, stuck_after=1000.0)  # the bound is longer
     state = FleetState(bounds=BOUNDS, limits=limits)
     state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
     state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=True)], now=0.0)
     started_on(state, "t1", "celery@w1", now=1.0)
     state.apply_all([worker("worker-offline", ts=T0 + 3, pid=10, processed=1)], now=3.0)
-    state.housekeeping(600.0)
-    assert counter(metrics(state, 600.0), "fleetops_tasks_orphaned") == 0
-    state.housekeeping(604.0)  # gone: the index must not keep it running for ever
+    for now in range(4, 1000):  # a warm shutdown waiting for a long task: not purged
+        state.housekeeping(float(now))
+    assert "celery@w1" in state.workers
+    assert counter(metrics(state, 1000.0), "fleetops_tasks_orphaned") == 0
+    state.housekeeping(1002.0)  # past its bound: the drain rule orphans it, then the purge
+    assert counter(metrics(state, 1002.0), "fleetops_tasks_orphaned") == 1
+    state.housekeeping(1003.0)
     assert "celery@w1" not in state.workers
-    assert counter(metrics(state, 604.0), "fleetops_tasks_orphaned") == 1
+
+
+def test_a_task_drained_for_15_minutes_without_acks_late_is_neither_orphaned_nor_lost() -> None:
+    state = FleetState(bounds=BOUNDS)  # purge after 600 s, stuck after 3600 s
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=False)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-offline", ts=T0 + 10, pid=10, processed=1)], now=10.0)
+    for now in range(11, 900):
+        state.housekeeping(float(now))
+    state.apply_all([task("task-succeeded", "t1", T0 + 900, runtime=899.0)], now=900.0)
+    state.housekeeping(901.0)
+    samples = metrics(state, 901.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+
+
+@pytest.mark.parametrize("acks_late", [False, True])
+def test_nothing_is_purged_orphaned_or_lost_while_the_exporter_is_deaf(acks_late: bool) -> None:
+    state = FleetState(bounds=BOUNDS)  # purge after 600 s
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=acks_late)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.stream_connected = False  # the exporter's own stream is down for 11 minutes
+    for now in range(2, 666):
+        state.housekeeping(float(now))
+    assert "celery@w1" in state.workers
+    state.stream_connected = True
+    state.open_gap(666.0)
+    state.housekeeping(667.0)  # heard again within the timeout: no purge, no orphan
+    assert "celery@w1" in state.workers
+    state.apply_all([worker("worker-heartbeat", ts=T0 + 668, pid=10, processed=1)], now=668.0)
+    state.housekeeping(668.0)
+    samples = metrics(state, 668.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    assert "t1" in state.running["celery@w1"]
+
+
+def test_a_restart_without_acks_late_is_not_judged_lost_while_deaf() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(worker_timeout=10.0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=6.0, acks_late=False)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.stream_connected = False
+    state.housekeeping(2.0)
+    state.stream_connected = True
+    state.open_gap(3.0)  # reconnected: a restart seen now cannot be judged yet
+    state.apply_all([worker("worker-online", pid=11, processed=0)], now=4.0)
+    assert counter(metrics(state, 4.0), "fleetops_task_orphans_total", outcome="lost") == 0
+    assert counter(metrics(state, 4.0), "fleetops_tasks_orphaned") == 1
+    state.housekeeping(13.0)  # the worker timeout after the reconnect: judged, lost
+    assert counter(metrics(state, 13.0), "fleetops_task_orphans_total", outcome="lost") == 1
+
+
+@pytest.mark.parametrize("acks_late", [False, True])
+def test_a_silent_workers_orphan_is_lost_only_once_its_process_is_gone(acks_late: bool) -> None:
+    # A solo pool's long task holds the heartbeats: the orphan is reported at once, but the
+    # process may still run it (and does: it succeeds, the heartbeats resume); no "lost" page.
+    state = FleetState(bounds=BOUNDS, limits=Limits(purge_offline_after=0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=60.0, acks_late=acks_late)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    for now in range(2, 900):
+        state.housekeeping(float(now))
+    samples = metrics(state, 900.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 1
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    state.apply_all([task("task-succeeded", "t1", T0 + 900, runtime=899.0)], now=900.0)
+    state.apply_all([worker("worker-heartbeat", ts=T0 + 900, pid=10, processed=1)], now=900.0)
+    state.housekeeping(901.0)
+    samples = metrics(state, 901.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 0
+    # Silent again, then a new process of the host is heard: the old one is gone, so the
+    # orphan is lost after its window (at once without acks_late).
+    started_on(state, "t2", "celery@w1", now=902.0)
+    for now in range(903, 1800):
+        state.housekeeping(float(now))
+    assert counter(metrics(state, 1800.0), "fleetops_task_orphans_total", outcome="lost") == 0
+    state.apply_all([worker("worker-online", ts=T0 + 1800, pid=11, processed=0)], now=1800.0)
+    state.housekeeping(1800.0)
+    assert counter(metrics(state, 1800.0), "fleetops_task_orphans_total", outcome="lost") == 1
+
+
+def test_a_purged_silent_workers_orphans_are_judged_lost() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(purge_offline_after=300.0))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=60.0, acks_late=False)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    for now in range(2, 300):
+        state.housekeeping(float(now))
+    assert counter(metrics(state, 300.0), "fleetops_task_orphans_total", outcome="lost") == 0
+    for now in range(300, 305):
+        state.housekeeping(float(now))
+    assert "celery@w1" not in state.workers
+    samples = metrics(state, 305.0)
+    assert counter(samples, "fleetops_tasks_orphaned") == 0
+    assert counter(samples, "fleetops_task_orphans_total", outcome="lost") == 1
+
+
+def test_stuck_tasks_stay_in_the_gauges_while_the_exporter_is_deaf() -> None:
+    state = FleetState(bounds=BOUNDS, limits=Limits(stuck_bounds={"app.long": 20.0}))
+    state.apply_all([worker("worker-online", pid=10, processed=0)], now=0.0)
+    state.apply_all([telemetry(visibility_timeout=3600.0, acks_late=True)], now=0.0)
+    started_on(state, "t1", "celery@w1", now=1.0)
+    state.apply_all([worker("worker-heartbeat", ts=T0 + 39, pid=10, processed=0)], now=39.0)
+    state.stream_connected = False  # the exporter's own stream is down for 80 s
+    for now in range(40, 120):
+        state.housekeeping(float(now))
+    samples = metrics(state, 120.0)
+    assert counter(samples, "fleetops_tasks_stuck") == 1
+    assert counter(samples, "fleetops_task_running_longest_seconds") == 119.0
+    state.stream_connected = True
+    state.open_gap(120.0)
+    state.housekeeping(125.0)  # within the timeout after the reconnect: still running
+    assert counter(metrics(state, 125.0), "fleetops_tasks_stuck") == 1
+
+
+def test_a_late_task_retried_of_a_retry_finished_already_leaves_no_record() -> None:
+    # The retry is received, started and finished on B before A's task-retried arrives.
+    state = FleetState(bounds=BOUNDS)
+    state.apply_all(
+        [
+            sent("t1"),
+            task("task-received", "t1", T0 + 1, "celery@A", name="app.long"),
+            task("task-started", "t1", T0 + 2, "celery@A"),
+            task("task-received", "t1", T0 + 3, "celery@B", name="app.long", retries=1),
+            task("task-started", "t1", T0 + 3.1, "celery@B"),
+            task("task-succeeded", "t1", T0 + 3.2, "celery@B", runtime=0.1),
+        ],
+        now=1.0,
+    )
+    late = task("task-retried", "t1", T0 + 3.05, "celery@A", exception="X()")
+    state.apply_all([late], now=2.0)
+    assert "t1" not in state.tasks  # no phantom record that never finishes
+    assert "unknown_task" not in state.anomalies
+    samples = metrics(state, 2.0)
+    retried = value(samples, "celery_task_retried_total", hostname="celery@A", **PAIR)
+    assert retried == 1
+    state.apply_all([late], now=3.0)  # the same event again: a duplicate, counted once
+    assert value(metrics(state, 3.0), "celery_task_retried_total", hostname="celery@A", **PAIR) == 1
+    assert counter(samples, "fleetops_task_runs_repeated_total") == 0
