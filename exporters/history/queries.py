@@ -30,7 +30,9 @@ from exporters.history import text_index
 from exporters.history.schema import FAILED_STATE, LIFECYCLE_COLUMNS, tasks, workers
 from exporters.history.schema import task_runs as task_runs_table
 from exporters.history.settings import RECENT_WINDOW
+from exporters.metrics.settings import ExporterSettings
 from fleetops import task_faults
+from fleetops.settings import field_default
 
 TIME_COLUMNS = (*LIFECYCLE_COLUMNS, "timestamp")
 LIST_COLUMNS = (
@@ -430,6 +432,8 @@ STUCK_COLUMNS = (
     "task_id", "name", "queue", "worker", "started_at", "running_seconds", "bound_seconds",
 )  # fmt: skip
 ETA_COLUMNS = ("task_id", "name", "queue", "state", "received_at", "eta", "ahead_seconds")
+# A worker silent this long has been purged by the exporter: its process counts as gone.
+SILENT_WORKER_GONE_AFTER: float = field_default(ExporterSettings, "exporter_purge_offline_after")
 # No per-name stuck bounds: read-only, so the default cannot be changed by a caller.
 NO_BOUNDS: Mapping[str, float] = MappingProxyType({})
 # Worst first: a lost task will never run, a waiting one may still, a redelivered one did.
@@ -767,7 +771,7 @@ def _still_orphaned(
         )  # fmt: skip
         if down is None:
             continue
-        lost = now - down > window
+        lost = now - down > window and _process_gone(row, now)
         found.append(
             {
                 "task_id": row.task_id, "name": row.name, "queue": row.queue,
@@ -777,6 +781,17 @@ def _still_orphaned(
             }
         )  # fmt: skip
     return found
+
+
+def _process_gone(row: Any, now: float) -> bool:
+    """Whether the worker process that ran the task is known to be gone, as the exporter
+    judges it before it calls an orphan lost: it announced its shutdown, a new process of that
+    worker came online, or it has been silent longer than the exporter purges a worker after.
+    A worker that is only silent may be blocked (a solo pool running a long task sends no
+    heartbeats) and still finish the task: its orphan waits, it is not lost."""
+    if row.status == "offline" or (row.online_at is not None and row.online_at > row.started_at):
+        return True
+    return now - row.last_seen > SILENT_WORKER_GONE_AFTER
 
 
 def _drained_when_started_again(row: Any, bound: float) -> bool:

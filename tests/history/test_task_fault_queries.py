@@ -112,6 +112,22 @@ def test_a_start_before_the_window_still_counts_with_the_one_inside(engine: Engi
     assert found.set_index("task_id").loc["redelivered", "runs"] == 2
 
 
+def test_an_orphan_of_a_worker_only_silent_is_not_lost_while_it_may_be_blocked(
+    engine: Engine,
+) -> None:
+    # dead@h went silent at T0+100: 300 s later it may only be blocked (a solo pool in a long
+    # task), so even without acks_late its task waits; once the exporter would have purged
+    # the worker, the process counts as gone and the task as lost.
+    fleet(engine)
+    early = orphaned_tasks(engine, now=T0 + 400, redelivery_window=0.0, since=T0 - 3600)
+    assert early.set_index("task_id").loc["orphan-lost", "outcome"] == "waiting"
+    late = orphaned_tasks(
+        engine, now=T0 + 100 + queries.SILENT_WORKER_GONE_AFTER + 1, redelivery_window=0.0,
+        since=T0 - 3600,
+    )  # fmt: skip
+    assert late.set_index("task_id").loc["orphan-lost", "outcome"] == "lost"
+
+
 def test_orphaned_tasks_lost_then_waiting_then_redelivered(engine: Engine) -> None:
     fleet(engine)
     found = orphaned_tasks(
