@@ -33,7 +33,7 @@ from tests.stream.corpus import envelope
 
 NOW = 1_790_000_000.0
 PROPERTY_SETTINGS = settings(
-    max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 # Anything JSON (and Python's json) can carry, hostile values included.
