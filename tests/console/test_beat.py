@@ -139,9 +139,13 @@ def test_an_entry_is_listed_before_its_first_run_then_with_its_missed_runs_once_
     )
     assert entry.late > grace - 1
 
-    app = run(page("beat"))
-    row = app.dataframe[0].value.set_index("periodic task").loc[ENTRY]
-    assert row["missed runs"] >= 1
+    # The page reads Prometheus again, one number per query: wait until it too counts a miss.
+    def missed_on_the_page() -> tuple | None:
+        app = run(page("beat"))
+        row = app.dataframe[0].value.set_index("periodic task").loc[ENTRY]
+        return (app, row) if row["missed runs"] >= 1 else None
+
+    app, row = wait_for(missed_on_the_page, timeout=30, message="the page counts a missed run")
     assert row["late (s)"] > 0
     assert str(row["due"]).startswith("late by")
     shown = texts(app)

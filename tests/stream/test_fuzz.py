@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.servers import REPO
 from tests.stream.corpus import corpus, envelope
 
-# Bounded so the suite stays within its time on 2 cores; the seeds (the whole hostile corpus)
-# give it its reach. Longer runs: `python -m tests.stream.fuzz_pipeline -max_total_time=600`.
-FUZZ_SECONDS = 15
+# A soak, so out of the default suite (which must stay within 15 minutes on 2 cores: loading
+# the instrumented pipeline alone takes most of a minute there); the hostile corpus and the
+# property tests run every time. Run it with FLEETOPS_FUZZ_SECONDS=60 scripts/test tests/stream.
+FUZZ_SECONDS = int(os.environ.get("FLEETOPS_FUZZ_SECONDS", "0") or 0)
 # Loading the instrumented pipeline takes most of a minute on a loaded machine.
 START_SECONDS = 120
 
 
+@pytest.mark.skipif(FUZZ_SECONDS <= 0, reason="a soak: set FLEETOPS_FUZZ_SECONDS to run it")
 def test_fuzzing_the_pipeline_finds_no_crash(tmp_path: Path) -> None:
     seeds = tmp_path / "seeds"
     seeds.mkdir()
