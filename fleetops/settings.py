@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fleetops import apps as fleet_apps
 from fleetops.errors import ConfigError
 
 ENV_PREFIX = "FLEETOPS_"
@@ -79,11 +80,38 @@ class FleetSettings(BaseSettings):
         None, json_schema_extra=shown_as("sqlite:///<data_dir>/fleetops.db")
     )
     """The application's database (reminders, image records)."""
+    # Every series, history row and console page carries it as the `app` label (fleetops/apps.py).
+    app_name: str = fleet_apps.DEFAULT_APP
+    """Name of the one Celery app on broker_url, as the `app` label shows it."""
+    apps: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    """Several Celery apps: name=broker-url pairs separated by commas (or a JSON object);
+    exporter, recorder and console follow them all. Unset: the one app app_name on broker_url."""
 
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, value: str) -> str:
         return require_scheme(value, KNOWN_BROKER_SCHEMES, f"use one of {KNOWN_BROKER_SCHEMES}")
+
+    @field_validator("app_name")
+    @classmethod
+    def _app_name(cls, value: str) -> str:
+        return fleet_apps.check_app_name(value)
+
+    @field_validator("apps", mode="before")
+    @classmethod
+    def _apps(cls, value: object) -> dict[str, str]:
+        apps = fleet_apps.parse_apps(value)
+        for name, url in apps.items():
+            try:
+                require_scheme(url, KNOWN_BROKER_SCHEMES, f"use one of {KNOWN_BROKER_SCHEMES}")
+            except ValueError as exc:
+                raise ValueError(f"app {name!r}: {exc}") from exc
+        return apps
+
+    @property
+    def effective_apps(self) -> list[fleet_apps.App]:
+        """The apps to follow: ``apps`` when given, else ``app_name`` on ``broker_url``."""
+        return fleet_apps.apps_of(self.apps, self.app_name, self.broker_url)
 
     @property
     def effective_database_url(self) -> str:

@@ -1,0 +1,79 @@
+"""The Celery apps one fleetops deployment watches: one by default, several with FLEETOPS_APPS.
+
+Every series, history row, console page and alert carries the app's name in the ``app`` label
+(column, query parameter), so several apps on several brokers share one exporter, one recorder,
+one Prometheus and one console. One app needs no configuration: it is ``FLEETOPS_APP_NAME``
+(``default``) on ``FLEETOPS_BROKER_URL``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+APP_LABEL = "app"
+DEFAULT_APP = "default"
+# A label value, a column value, a URL query value and a file-name part: short and printable.
+APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+MAX_APPS = 64
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    broker_url: str
+
+
+def check_app_name(name: str) -> str:
+    if not isinstance(name, str) or not APP_NAME.match(name):
+        raise ValueError(
+            f"{str(name)[:80]!r} is not an app name: 1 to 63 letters, digits, '_', '.' or '-',"
+            " starting with a letter or digit"
+        )
+    return name
+
+
+def parse_apps(value: object) -> dict[str, str]:
+    """``name=url,name=url`` or a JSON object -> {name: broker URL}, in the order given.
+
+    Broker URLs hold no commas (Sentinel lists use ';'), so a comma separates apps.
+    """
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"FLEETOPS_APPS is not a JSON object: {exc}") from exc
+        else:
+            pairs: dict[str, str] = {}
+            for item in filter(None, (part.strip() for part in text.split(","))):
+                name, sep, url = item.partition("=")
+                if not sep or not name.strip() or not url.strip():
+                    raise ValueError(f"{item[:80]!r}: expected name=broker-url")
+                if name.strip() in pairs:
+                    raise ValueError(f"app {name.strip()!r} is given twice")
+                pairs[name.strip()] = url.strip()
+            value = pairs
+    if not isinstance(value, Mapping):
+        raise ValueError("expected name=broker-url pairs or a JSON object")
+    if len(value) > MAX_APPS:
+        raise ValueError(f"{len(value)} apps given; at most {MAX_APPS}")
+    apps: dict[str, str] = {}
+    for name, url in value.items():
+        check_app_name(name)
+        if not isinstance(url, str) or not url:
+            raise ValueError(f"app {name!r}: the broker URL must be a non-empty string")
+        apps[name] = url
+    return apps
+
+
+def apps_of(apps: Mapping[str, str], app_name: str, broker_url: str) -> list[App]:
+    """The apps to follow: FLEETOPS_APPS when given, else the one app on the fleet's broker."""
+    if apps:
+        return [App(name, url) for name, url in apps.items()]
+    return [App(app_name, broker_url)]
