@@ -6,13 +6,13 @@ port, a queue or a breaking point changed without regenerating never reaches a d
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import yaml
 
+from alerts.generate import Generated, load_inputs
+from alerts.generate import differences as alert_differences
 from alerts.generate import generate as generate_alerts
-from alerts.generate import load_inputs
 from alerts.yamlout import dump
 from deploy import compose, kubernetes
 
@@ -54,19 +54,5 @@ def write(files: dict[str, str], out_dir: Path = DEPLOY_DIR) -> list[Path]:
 
 
 def differences(files: dict[str, str], out_dir: Path = DEPLOY_DIR) -> list[str]:
-    diffs = []
-    for name, text in files.items():
-        path = out_dir / name
-        current = path.read_text() if path.is_file() else ""
-        if current != text:
-            diffs.append(
-                "".join(
-                    difflib.unified_diff(
-                        current.splitlines(keepends=True),
-                        text.splitlines(keepends=True),
-                        f"{path} (committed)",
-                        f"{path} (generated)",
-                    )
-                )
-            )
-    return diffs
+    """Unified diffs against the committed files, as `fleetops alerts generate --check` shows."""
+    return alert_differences(Generated(files=files, alerts=[]), out_dir)
