@@ -63,8 +63,9 @@ def _container(part: Part) -> dict:
         container["env"] = env
     if part.port:
         container["ports"] = [{"name": "http", "containerPort": part.port}]
-    if part.health and part.port:
-        probe = {"httpGet": {"path": part.health, "port": "http"}, "periodSeconds": 15}
+    path = part.probe or part.health
+    if path and part.port:
+        probe = {"httpGet": {"path": path, "port": "http"}, "periodSeconds": 15}
         container["livenessProbe"] = {**probe, "failureThreshold": 4}
         container["readinessProbe"] = probe
     return container

@@ -34,6 +34,10 @@ class Part:
     health: str | None = None
     # Scraped by Prometheus at /metrics on `port`.
     scraped: bool = False
+    # What Kubernetes probes, when not `health`: /healthz of the exporter and the recorder also
+    # fails while a broker is down, and a probe failing then would restart them (losing their
+    # state) or take them out of the scrape (hiding the outage the alerts report).
+    probe: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     # Needs the shared object store (uploads and thumbnails).
     objects: bool = False
@@ -75,6 +79,7 @@ def fleet_parts() -> list[Part]:
             port=ports.EXPORTER,
             health="/healthz",
             scraped=True,
+            probe="/metrics",
         ),
         Part(
             "recorder",
@@ -82,6 +87,7 @@ def fleet_parts() -> list[Part]:
             port=ports.RECORDER,
             health="/healthz",
             scraped=True,
+            probe="/metrics",
             env={
                 "FLEETOPS_HISTORY_METRICS_HOST": ANY_ADDRESS,
                 "FLEETOPS_HISTORY_METRICS_PORT": str(ports.RECORDER),
