@@ -41,7 +41,7 @@ DEFAULT_LOAD = optional_hook("workers.fleet:DEFAULT_SCENARIO") or "none"
 # Commands that take no settings from a running fleet: `up` starts a fleet of its own (a second
 # one must not share the first one's broker), `docs` documents the models' own defaults and
 # `status` reports on the fleet rather than using it.
-OWN_SETTINGS = {"up", "docs", "status"}
+OWN_SETTINGS = {"up", "docs", "status", "deploy"}
 BROKER_ENV = ENV_PREFIX + "BROKER_URL"
 # `fleetops status` exit codes (2 is a configuration error, as for every command).
 STATUS_NO_FLEET = 1
@@ -53,6 +53,7 @@ REGISTRARS = [
     "alerts.cli:register",
     "dashboards.cli:register",
     "console.cli:register",
+    "deploy.cli:register",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Deployment files generated from the one configuration: Docker Compose and Kubernetes."""

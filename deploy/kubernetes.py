@@ -1,0 +1,209 @@
+"""Kubernetes manifests: the exporter (two replicas), the recorder, the console and the workers,
+with a ServiceMonitor and a PrometheusRule (prometheus-operator) made from the generated rules
+and a KEDA ScaledObject that scales the workers on the queue depth.
+
+The broker, PostgreSQL, Prometheus and Alertmanager are the cluster's own; their addresses are
+in the `fleetops` Secret and ConfigMap (placeholders here, docs/deployment.md).
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from alerts.generate import ALERTS_FILE, RULES_FILE, Generated
+from alerts.replicas import one
+from deploy.parts import IMAGE, IMAGE_UID, WORK_QUEUES, Part, common_env, fleet_parts
+from fleetops.apps import APP_LABEL, DEFAULT_APP
+from fleetops.breaking_points import BreakingPoints
+
+NAMESPACE = "fleetops"
+SECRET = "fleetops-secrets"
+CONFIG = "fleetops-config"
+# The parts the cluster runs from the fleetops image: Beat, Flower and the pager are left to
+# the Compose example (Beat must run once; the cluster has its own Alertmanager receivers).
+IN_CLUSTER = ("celery-worker", "exporter", "recorder", "console")
+REPLICAS = {"exporter": 2, "recorder": 1, "console": 1, "celery-worker": 2}
+# The addresses Secret: placeholders to replace (or render with your own secret manager).
+SECRET_KEYS = ("FLEETOPS_BROKER_URL", "FLEETOPS_DATABASE_URL", "FLEETOPS_HISTORY_DATABASE_URL")
+PROMETHEUS_SERVER = "http://prometheus-operated.monitoring.svc:9090"
+KEDA_MAX_REPLICAS = 20
+WORKER_QUERY_APP = DEFAULT_APP
+
+
+def _labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "fleetops"}
+
+
+def _meta(name: str, **extra: object) -> dict:
+    return {"name": name, "namespace": NAMESPACE, "labels": _labels(name), **extra}
+
+
+def _container(part: Part) -> dict:
+    env: list[dict] = [{"name": k, "value": v} for k, v in part.env.items()]
+    if part.name == "exporter":
+        # Each replica names itself after its pod: the `replica` label the rules drop.
+        env.append({"name": "FLEETOPS_EXPORTER_REPLICA",
+                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})  # fmt: skip
+    container: dict = {
+        "name": part.name,
+        "image": IMAGE,
+        "args": part.command,
+        "envFrom": [{"configMapRef": {"name": CONFIG}}, {"secretRef": {"name": SECRET}}],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"memory": "1Gi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "runAsUser": IMAGE_UID,
+        },
+    }
+    if env:
+        container["env"] = env
+    if part.port:
+        container["ports"] = [{"name": "http", "containerPort": part.port}]
+    path = part.probe or part.health
+    if path and part.port:
+        probe = {"httpGet": {"path": path, "port": "http"}, "periodSeconds": 15}
+        container["livenessProbe"] = {**probe, "failureThreshold": 4}
+        container["readinessProbe"] = probe
+    return container
+
+
+def _deployment(part: Part) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(part.name),
+        "spec": {
+            "replicas": REPLICAS[part.name],
+            "selector": {"matchLabels": _labels(part.name)},
+            "template": {
+                "metadata": {"labels": _labels(part.name)},
+                "spec": {"containers": [_container(part)]},
+            },
+        },
+    }
+
+
+def _service(part: Part) -> dict:
+    assert part.port is not None
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(part.name),
+        "spec": {
+            "selector": _labels(part.name),
+            "ports": [{"name": "http", "port": part.port, "targetPort": "http"}],
+        },
+    }
+
+
+def workloads() -> list[dict]:
+    env = common_env("", "")
+    config = {k: v for k, v in env.items() if k not in SECRET_KEYS}
+    config["FLEETOPS_PROMETHEUS_URL"] = PROMETHEUS_SERVER
+    docs: list[dict] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(CONFIG), "data": config},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(SECRET),
+            "type": "Opaque",
+            "stringData": {key: f"replace-me: {key}" for key in SECRET_KEYS},
+        },
+    ]
+    for part in fleet_parts():
+        if part.name not in IN_CLUSTER:
+            continue
+        docs.append(_deployment(part))
+        if part.port:
+            docs.append(_service(part))
+    return docs
+
+
+def service_monitor() -> dict:
+    scraped = [p.name for p in fleet_parts() if p.scraped and p.name in IN_CLUSTER]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _meta("fleetops"),
+        "spec": {
+            "selector": {
+                "matchExpressions": [
+                    {"key": "app.kubernetes.io/name", "operator": "In", "values": scraped}
+                ]
+            },
+            "endpoints": [
+                {
+                    "port": "http",
+                    "path": "/metrics",
+                    # The exporter replicas' copies are told apart by `replica` (the pod name),
+                    # which every shipped rule drops (docs/exporter.md, "Replicas").
+                    "relabelings": [
+                        {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "replica"}
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def prometheus_rule(generated: Generated) -> dict:
+    groups = []
+    for name in (RULES_FILE, ALERTS_FILE):
+        groups += yaml.safe_load(generated.files[name])["groups"]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": _meta("fleetops"),
+        "spec": {"groups": groups},
+    }
+
+
+def worker_queue_depth() -> str:
+    """Messages waiting for the workers, every priority sub-queue included (celery_queue_length
+    sums them), each exporter replica counted once."""
+    queues = "|".join(WORK_QUEUES)
+    selector = f'queue_name=~"{queues}", {APP_LABEL}="{WORKER_QUERY_APP}"'
+    return f"sum({one(f'celery_queue_length{{{selector}}}')})"
+
+
+def scaled_object(points: BreakingPoints) -> dict:
+    # One worker per backlog of the warning edge (the top of the safe band): while replicas can
+    # grow, the depth each worker faces stays safe.
+    per_worker = points.queue_depth.warning
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": _meta("celery-worker"),
+        "spec": {
+            "scaleTargetRef": {"name": "celery-worker"},
+            "minReplicaCount": 1,
+            "maxReplicaCount": KEDA_MAX_REPLICAS,
+            # A Celery worker finishes its running tasks on SIGTERM: give it time.
+            "cooldownPeriod": 300,
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metadata": {
+                        "serverAddress": PROMETHEUS_SERVER,
+                        "query": worker_queue_depth(),
+                        "threshold": f"{per_worker:g}",
+                        "activationThreshold": "0",
+                    },
+                }
+            ],
+        },
+    }
+
+
+def manifests(points: BreakingPoints, generated: Generated) -> dict[str, list[dict]]:
+    """File name -> its documents."""
+    return {
+        "fleetops.yaml": workloads(),
+        "monitoring.yaml": [service_monitor(), prometheus_rule(generated)],
+        "keda.yaml": [scaled_object(points)],
+    }
