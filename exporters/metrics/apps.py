@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from itertools import chain, pairwise
 
 from exporters.metrics.app import Exporter
 from exporters.metrics.settings import ExporterSettings
@@ -28,20 +29,22 @@ def merge_families(renders: Iterable[list[str]]) -> str:
     header once, followed by the samples of every render, in the order first seen."""
     families: dict[str, list[str]] = {}
     for parts in renders:
-        current: list[str] | None = None
-        for part in parts:
-            if part.startswith("# HELP "):
-                name = part.split(" ", 3)[2]
-                current = families.get(name)
-                if current is None:
-                    current = families[name] = [part]
-                else:  # keep what follows the two header lines (samples in the same part)
-                    current.append(part.split("\n", 2)[2])
-            elif current is not None:
-                current.append(part)
-            else:  # a sample before any header cannot be placed: a renderer bug, not data
-                raise ValueError(f"sample outside a family: {part[:80]!r}")
-    return "".join(part for parts in families.values() for part in parts)
+        # Family boundaries in one pass, samples moved by slices: a Python step per sample
+        # made the merge cost a quarter of the three renders it merged (bench in the docs).
+        starts = [i for i, part in enumerate(parts) if part.startswith("# HELP ")]
+        if parts and (not starts or starts[0] != 0):
+            raise ValueError(f"sample outside a family: {parts[0][:80]!r}")  # a renderer bug
+        starts.append(len(parts))
+        for begin, end in pairwise(starts):
+            header = parts[begin]
+            name = header.split(" ", 3)[2]
+            family = families.get(name)
+            if family is None:
+                families[name] = family = [header]
+            else:  # keep what follows the two header lines (samples in the same part)
+                family.append(header.split("\n", 2)[2])
+            family.extend(parts[begin + 1 : end])
+    return "".join(chain.from_iterable(families.values()))
 
 
 class Exporters:
@@ -65,6 +68,8 @@ class Exporters:
             pipeline.start()
 
     def stop(self) -> None:
+        for pipeline in self.pipelines:  # all told first: their threads wind down together
+            pipeline.stop_event.set()
         for pipeline in self.pipelines:
             try:
                 pipeline.stop()
