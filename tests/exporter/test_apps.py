@@ -24,6 +24,7 @@ from exporters.metrics.apps import Exporters, merge_families
 from exporters.metrics.settings import load
 from fleetops.errors import ConfigError
 from tests import rabbitmq
+from tests.dashboards.prometheus_server import PrometheusServer
 from tests.exporter.process import ExporterProcess, Samples, parse, run_exporter, total
 from tests.helpers import wait_for
 from tests.processes import Processes, processes_in
@@ -41,6 +42,7 @@ class Fleet:
     redis: dict[str, RedisServer]
     workers: dict[str, CeleryProcess]
     clients: dict[str, Celery]
+    prometheus: PrometheusServer
 
     def send(self, app: str, count: int) -> None:
         for _ in range(count):
@@ -86,10 +88,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 for app, url in urls.items()
             }  # fmt: skip
             exporter = _exporter(processes, urls)
+            prometheus = PrometheusServer(processes, {"exporter": f"127.0.0.1:{exporter.port}"})
+            prometheus.start()
             for worker in workers.values():
                 worker.child.wait_ready()
             clients = {app: client_app(url) for app, url in urls.items()}
-            yield Fleet(exporter, redis, workers, clients)
+            yield Fleet(exporter, redis, workers, clients, prometheus)
     finally:
         for client in clients.values():
             client.close()
@@ -103,11 +107,14 @@ def _exporter(processes: Processes, urls: dict[str, str]) -> ExporterProcess:
 
 
 def _families_once(text: str) -> None:
-    """Each family's HELP and TYPE exactly once: what the exposition format requires."""
+    """Each family's HELP and TYPE exactly once, and no series twice: what the exposition
+    format requires (prometheus_client's parser lets both through)."""
     helps = [line.split(" ")[2] for line in text.splitlines() if line.startswith("# HELP ")]
     types = [line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE ")]
     assert len(helps) == len(set(helps)) and len(types) == len(set(types))
     assert sorted(helps) == sorted(types)
+    series = [line.rsplit(" ", 1)[0] for line in text.splitlines() if line[:1].isalpha()]
+    assert len(series) == len(set(series))
 
 
 def _promtool_accepts(text: str) -> None:
@@ -151,6 +158,15 @@ def test_each_app_counts_only_its_own_tasks(fleet: Fleet) -> None:
     _families_once(text)
     _promtool_accepts(text)
     assert fleet.healthz() == (200, "ok\n")
+    # A real Prometheus takes the scrape whole, and tells the apps apart.
+    query = fleet.prometheus.query
+
+    def scraped() -> dict[str, float]:
+        found = query('sum by (app) (celery_task_succeeded_total{job="exporter"})')
+        return {r["metric"]["app"]: float(r["value"][1]) for r in found}
+
+    wait_for(lambda: scraped() == sent, timeout=30, message="Prometheus has every app's count")
+    assert float(query('up{job="exporter"}')[0]["value"][1]) == 1
 
 
 def test_a_stopped_broker_fails_healthz_naming_its_app_while_the_others_count_on(
