@@ -230,7 +230,11 @@ class Exporter:
     # ---- serving -----------------------------------------------------------------------------
 
     def render(self, names: frozenset[str] | None = None) -> bytes:
-        return "".join(self.render_parts(names)).encode()
+        started = time.perf_counter()
+        body = "".join(self.render_parts(names)).encode()
+        if names is None:  # the whole answer, joined and encoded, as one app is served
+            self.last_scrape_seconds = time.perf_counter() - started
+        return body
 
     def render_parts(self, names: frozenset[str] | None = None) -> list[str]:
         """The rendered text in parts, each family starting with its own ``# HELP`` part (as
