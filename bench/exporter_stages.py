@@ -31,6 +31,7 @@ from exporters.stream.envelope import decode
 from exporters.stream.events import Checker
 from exporters.stream.resp import PubSubParser
 from exporters.stream.status import StreamStatus
+from fleetops.apps import APP_LABEL, DEFAULT_APP
 
 
 def as_pubsub(commands: bytes) -> bytes:
@@ -91,7 +92,7 @@ def main() -> None:
 
     state = FleetState(bounds=bounds)
     state.apply_all(checked, 1.0)
-    renderer = Renderer()
+    renderer = Renderer(static_labels={APP_LABEL: DEFAULT_APP})  # as the exporter labels one app
     extras = Extras(StreamStatus(), QueueSnapshot(), {}, 0, 0.0, Thresholds())
 
     def render() -> None:

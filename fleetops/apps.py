@@ -68,6 +68,10 @@ def parse_apps(value: object) -> dict[str, str]:
         check_app_name(name)
         if not isinstance(url, str) or not url:
             raise ValueError(f"app {name!r}: the broker URL must be a non-empty string")
+        # Events carry no app: two apps on one broker would each count the other's tasks.
+        twin = next((other for other, known in apps.items() if known == url), None)
+        if twin is not None:
+            raise ValueError(f"apps {twin!r} and {name!r} have the same broker URL")
         apps[name] = url
     return apps
 

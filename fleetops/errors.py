@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from fleetops.urls import redact_url
+from fleetops.urls import redact_urls
 
 
 class ConfigError(Exception):
@@ -21,7 +21,8 @@ class ConfigError(Exception):
                 key = env_prefix + key.upper()
             given = err.get("input")
             if isinstance(given, str):
-                given = redact_url(given)  # a rejected broker URL must not print its password
+                # A rejected broker URL (or list of them: FLEETOPS_APPS) must not print a password.
+                given = redact_urls(given)
             shown = f" (got {given!r})" if not isinstance(given, dict) and given is not None else ""
-            lines.append(f"{key}: {err['msg']}{shown}")
+            lines.append(f"{key}: {redact_urls(err['msg'])}{shown}")
         return cls(f"invalid configuration in {source}:\n  " + "\n  ".join(lines))

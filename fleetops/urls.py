@@ -51,3 +51,18 @@ def _redact(url: str) -> str:
 def _mask_userinfo(url: object) -> str:
     text = url if isinstance(url, str) else repr(url)
     return _USERINFO.sub(MASK + "@", text, count=1)
+
+
+# The user information of each URL in a list (FLEETOPS_APPS' "a=redis://u:pw@h,b=amqp://..."
+# or its JSON form, a Sentinel "sentinel://u:pw@h1;sentinel://u:pw@h2"): up to the last "@"
+# before a separator.
+_EACH_USERINFO = re.compile(r"(?<=://)[^\s,;\"'{}]*@")
+_ONE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` that may hold several URLs, each without its password. One URL is
+    :func:`redact_url`'s (the user kept); several lose their whole user information."""
+    if text.count("://") == 1 and _ONE_URL.match(text):
+        return redact_url(text)
+    return _EACH_USERINFO.sub(MASK + "@", text)

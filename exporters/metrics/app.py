@@ -9,12 +9,16 @@
 
 /healthz and ``fleetops_exporter_stalled{part}`` come from the same check of every thread's
 progress (exporters/stream/health.py).
+
+One :class:`Exporter` follows one Celery app on its broker and labels every series it renders
+``app="<name>"``; exporters/metrics/apps.py runs one per app behind one HTTP server.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 
@@ -32,10 +36,13 @@ from exporters.stream.consumer import EventStream, is_redis_url
 from exporters.stream.events import EventLimits
 from exporters.stream.health import Beat, Part
 from fleetops import breaking_points
+from fleetops.apps import APP_LABEL, App
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_EVERY = 1.0
+# Splits render_health()'s text into families, each part starting with its "# HELP" line.
+HEALTH_FAMILY_START = re.compile(r"(?m)^(?=# HELP )")
 RENDER_LOCK_TIMEOUT = 3.0
 
 
@@ -55,10 +62,20 @@ def latency_breaking_points() -> tuple[float, ...]:
     return tuple(breaking_points.current().task_latency.thresholds().values())
 
 
+def pipeline_logger(app: str) -> logging.Logger:
+    """The logger of one app's pipeline: its name says which app a line is about."""
+    return logging.getLogger(f"{__name__}.{app}")
+
+
 class Exporter:
-    def __init__(self, settings: ExporterSettings) -> None:
+    """One app's pipeline: its event stream, state, poller, worker queues and lock. Without
+    ``app``, the one app of the settings (FLEETOPS_APP_NAME on the broker URL)."""
+
+    def __init__(self, settings: ExporterSettings, app: App | None = None) -> None:
         self.settings = settings
-        url = settings.broker_url
+        self.app = app or App(settings.app_name, settings.broker_url)
+        url = self.app.broker_url
+        self.log = pipeline_logger(self.app.name)
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.state = FleetState(
@@ -85,7 +102,7 @@ class Exporter:
             buffer_bytes=settings.exporter_buffer_bytes,
             limits=EventLimits(max_future_seconds=settings.exporter_max_clock_skew),
             consumer_name="applier",
-            logger=log,
+            logger=self.log,
             stall_after=settings.exporter_stall_after,
         )
         dlq = settings.exporter_dead_letter_queue
@@ -98,7 +115,11 @@ class Exporter:
         self.snapshot = QueueSnapshot(ok=False, error="the broker has not been polled yet")
         self.consumers: dict[str, int] = {}
         self.thresholds = load_thresholds()
-        self.renderer = Renderer(settings.exporter_metric_prefix, settings.exporter_static_labels)
+        # The app label comes first among the static labels: every series says its app.
+        self.renderer = Renderer(
+            settings.exporter_metric_prefix,
+            {APP_LABEL: self.app.name, **settings.exporter_static_labels},
+        )
         self.last_scrape_seconds = 0.0
         self.poller_beat = Beat()
         self._next_housekeeping = time.monotonic() + HOUSEKEEPING_EVERY
@@ -171,7 +192,7 @@ class Exporter:
             try:
                 failing = self._poll_once(failing)
             except Exception as exc:  # a bug must not end polling: say it, keep the last values
-                log.exception("queue poll failed unexpectedly: %s", exc)
+                self.log.exception("queue poll failed unexpectedly: %s", exc)
                 failing = True
             self.stop_event.wait(interval)
 
@@ -192,12 +213,14 @@ class Exporter:
             snapshot = self.poller.poll(queues, self._sent_at)
             self.snapshot = snapshot
             if failing:
-                log.info("the broker answers again")
+                self.log.info("the broker answers again")
             failing = False
             self.consumers = consumers_per_queue(self.worker_queues.update(up_nodes), up_nodes)
         except Exception as exc:  # any transport error: keep the last values, retry
             if not failing:
-                log.warning("cannot poll the broker's queues: %s; keeping the last values", exc)
+                self.log.warning(
+                    "cannot poll the broker's queues: %s; keeping the last values", exc
+                )
             failing = True
             self.snapshot = dataclasses.replace(
                 self.snapshot, ok=False, error=f"broker poll failed: {exc}"
@@ -207,6 +230,15 @@ class Exporter:
     # ---- serving -----------------------------------------------------------------------------
 
     def render(self, names: frozenset[str] | None = None) -> bytes:
+        started = time.perf_counter()
+        body = "".join(self.render_parts(names)).encode()
+        if names is None:  # the whole answer, joined and encoded, as one app is served
+            self.last_scrape_seconds = time.perf_counter() - started
+        return body
+
+    def render_parts(self, names: frozenset[str] | None = None) -> list[str]:
+        """The rendered text in parts, each family starting with its own ``# HELP`` part (as
+        render.only() and apps.merge_families() read it)."""
         started = time.perf_counter()
         now = time.monotonic()
         parts = self.parts()
@@ -232,15 +264,14 @@ class Exporter:
         # A frozen applier may hold the lock: answer with the health families rather than
         # hang, so Prometheus sees fleetops_exporter_stalled instead of a scrape timeout.
         if not self.lock.acquire(timeout=RENDER_LOCK_TIMEOUT):
-            return self.renderer.render_health(extras).encode()
+            return HEALTH_FAMILY_START.split(self.renderer.render_health(extras))[1:]
         try:
             lines = self.renderer.render(self.state, extras, time.monotonic(), time.time(), names)
         finally:
             self.lock.release()
-        body = "".join(lines).encode()
         if names is None:  # the gauge tells what Prometheus's full scrape costs
             self.last_scrape_seconds = time.perf_counter() - started
-        return body
+        return lines
 
     def health(self) -> tuple[bool, str]:
         problems = list(health.problems(self.parts()).values())

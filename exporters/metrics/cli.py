@@ -46,6 +46,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def exporter(
         broker_url: str = _option("broker_url"),
+        app_name: str = _option("app_name"),
+        apps: str = _option("apps", "when given, --broker-url and --app-name are not used"),
         host: str = _option("exporter_host"),
         port: int = _option("exporter_port"),
         replica: str = _option("exporter_replica"),
@@ -69,7 +71,7 @@ def register(app: typer.Typer) -> None:
         import signal
         import threading
 
-        from exporters.metrics.app import Exporter
+        from exporters.metrics.apps import Exporters
         from exporters.metrics.settings import load
         from exporters.serving import listen_or_exit
         from fleetops.urls import redact_url
@@ -79,6 +81,8 @@ def register(app: typer.Typer) -> None:
         )
         settings = load(
             broker_url=broker_url,
+            app_name=app_name,
+            apps=apps,
             exporter_host=host,
             exporter_port=port,
             exporter_replica=replica,
@@ -96,8 +100,9 @@ def register(app: typer.Typer) -> None:
             exporter_visibility_timeout=visibility_timeout,
             exporter_stuck_after=stuck_after,
         )
-        service = Exporter(settings)
-        service.stream.collector.take_over()  # this process is the exporter's alone
+        service = Exporters(settings)
+        apps_followed = settings.effective_apps
+        service.take_over_collector()  # this process is the exporter's alone
         server = listen_or_exit(
             "exporter", settings.exporter_host, settings.exporter_port, service.render,
             service.health,
@@ -112,7 +117,8 @@ def register(app: typer.Typer) -> None:
             settings.exporter_replica,
             settings.exporter_host,
             server.port,
-            redact_url(settings.broker_url),  # logs travel further than secrets
+            # Logs travel further than secrets: URLs without their passwords.
+            ", ".join(f"{redact_url(app.broker_url)} (app {app.name})" for app in apps_followed),
         )
         done.wait()
         server.stop()

@@ -93,7 +93,11 @@ class Renderer:
 
     def labels(self, **values: str) -> str:
         inner = ",".join(f'{k}="{escape(v)}"' for k, v in values.items())
-        return "{" + inner + self.static + "}" if inner or self.static else ""
+        if inner:
+            return "{" + inner + self.static + "}"
+        # Static labels alone (e.g. the app label on a plain gauge): no leading comma, which
+        # Prometheus refuses ("invalid label name") though prometheus_client's parser takes it.
+        return "{" + self.static.removeprefix(",") + "}" if self.static else ""
 
     def render(
         self,

@@ -11,12 +11,15 @@ from pydantic import Field, field_validator
 from exporters.metrics.histogram import DEFAULT_BUCKETS
 from exporters.stream.health import STALL_AFTER
 from fleetops import ports, task_faults
+from fleetops.apps import APP_LABEL
 from fleetops.settings import FleetSettings, load_settings, shown_as
 from workers.queues import DEAD_LETTER
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = {"name", "hostname", "queue_name", "exception", "le", "state", "priority"}
+# Each app's pipeline sets it (exporters/metrics/apps.py): a static one would hide which app.
+RESERVED_LABELS.add(APP_LABEL)
 # A replica name becomes a Prometheus label value and a log field: short and printable.
 _REPLICA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
 # Seconds of a bound or timeout: positive and finite (NaN and inf are refused, not compared).

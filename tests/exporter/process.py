@@ -13,6 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.metrics.fleet import processes as exporter_specs
+from fleetops.apps import APP_LABEL, DEFAULT_APP
 from fleetops.fleet.spec import FleetContext, ProcessSpec
 from fleetops.settings import ENV_PREFIX
 from tests.processes import Child, Processes
@@ -46,7 +47,12 @@ def rendered(state: object, *, now: float, wall: float) -> Samples:
 
 
 def value(samples: Samples, name: str, /, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
+    """The sample with exactly these labels. A test of one app need not name it: the exporter
+    labels every series ``app="default"`` (the renderer alone adds no app label)."""
+    found = samples.get((name, frozenset(labels.items())))
+    if found is None and APP_LABEL not in labels:
+        found = samples.get((name, frozenset({**labels, APP_LABEL: DEFAULT_APP}.items())))
+    return found
 
 
 def total(samples: Samples, name: str, /, **labels: str) -> float:
