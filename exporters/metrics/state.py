@@ -1322,7 +1322,8 @@ class FleetState:
         return gone
 
     def _purgeable(self, now: float) -> list[str]:
-        """The workers silent for longer than ``purge_offline_after``. Silence counts as in the
+        """The workers silent for longer than ``purge_offline_after`` (with worker groups, the
+        ones that stopped cleanly: for longer than ``worker_timeout``). Silence counts as in the
         task-fault housekeeping: not while the stream is down, and from a reconnect at the
         earliest (every worker looked silent meanwhile). A draining worker (worker-offline)
         that still runs tasks is kept until its drain rule has handled them: a warm shutdown
@@ -1331,10 +1332,16 @@ class FleetState:
         if limit <= 0 or not self.stream_connected:
             return []
         heard_from = self.hearing_since  # as in _silent
+        # With worker groups (autoscaling) a worker that stopped cleanly and runs nothing more
+        # goes once the worker timeout has passed without it coming back: a scale-down is no
+        # fault to show, and the pods gone must not hold gauges for the whole purge delay. A
+        # worker gone silent without worker-offline (a crash) stays for CeleryWorkerDown.
+        scaled_down = self.limits.worker_timeout if self.worker_groups is not None else limit
         return [
             host
             for host, worker in self.workers.items()
-            if now - max(worker.last_seen, heard_from) > limit
+            if now - max(worker.last_seen, heard_from)
+            > (min(limit, scaled_down) if worker.offline else limit)
             and not (worker.offline and self.running.get(host))
         ]
 

@@ -2,7 +2,7 @@
 with a pod name of its own, and the task series stay one per group.
 
 One real Redis and two real exporters read the same event stream, one with
-FLEETOPS_EXPORTER_WORKER_GROUPS (and a short purge) and one without, for the contrast.
+FLEETOPS_EXPORTER_WORKER_GROUPS (and a short worker timeout) and one without, for the contrast.
 
 The fleet that churns: ``REAL_WORKERS`` real Celery workers (Celery's WorkController, started
 in turn in this process by ``celery.contrib.testing.worker.start_worker`` with its heartbeat on,
@@ -53,7 +53,9 @@ REAL_WORKERS = 6
 SIMULATED_WORKERS = 200
 LIVE_WORKERS = 4
 TASKS_PER_WORKER = 3
-PURGE_AFTER = 3  # seconds: the grouped exporter forgets a silent worker this soon
+# Seconds: the grouped exporter takes a silent worker for down this soon, and forgets one that
+# stopped cleanly (worker-offline) when this has passed; crashed ones wait for the purge delay.
+WORKER_TIMEOUT = 3
 HEARTBEAT_EVERY = 0.5
 STREAMS = 4  # threads sending the simulated workers' events
 
@@ -70,8 +72,9 @@ class Churn:
     grouped: ExporterProcess
     ungrouped: ExporterProcess
     tasks: dict[str, int] = field(default_factory=dict)  # group -> tasks run by its workers
-    gone: list[str] = field(default_factory=list)  # hostnames of the workers that went
+    gone: list[str] = field(default_factory=list)  # hostnames of the workers that stopped
     live: dict[str, str] = field(default_factory=dict)  # hostname -> group, still up
+    crashed: dict[str, str] = field(default_factory=dict)  # went silent, no worker-offline
 
 
 def churn_app(broker_url: str) -> Celery:
@@ -173,7 +176,7 @@ def churn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Churn]:
         redis = RedisServer(processes).start()
         grouped_env = {
             "FLEETOPS_EXPORTER_WORKER_GROUPS": json.dumps([PATTERN]),
-            "FLEETOPS_EXPORTER_PURGE_OFFLINE_AFTER": str(PURGE_AFTER),
+            "FLEETOPS_EXPORTER_WORKER_TIMEOUT": str(WORKER_TIMEOUT),
         }
         # Side by side: each takes a second or two to start on a busy machine.
         grouped = run_exporter(processes, redis.url, env=grouped_env, wait=False)
@@ -189,17 +192,18 @@ def churn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Churn]:
         share = SIMULATED_WORKERS // STREAMS
         pods_of = [[next(pods) for _ in range(share)] for _ in range(STREAMS)]
         live = {hostname: group for group, hostname in pods_of[-1][-LIVE_WORKERS:]}
+        crashed = dict([pods_of[-1][-LIVE_WORKERS - 1][::-1]])
         stop = threading.Event()
         # Side by side, each on a connection of its own: the broker's round trips overlap.
-        streams = [Stream(app, some, live, stop) for some in pods_of]
+        streams = [Stream(app, some, live, crashed, stop) for some in pods_of]
         for stream in streams:
             stream.start()
         wait_for(lambda: all(stream.churned() for stream in streams), timeout=120)
         for group, hostname in itertools.chain(*pods_of):
             churn.tasks[group] = churn.tasks.get(group, 0) + TASKS_PER_WORKER
-            if hostname not in live:
+            if hostname not in live and hostname not in crashed:
                 churn.gone.append(hostname)
-        churn.live = live
+        churn.live, churn.crashed = live, crashed
         print(f"churn of {len(churn.gone)} workers: {time.monotonic() - started:.1f} s")
         yield churn
         stop.set()
@@ -208,13 +212,18 @@ def churn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Churn]:
 
 class Stream(threading.Thread):
     """Workers that come online, run their tasks and go, one after the other (the ``live``
-    ones stay and beat until ``stop``)."""
+    ones stay and beat until ``stop``; the ``crashed`` ones fall silent without a word)."""
 
     def __init__(
-        self, app: Celery, pods: list[tuple[str, str]], live: dict[str, str], stop: threading.Event
+        self,
+        app: Celery,
+        pods: list[tuple[str, str]],
+        live: dict[str, str],
+        crashed: dict[str, str],
+        stop: threading.Event,
     ) -> None:
         super().__init__(daemon=True)
-        self.app, self.pods, self.live, self.stop = app, pods, live, stop
+        self.app, self.pods, self.live, self.crashed, self.stop = app, pods, live, crashed, stop
         self.done = threading.Event()
         self.error: BaseException | None = None
 
@@ -236,7 +245,7 @@ class Stream(threading.Thread):
                     worker.flush()
                     if hostname in self.live:
                         beating.append(worker)
-                    else:
+                    elif hostname not in self.crashed:
                         worker.heartbeat("worker-offline")
                 self.done.set()
                 while beating and not self.stop.wait(HEARTBEAT_EVERY):
@@ -288,40 +297,47 @@ def test_with_groups_the_task_series_are_one_per_group_and_no_task_is_lost(churn
 
 
 def test_with_groups_live_workers_show_and_departed_ones_are_purged(churn: Churn) -> None:
+    """Workers that stopped cleanly are forgotten once the worker timeout has passed; a crashed
+    one stays, down, for CeleryWorkerDown."""
+    shown = {**churn.live, **churn.crashed}
+
     def purged() -> Samples | None:
         assert churn.grouped.alive(), churn.grouped.log()
         samples = churn.grouped.metrics()
-        up = series(samples, "celery_worker_up")
-        return samples if {dict(labels)["hostname"] for labels in up} == set(churn.live) else None
+        up = by_host(samples, "celery_worker_up")
+        if set(up) != set(shown) or any(up[host] for host in churn.crashed):
+            return None
+        return samples
 
-    samples = wait_for(purged, timeout=PURGE_AFTER + 30, message="departed workers purged")
+    samples = wait_for(purged, timeout=WORKER_TIMEOUT + 30, message="departed workers purged")
     for labels, up in series(samples, "celery_worker_up").items():
         worker = dict(labels)
-        assert up == 1, worker
-        assert worker["worker_group"] == churn.live[worker["hostname"]], worker
+        assert up == (worker["hostname"] in churn.live), worker
+        assert worker["worker_group"] == shown[worker["hostname"]], worker
+    for labels, stopped in series(samples, "fleetops_worker_stopped_cleanly").items():
+        assert stopped == 0, labels
     for metric in ("fleetops_worker_heartbeat_age_seconds", "fleetops_worker_processed_total"):
         hosts = {dict(labels)["hostname"] for labels in series(samples, metric)}
-        assert hosts == set(churn.live), metric
+        assert hosts == set(shown), metric
     # Flat: what is held is the series of the groups (and of the producer, whose task-sent
-    # counts under its own hostname) and the live workers', whatever came and went.
+    # counts under its own hostname) and the workers shown, whatever came and went.
     task_hosts = set(by_host(samples, "celery_task_sent_total")) | set(GROUPS)
     held = samples[("fleetops_exporter_series", frozenset())]
     assert held == (
         len(task_hosts) * TASK_SERIES_WEIGHT
         + TASK_QUEUE_SERIES_WEIGHT
-        + len(churn.live) * WORKER_SERIES_WEIGHT
+        + len(shown) * WORKER_SERIES_WEIGHT
     )
     hostnames = frozenset({("label", "hostname")})
-    assert samples[("fleetops_exporter_label_values", hostnames)] == len(task_hosts) + len(
-        churn.live
-    )
+    held_names = samples[("fleetops_exporter_label_values", hostnames)]
+    assert held_names == len(task_hosts) + len(shown)
     assert samples[("fleetops_exporter_label_overflow_total", hostnames)] == 0
 
 
 def test_without_groups_every_worker_grows_the_task_series(churn: Churn) -> None:
     samples = all_counted(churn.ungrouped, churn)
     succeeded = by_host(samples, "celery_task_succeeded_total")
-    assert set(succeeded) == set(churn.gone) | set(churn.live)
+    assert set(succeeded) == set(churn.gone) | set(churn.live) | set(churn.crashed)
     assert set(succeeded.values()) == {TASKS_PER_WORKER}
     assert len(series(samples, "celery_task_runtime_count")) == REAL_WORKERS + SIMULATED_WORKERS
     # Kept for the purge delay (10 minutes by default), down: the series a dashboard shows.
