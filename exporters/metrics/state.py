@@ -12,6 +12,11 @@ counted, never allowed to stop the applier. Each label (task name, queue, hostna
 is admitted through a cap of its own; past it, new values are counted and reported under
 ``OVERFLOW``, so a stream of random names cannot grow the series without bound.
 
+With worker groups (exporters/metrics/worker_groups.py) the task series count under the group
+of the worker's hostname, so autoscaled pods do not grow them; everything kept per worker (its
+gauges, its running tasks, its faults) stays under the hostname itself, and a worker that
+stopped cleanly is forgotten once the worker timeout has passed.
+
 A worker can report ``task-received`` before the producer's ``task-sent`` arrives (the producer
 publishes the task first and the event second, and may be descheduled in between). Only
 ``task-sent`` names the queue, so such a task's first events wait, parked, for up to
