@@ -1,6 +1,7 @@
 """CPU per event of each stage of the exporter's hot path, on the benchmark's realistic stream.
 
     uv run --frozen python bench/exporter_stages.py [--events 300000] [--repeat 5]
+        [--worker-groups 'celery@(worker)-[0-9]+']
 
 The stages are the ones the applier thread runs for every message (exporters/stream/consumer.py
 and exporters/metrics/state.py): split the pub/sub replies, decode the envelopes, check and
@@ -26,7 +27,7 @@ from exporters.metrics.app import latency_breaking_points
 from exporters.metrics.histogram import DEFAULT_BUCKETS, with_required
 from exporters.metrics.queues import QueueSnapshot
 from exporters.metrics.render import Extras, Renderer, Thresholds
-from exporters.metrics.state import FleetState
+from exporters.metrics.state import FleetState, Limits
 from exporters.stream.envelope import decode
 from exporters.stream.events import Checker
 from exporters.stream.resp import PubSubParser
@@ -58,6 +59,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=5)
+    # The mapping's cost on the hot path (FLEETOPS_EXPORTER_WORKER_GROUPS): the stream's
+    # workers are celery@worker-NNN.
+    parser.add_argument("--worker-groups", action="append", default=[], metavar="PATTERN")
     args = parser.parse_args()
 
     stream = Stream(workers=50, task_names=50)
@@ -87,10 +91,12 @@ def main() -> None:
     checker = Checker()
     checked = [checker.check(b, now) for b in bodies]
 
-    def apply_all() -> None:
-        FleetState(bounds=bounds).apply_all(checked, 1.0)
+    limits = Limits(worker_groups=tuple(args.worker_groups))
 
-    state = FleetState(bounds=bounds)
+    def apply_all() -> None:
+        FleetState(bounds=bounds, limits=limits).apply_all(checked, 1.0)
+
+    state = FleetState(bounds=bounds, limits=limits)
     state.apply_all(checked, 1.0)
     renderer = Renderer(static_labels={APP_LABEL: DEFAULT_APP})  # as the exporter labels one app
     extras = Extras(StreamStatus(), QueueSnapshot(), {}, 0, 0.0, Thresholds())

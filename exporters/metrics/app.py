@@ -80,20 +80,7 @@ class Exporter:
         self.stop_event = threading.Event()
         self.state = FleetState(
             bounds=with_required(tuple(settings.exporter_buckets), latency_breaking_points()),
-            limits=Limits(
-                max_series=settings.exporter_max_series,
-                max_tasks=settings.exporter_max_tasks,
-                worker_timeout=settings.exporter_worker_timeout,
-                purge_offline_after=settings.exporter_purge_offline_after,
-                reorder_window=settings.exporter_reorder_window,
-                max_queues=settings.exporter_max_queues,
-                max_task_names=settings.exporter_max_task_names,
-                max_hostnames=settings.exporter_max_hostnames,
-                max_exceptions=settings.exporter_max_exceptions,
-                visibility_timeout=settings.exporter_visibility_timeout,
-                stuck_after=settings.exporter_stuck_after,
-                stuck_bounds=dict(settings.exporter_stuck_bounds),
-            ),
+            limits=Limits.from_settings(settings),
         )
         self.stream = EventStream(
             url,

@@ -465,7 +465,13 @@ class Renderer:
 
     def _workers(self, out: list[str], state: FleetState, now: float) -> None:
         workers = sorted(state.workers.items())
-        h = {host: self.labels(hostname=host) for host, _w in workers}
+        if state.worker_groups is None:
+            h = {host: self.labels(hostname=host) for host, _w in workers}
+        else:  # the group the worker's task series count under, to join them
+            h = {
+                host: self.labels(hostname=host, worker_group=state.worker_group(host) or host)
+                for host, _w in workers
+            }
         self._gauge_family(
             out,
             f"{self.prefix}worker_up",

@@ -7,7 +7,9 @@ import socket
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
+from exporters.metrics import worker_groups
 from exporters.metrics.histogram import DEFAULT_BUCKETS
 from exporters.stream.health import STALL_AFTER
 from fleetops import ports, task_faults
@@ -17,7 +19,16 @@ from workers.queues import DEAD_LETTER
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-RESERVED_LABELS = {"name", "hostname", "queue_name", "exception", "le", "state", "priority"}
+RESERVED_LABELS = {
+    "name",
+    "hostname",
+    "queue_name",
+    "exception",
+    "le",
+    "state",
+    "priority",
+    "worker_group",
+}
 # Each app's pipeline sets it (exporters/metrics/apps.py): a static one would hide which app.
 RESERVED_LABELS.add(APP_LABEL)
 # A replica name becomes a Prometheus label value and a log field: short and printable.
@@ -66,6 +77,12 @@ class ExporterSettings(FleetSettings):
     """Distinct task names."""
     exporter_max_hostnames: int = Field(5_000, ge=1)
     """Distinct worker hostnames."""
+    # Autoscaled pods each bring a name of their own: the task counters and histograms count
+    # under the group instead (docs/exporter.md, "Worker groups (autoscaling)").
+    exporter_worker_groups: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Regular expressions mapping a worker hostname to its group (the named group `group`, else
+    the first capture group) for the task series, e.g. `celery@(.+)-[a-z0-9]+-[a-z0-9]+`; a JSON
+    array or one per line. Unset: every worker counts under its own hostname."""
     exporter_max_exceptions: int = Field(1_000, ge=1)
     """Distinct exception types."""
     # A far-future timestamp would otherwise keep the event lag at 0 and hide a stopped stream.
@@ -129,6 +146,11 @@ class ExporterSettings(FleetSettings):
         if not value or any(b <= 0 for b in value):
             raise ValueError("buckets must be positive numbers of seconds, e.g. 0.1,1,10,300")
         return value
+
+    @field_validator("exporter_worker_groups", mode="before")
+    @classmethod
+    def _worker_groups(cls, value: object) -> list[str]:
+        return worker_groups.parse_patterns(value)
 
     @field_validator("exporter_stuck_bounds")
     @classmethod

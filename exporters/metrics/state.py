@@ -12,6 +12,11 @@ counted, never allowed to stop the applier. Each label (task name, queue, hostna
 is admitted through a cap of its own; past it, new values are counted and reported under
 ``OVERFLOW``, so a stream of random names cannot grow the series without bound.
 
+With worker groups (exporters/metrics/worker_groups.py) the task series count under the group
+of the worker's hostname, so autoscaled pods do not grow them; everything kept per worker (its
+gauges, its running tasks, its faults) stays under the hostname itself, and a worker that
+stopped cleanly is forgotten once the worker timeout has passed.
+
 A worker can report ``task-received`` before the producer's ``task-sent`` arrives (the producer
 publishes the task first and the event second, and may be descheduled in between). Only
 ``task-sent`` names the queue, so such a task's first events wait, parked, for up to
@@ -42,6 +47,7 @@ from typing import TypeVar
 from exporters.metrics.histogram import Histogram
 from exporters.metrics.rates import MinuteRate
 from exporters.metrics.settings import ExporterSettings
+from exporters.metrics.worker_groups import WorkerGroups
 from exporters.stream.events import TASK_TYPES as _TASK_KINDS
 from exporters.stream.events import UNKNOWN_EXCEPTION
 from fleetops import task_faults
@@ -256,6 +262,27 @@ class Limits:
     stuck_bounds: dict[str, float] = field(
         default_factory=lambda: field_default(ExporterSettings, "exporter_stuck_bounds")
     )
+    # Patterns mapping a worker hostname to its group for the task series (empty: none).
+    worker_groups: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: ExporterSettings) -> Limits:
+        """The limits the settings give: one place, whichever part builds a FleetState."""
+        return cls(
+            max_series=settings.exporter_max_series,
+            max_tasks=settings.exporter_max_tasks,
+            worker_timeout=settings.exporter_worker_timeout,
+            purge_offline_after=settings.exporter_purge_offline_after,
+            reorder_window=settings.exporter_reorder_window,
+            max_queues=settings.exporter_max_queues,
+            max_task_names=settings.exporter_max_task_names,
+            max_hostnames=settings.exporter_max_hostnames,
+            max_exceptions=settings.exporter_max_exceptions,
+            visibility_timeout=settings.exporter_visibility_timeout,
+            stuck_after=settings.exporter_stuck_after,
+            stuck_bounds=dict(settings.exporter_stuck_bounds),
+            worker_groups=tuple(settings.exporter_worker_groups),
+        )
 
 
 class LabelValues:
@@ -312,6 +339,12 @@ class FleetState:
         self._names = self.labels["name"].admit
         self._hosts = self.labels["hostname"].admit
         self._exceptions = self.labels["exception"].admit
+        # Worker groups: the task series count under the group of a worker's hostname; the
+        # per-worker state (gauges, running tasks) stays under the hostname itself.
+        self.worker_groups = (
+            WorkerGroups(self.limits.worker_groups) if self.limits.worker_groups else None
+        )
+        self._task_hosts = self._hosts if self.worker_groups is None else self._grouped_host
         self.anomalies: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
         self.series_count = 0
@@ -456,9 +489,18 @@ class FleetState:
         for uuid in due:
             self._replay(self.parked.pop(uuid), now)
 
+    def _grouped_host(self, host: str) -> str:
+        """The hostname label of a task series: the worker's group, admitted under the cap."""
+        return self._hosts(self.worker_groups.group_of(host))  # type: ignore[union-attr]
+
+    def worker_group(self, host: str) -> str | None:
+        """The group of a worker's hostname label; None without worker groups."""
+        groups = self.worker_groups
+        return None if groups is None else groups.group_of(host)
+
     def _task_series_of(self, record: TaskRecord, event: dict) -> TaskSeries | None:
         """The (name, hostname, queue_name) series a task event counts in."""
-        key = (record.name, self._hosts(event["host"]), record.queue)
+        key = (record.name, self._task_hosts(event["host"]), record.queue)
         # The lookup stays inline: it is the hot path, creation is not.
         series = self.task_series.get(key)
         if series is None:
@@ -569,7 +611,11 @@ class FleetState:
         record.started_ts = ts
         # _task_series_of inline: the worker's label is needed twice here.
         host = self._hosts(event["host"])
-        key = (record.name, host, record.queue)
+        key = (
+            record.name,
+            host if self.worker_groups is None else self._grouped_host(event["host"]),
+            record.queue,
+        )
         series = self.task_series.get(key)
         if series is None:
             series = self._new_series(self.task_series, key, TASK_SERIES_WEIGHT, TaskSeries)
@@ -1281,7 +1327,8 @@ class FleetState:
         return gone
 
     def _purgeable(self, now: float) -> list[str]:
-        """The workers silent for longer than ``purge_offline_after``. Silence counts as in the
+        """The workers silent for longer than ``purge_offline_after`` (with worker groups, the
+        ones that stopped cleanly: for longer than ``worker_timeout``). Silence counts as in the
         task-fault housekeeping: not while the stream is down, and from a reconnect at the
         earliest (every worker looked silent meanwhile). A draining worker (worker-offline)
         that still runs tasks is kept until its drain rule has handled them: a warm shutdown
@@ -1290,16 +1337,29 @@ class FleetState:
         if limit <= 0 or not self.stream_connected:
             return []
         heard_from = self.hearing_since  # as in _silent
+        # With worker groups (autoscaling) a worker that stopped cleanly and runs nothing more
+        # goes once the worker timeout has passed without it coming back: a scale-down is no
+        # fault to show, and the pods gone must not hold gauges for the whole purge delay. A
+        # worker gone silent without worker-offline (a crash) stays for CeleryWorkerDown.
+        scaled_down = self.limits.worker_timeout if self.worker_groups is not None else limit
         return [
             host
             for host, worker in self.workers.items()
-            if now - max(worker.last_seen, heard_from) > limit
+            if now - max(worker.last_seen, heard_from)
+            > (min(limit, scaled_down) if worker.offline else limit)
             and not (worker.offline and self.running.get(host))
         ]
 
     def purge_worker(self, host: str) -> None:
-        if self.workers.pop(host, None) is not None:
+        worker = self.workers.pop(host, None)
+        if worker is not None:
             self.series_count -= WORKER_SERIES_WEIGHT
+            self.last_clock.pop(worker.node, None)
+        groups = self.worker_groups
+        if groups is not None and groups.is_group(host):
+            # Its name is also a group's, whose task series live on with the group's workers.
+            log.info("purged the series of worker %s, silent for too long", host)
+            return
         for key in [k for k in self.task_series if k[1] == host]:
             del self.task_series[key]
             self.series_count -= TASK_SERIES_WEIGHT
