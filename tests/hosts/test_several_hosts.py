@@ -32,7 +32,7 @@ from exporters.metrics import fleet as metrics_fleet
 from fleetops.fleet import broker
 from fleetops.fleet.spec import FleetContext, ProcessSpec
 from fleetops.settings import ENV_PREFIX
-from tests.exporter.process import Samples, parse, total, value
+from tests.exporter.process import Samples, parse, total
 from tests.helpers import wait_for
 from tests.hosts import netns
 from tests.processes import Child, Processes, processes_in
@@ -78,7 +78,13 @@ class TwoHosts:
         return parse(response.text)
 
     def worker_up(self) -> float | None:
-        return value(self.metrics(), "celery_worker_up", hostname=self.node)
+        """The worker's celery_worker_up, None while there is none; any other labels (an
+        ``app``) allowed."""
+        wanted = ("hostname", self.node)
+        samples = self.metrics().items()
+        found = [v for (n, ls), v in samples if n == "celery_worker_up" and wanted in ls]
+        assert len(found) <= 1, found
+        return found[0] if found else None
 
     def succeeded(self) -> float:
         return total(self.metrics(), "celery_task_succeeded_total", name=TASK, hostname=self.node)
