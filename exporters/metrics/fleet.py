@@ -20,22 +20,27 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
     exporter_url = ctx.url(exporter_port)
     flower_argv = [
         sys.executable, "-m", "celery", "-A", "workers.app", "flower",
-        f"--port={flower_port}", f"--address={ctx.host}", f"--broker={broker}",
+        f"--port={flower_port}", f"--address={ctx.host}",
     ]  # fmt: skip
     exporter_argv = [
-        sys.executable, "-m", "fleetops", "exporter", "--broker-url", broker,
+        sys.executable, "-m", "fleetops", "exporter",
         "--host", ctx.host, "--port", str(exporter_port),
     ]  # fmt: skip
+    # The broker in the environment, not on the command line: its URL may carry a password
+    # (the fleet's own Redis has one off loopback), and every `ps` shows a command line.
+    env = {ENV_PREFIX + "BROKER_URL": broker}
     return [
         ProcessSpec(
             "flower",
             flower_argv,
+            env=env,
             ready=http_ready(f"{flower_url}/healthcheck"),
             url=flower_url,
         ),
         ProcessSpec(
             "exporter",
             exporter_argv,
+            env=env,
             ready=http_ready(f"{exporter_url}/metrics"),
             url=f"{exporter_url}/metrics",
         ),

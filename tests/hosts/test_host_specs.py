@@ -19,8 +19,11 @@ def test_no_part_listens_on_or_points_at_loopback_on_another_host(tmp_path: Path
     env = {ENV_PREFIX + "DATA_DIR": str(tmp_path / "data"), ENV_PREFIX + "LOAD_SCENARIO": "none"}
     ctx = FleetContext(tmp_path, env, host=ELSEWHERE)
     specs = assemble(ctx)
+    password = ctx.env[ENV_PREFIX + "BROKER_URL"].split("@")[0].rsplit(":", 1)[1]
     for spec in specs:
         assert not any("127.0.0.1" in arg for arg in spec.argv), (spec.name, spec.argv)
+        # Every `ps` shows a command line: the broker's password stays in the environment.
+        assert not any(password in arg for arg in spec.argv), (spec.name, spec.argv)
         assert spec.url is None or ELSEWHERE in spec.url, (spec.name, spec.url)
     for name, endpoint in ctx.endpoints.items():
         if not endpoint.startswith("sqlite"):
