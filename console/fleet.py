@@ -22,11 +22,11 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
         for endpoint, variable in SOURCES.items()
         if endpoint in ctx.endpoints
     }
-    url = f"http://127.0.0.1:{port}"
+    url = ctx.url(port)
     return [
         ProcessSpec(
             "console",
-            streamlit_argv("127.0.0.1", port),
+            streamlit_argv(ctx.host, port),
             env=env,
             ready=http_ready(f"{url}/_stcore/health"),
             ready_timeout=90.0,

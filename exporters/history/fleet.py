@@ -12,7 +12,11 @@ from fleetops.settings import ENV_PREFIX
 
 def processes(ctx: FleetContext) -> list[ProcessSpec]:
     port = ctx.port(ports.RECORDER)
-    env = {ENV_PREFIX + "HISTORY_METRICS_PORT": str(port)}
+    env = {
+        ENV_PREFIX + "HISTORY_METRICS_PORT": str(port),
+        # Its /metrics on the fleet's host, where Prometheus (maybe on another host) scrapes.
+        ENV_PREFIX + "HISTORY_METRICS_HOST": ctx.host,
+    }
     ctx.env.update(env)
     # The console and `fleetops history` read the same database; pass the default along
     # explicitly so every process agrees on it.
@@ -25,7 +29,7 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
         database = HistorySettings(data_dir=data_dir).effective_history_database_url
         ctx.env[ENV_PREFIX + "HISTORY_DATABASE_URL"] = database
     ctx.endpoints["history_database"] = database
-    url = f"http://127.0.0.1:{port}/metrics"
+    url = ctx.url(port, "/metrics")
     ctx.endpoints["history_metrics"] = url
     argv = [sys.executable, "-c", "from fleetops.cli import main; main()", "recorder"]
     return [ProcessSpec("recorder", argv, env=env, ready=http_ready(url), url=url)]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from fleetops import ports
+
 
 @dataclass(frozen=True)
 class ProcessSpec:
@@ -37,14 +39,37 @@ class FleetContext:
     # Any free port even when the preferred one is free: for tests, which share the machine
     # with a fleet that may be starting on the preferred ports right now.
     any_port: bool = False
+    # The address every part listens on and the others reach it at. Loopback for the local
+    # fleet; on several hosts, this host's own address as the others see it (never 0.0.0.0:
+    # the address also goes into URLs and scrape targets, and listening on every interface
+    # would expose the parts on networks nobody chose).
+    host: str = ports.LOOPBACK
 
     def port(self, preferred: int) -> int:
-        """The preferred port when it is free on loopback, otherwise any free one."""
-        candidate = free_port() if self.any_port else preferred
-        while candidate in self.reserved_ports or not port_is_free(candidate):
-            candidate = free_port()
+        """The preferred port when it is free on the fleet's host, otherwise any free one.
+
+        An address this process cannot bind (another host's, or one in another network
+        namespace) cannot be probed from here: the preferred ports are taken as they are, each
+        once, and a part whose port is taken says so in its log when it starts."""
+        if not can_bind(self.host):
+            candidate = preferred
+            while candidate in self.reserved_ports:
+                candidate += 1
+            self.reserved_ports.add(candidate)
+            return candidate
+        candidate = free_port(self.host) if self.any_port else preferred
+        while candidate in self.reserved_ports or not port_is_free(candidate, self.host):
+            candidate = free_port(self.host)
         self.reserved_ports.add(candidate)
         return candidate
+
+    def url(self, port: int, path: str = "") -> str:
+        """``http://<host>:<port><path>``: where the other parts reach a part of this fleet."""
+        return ports.url(self.host, port, path)
+
+    def target(self, port: int) -> str:
+        """``<host>:<port>``: a listen address or scrape target of this fleet."""
+        return ports.target(self.host, port)
 
     def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         merged = dict(os.environ)
@@ -53,8 +78,12 @@ class FleetContext:
         return merged
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
@@ -63,8 +92,18 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+def can_bind(host: str) -> bool:
+    """Whether this process can listen on ``host`` (an address of its own network namespace)."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, 0))
+        except OSError:
+            return False
+        return True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
