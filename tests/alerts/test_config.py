@@ -5,6 +5,8 @@ console read the same values."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ from alerts.generate import enabled_alerts, load_inputs
 from alerts.rules import ALERTS
 from fleetops import breaking_points
 from fleetops.errors import ConfigError
-from tests.alerts.conftest import BREAKING_POINTS, breaking_points_with
+from tests.alerts.conftest import ALERTS_DIR, BREAKING_POINTS, breaking_points_with, tool
 from tests.servers import REPO
 
 
@@ -120,6 +122,15 @@ def test_remote_write_url_sends_every_sample_to_the_long_term_store(tmp_path: Pa
     documented = (REPO / "docs" / "dashboards.md").read_text()
     assert f'remote_write_url = "{url}"' in documented
     assert f"```yaml\n{yaml.safe_dump(block)}```" in documented
+    # Prometheus's own checker accepts the whole configuration with it.
+    for name in ("prometheus_rules.yaml", "prometheus_alerts.yaml"):
+        shutil.copy(ALERTS_DIR / name, tmp_path / name)
+    config_file = tmp_path / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(prometheus.reference_config(config)))
+    check = subprocess.run(
+        [tool("promtool"), "check", "config", str(config_file)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
 
     broken = breaking_points_with(
         tmp_path / "broken.toml", '[alerts.prometheus]\nremote_write_url = "victoria:8428"'
