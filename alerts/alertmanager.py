@@ -8,6 +8,7 @@ info and none -> nowhere.
 from __future__ import annotations
 
 from alerts.config import AlertsConfig
+from fleetops.apps import APP_LABEL
 
 PAGER = "pager"
 TICKET = "ticket"
@@ -15,7 +16,10 @@ WATCHDOG = "watchdog"
 BLACKHOLE = "blackhole"
 WATCHDOG_ALERT = "FleetopsWatchdog"
 
-GROUP_BY = ["alertname", "queue_name", "hostname"]
+# One notification per alert and app (fleetops/apps.py): two apps never share a page, and a
+# queue or worker of one app never inhibits the same-named one of another. An alert without
+# the label (an exporter older than it) groups and inhibits as before.
+GROUP_BY = ["alertname", APP_LABEL, "queue_name", "hostname"]
 
 # The broker being unreachable explains these symptoms; page for the cause only.
 BROKER_SYMPTOMS = [
@@ -39,30 +43,31 @@ def inhibit_rules() -> list[dict]:
         {
             "source_matchers": ['severity="critical"', 'queue_name=~".+"'],
             "target_matchers": [lower, 'queue_name=~".+"'],
-            "equal": ["queue_name"],
+            "equal": [APP_LABEL, "queue_name"],
         },
         # Likewise for a worker.
         {
             "source_matchers": ['severity="critical"', 'hostname=~".+"'],
             "target_matchers": [lower, 'hostname=~".+"'],
-            "equal": ["hostname"],
+            "equal": [APP_LABEL, "hostname"],
         },
         # Same alert at two severities (the error-budget burn pairs, fleet-wide alerts).
         {
             "source_matchers": ['severity="critical"'],
             "target_matchers": [lower],
-            "equal": ["alertname", "queue_name", "hostname"],
+            "equal": ["alertname", APP_LABEL, "queue_name", "hostname"],
         },
         # The breaking point outranks the critical level of the same signal (both page).
         {
             "source_matchers": ['level="breaking"'],
             "target_matchers": ['level=~"warning|critical"'],
-            "equal": ["signal", "queue_name", "hostname"],
+            "equal": ["signal", APP_LABEL, "queue_name", "hostname"],
         },
         {
             "source_matchers": ['alertname="FleetopsBrokerDown"'],
             "target_matchers": [f'alertname=~"{"|".join(BROKER_SYMPTOMS)}"'],
-            "equal": ["job"],
+            # Each app has its own broker: its outage explains that app's symptoms only.
+            "equal": [APP_LABEL, "job"],
         },
         {
             "source_matchers": [

@@ -18,6 +18,7 @@ from alerts.rules import (
     burn_threshold_key,
 )
 from exporters.stream.health import STALL_AFTER
+from fleetops.apps import APP_LABEL
 from fleetops.breaking_points import BreakingPoints, Level
 from fleetops.task_faults import NEAR_VISIBILITY_TIMEOUT_RATIO
 
@@ -29,6 +30,18 @@ STALL_AFTER_SECONDS = round(STALL_AFTER)
 # A placeholder: a lower-case name in single braces. PromQL matchers ({job="x"}) and Go
 # templates ({{ $value }}) never look like one.
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+# Go template snippets naming the alert's app when its series carry one (fleetops/apps.py) and
+# rendering nothing otherwise, so one set of rules serves an exporter with or without the label.
+APP_PREFIX = f"{{{{ with $labels.{APP_LABEL} }}}}App {{{{ . }}}}: {{{{ end }}}}"
+
+
+def app_query(parameter: str, before: str = "", after: str = "") -> str:
+    """``<before><parameter>=<app><after>`` when the alert has an app, else nothing."""
+    return (
+        f"{{{{ with $labels.{APP_LABEL} }}}}{before}{parameter}={{{{ . | urlquery }}}}{after}"
+        "{{ end }}"
+    )
 
 
 @dataclass(frozen=True)
@@ -50,8 +63,9 @@ class AlertRule:
         rule["labels"] = {"severity": self.severity, **self.labels}
         rule["annotations"] = {
             "summary": self.summary,
-            "description": self.description,
-            "runbook_url": runbook_url(config.runbook_url_base, self.name),
+            # The summary stays static (a notification's title); the description names the app.
+            "description": APP_PREFIX + self.description,
+            "runbook_url": alert_runbook_url(config.runbook_url_base, self.name),
             "dashboard_url": dashboard_url(config, self.dashboard),
         }
         return rule
@@ -65,13 +79,25 @@ def runbook_url(base: str, alert: str) -> str:
     return f"{base.rstrip('/')}/{alert}.md"
 
 
+def alert_runbook_url(base: str, alert: str) -> str:
+    """An alert's ``runbook_url``: a page taking the name (the console's runbooks page) also
+    keeps the alert's app selected (``app=``); a Markdown file takes no parameter."""
+    url = runbook_url(base, alert)
+    if "{alert}" not in base:
+        return url
+    return url + app_query(APP_LABEL, "&" if "?" in url else "?")
+
+
 def dashboard_url(config: AlertsConfig, dashboard: Dashboard) -> str:
+    """The dashboard scoped to the alert's labels, its app first (the ``app`` variable of every
+    dashboard, docs/dashboards.md); without an app the variable keeps its default, All."""
     url = f"{config.dashboard_url_base.rstrip('/')}/d/{dashboard.uid}"
     query = "&".join(
         f"var-{variable}={{{{ $labels.{label} | urlquery }}}}"
         for variable, label in dashboard.variables.items()
     )
-    return f"{url}?{query}" if query else url
+    app = f"var-{APP_LABEL}"
+    return f"{url}?{app_query(app, after='&')}{query}" if query else url + app_query(app, "?")
 
 
 def number(value: float) -> str:
@@ -105,6 +131,8 @@ def vocabulary(points: BreakingPoints, config: AlertsConfig) -> dict[str, str]:
         "recorder": selector(sel.recorder),
         "queues": selector(sel.exporter, sel.work_queues),
         "exporter_matchers": sel.exporter,
+        # The label every fleet series carries (fleetops/apps.py): joins and sums keep it.
+        "app": APP_LABEL,
         "flower_matchers": sel.flower,
         "recorder_matchers": sel.recorder,
         "task_rate": recording.completed_rate(sel.exporter, config.events.window),

@@ -43,7 +43,14 @@ def _known_alerts(names: list[str]) -> list[str]:
     return names
 
 
+def _remote_write_url(value: str) -> str:
+    if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ValueError(f"{value!r} is not an http(s) URL such as http://vm:8428/api/v1/write")
+    return value
+
+
 Duration = Annotated[str, AfterValidator(_prometheus_duration)]
+RemoteWriteUrl = Annotated[str, AfterValidator(_remote_write_url)]
 Matchers = Annotated[str, AfterValidator(_label_matchers)]
 AlertNames = Annotated[list[str], AfterValidator(_known_alerts)]
 
@@ -105,6 +112,10 @@ class PrometheusSection(_Section):
     recorder_target: str = ports.local_target(ports.RECORDER)
     prometheus_target: str = ports.local_target(ports.PROMETHEUS)
     alertmanager_target: str = ports.local_target(ports.ALERTMANAGER)
+    # A remote-write endpoint (VictoriaMetrics: http://<host>:8428/api/v1/write; Thanos Receive,
+    # Mimir) that keeps the series for longer and for more Prometheus servers than the local
+    # TSDB (docs/dashboards.md, "VictoriaMetrics and other PromQL stores"). Empty: none.
+    remote_write_url: RemoteWriteUrl = ""
 
 
 class AlertmanagerSection(_Section):

@@ -25,6 +25,7 @@ from pathlib import Path
 import orjson
 
 from exporters.serving import answer
+from fleetops.apps import APP_LABEL
 
 log = logging.getLogger("fleetops.pager")
 
@@ -57,7 +58,7 @@ class Page:
         scope = " ".join(
             f"{key}={value}"
             for key, value in sorted(self.labels.items())
-            if key in ("queue_name", "hostname", "name", "instance")
+            if key in (APP_LABEL, "queue_name", "hostname", "name", "instance")
         )
         return (
             f"{self.channel.upper()} {self.status.upper()} {self.alertname}"

@@ -8,7 +8,14 @@ from collections.abc import Mapping
 # The job names the default selectors of [alerts.selectors] expect.
 from alerts.config import EXPORTER_JOB, FLOWER_JOB, RECORDER_JOB, AlertsConfig
 
-__all__ = ["EXPORTER_JOB", "FLOWER_JOB", "RECORDER_JOB", "reference_config", "render"]
+__all__ = [
+    "EXPORTER_JOB",
+    "FLOWER_JOB",
+    "RECORDER_JOB",
+    "reference_config",
+    "remote_write",
+    "render",
+]
 
 PROMETHEUS_JOB = "prometheus"
 ALERTMANAGER_JOB = "alertmanager"
@@ -25,9 +32,11 @@ def render(
     evaluation_interval: str,
     rule_files: list[str],
     exporter_replicas: Mapping[str, str] | None = None,
+    remote_write_url: str = "",
 ) -> dict:
     """``exporter_replicas``: replica name -> target of exporters run side by side; each target
-    gets its name as the ``replica`` target label (docs/exporter.md, "Replicas")."""
+    gets its name as the ``replica`` target label (docs/exporter.md, "Replicas").
+    ``remote_write_url``: also send every sample, recorded series included, to that store."""
 
     def job(name: str, targets: list[str]) -> dict:
         return {"job_name": name, "static_configs": [{"targets": targets}]}
@@ -52,7 +61,7 @@ def render(
         job(PROMETHEUS_JOB, [prometheus_target]),
         job(ALERTMANAGER_JOB, [alertmanager_target]),
     ]
-    return {
+    config: dict = {
         "global": {
             "scrape_interval": scrape_interval,
             "evaluation_interval": evaluation_interval,
@@ -62,6 +71,16 @@ def render(
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_target]}]}]},
         "scrape_configs": scrape_configs,
     }
+    if remote_write_url:
+        config["remote_write"] = remote_write(remote_write_url)
+    return config
+
+
+def remote_write(url: str) -> list[dict]:
+    """Prometheus ``remote_write`` to one long-term store (VictoriaMetrics, Thanos Receive,
+    Mimir): the local TSDB still evaluates the rules and alerts; the store keeps everything,
+    for longer and from several Prometheus servers, behind the same PromQL API."""
+    return [{"url": url}]
 
 
 def reference_config(config: AlertsConfig) -> dict:
@@ -76,4 +95,5 @@ def reference_config(config: AlertsConfig) -> dict:
         scrape_interval=section.scrape_interval,
         evaluation_interval=section.evaluation_interval,
         rule_files=["prometheus_rules.yaml", "prometheus_alerts.yaml"],
+        remote_write_url=section.remote_write_url,
     )

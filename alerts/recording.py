@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from alerts.replicas import one
+from fleetops.apps import APP_LABEL
 
 if TYPE_CHECKING:  # the configuration imports the alert specs, which import these names
     from alerts.config import AlertsConfig
@@ -21,6 +22,11 @@ if TYPE_CHECKING:  # the configuration imports the alert specs, which import the
 SUCCEEDED_COUNTER = "celery_task_succeeded_total"
 FAILED_COUNTER = "celery_task_failed_total"
 LATENCY_HISTOGRAM = "fleetops_task_latency_seconds"
+
+# Every rule keeps the app (fleetops/apps.py): two Celery apps may name a queue alike, and their
+# tasks must never sum together. A series without the label (an exporter older than the label)
+# groups as before.
+BY_QUEUE = f"{APP_LABEL}, queue_name"
 
 # Windows of the multi-window, multi-burn-rate alerts (Google SRE workbook, chapter 5).
 FAILURE_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
@@ -74,13 +80,13 @@ def recording_groups(config: AlertsConfig) -> list[dict]:
         failure_rules += [
             {
                 "record": failed(window),
-                "expr": "sum by (queue_name) ("
+                "expr": f"sum by ({BY_QUEUE}) ("
                 + one(f"rate({FAILED_COUNTER}{{{exporter}}}[{window}])")
                 + ")",
             },
             {
                 "record": completed(window),
-                "expr": "sum by (queue_name) (" + completed_rate(exporter, window) + ")",
+                "expr": f"sum by ({BY_QUEUE}) (" + completed_rate(exporter, window) + ")",
             },
             {
                 "record": failure_ratio(window),
@@ -90,7 +96,7 @@ def recording_groups(config: AlertsConfig) -> list[dict]:
     latency_rules = [
         {
             "record": LATENCY_BUCKETS,
-            "expr": "sum by (queue_name, le) ("
+            "expr": f"sum by ({BY_QUEUE}, le) ("
             + one(f"rate({LATENCY_HISTOGRAM}_bucket{{{exporter}}}[{LATENCY_WINDOW}])")
             + ")",
         },

@@ -229,7 +229,7 @@ def stalled(
         group="fleetops-meta",
         severity="critical",
         hold="1m",
-        expr=f"max by (job, instance, part) ({metric}{{{job}}}) > 0",
+        expr=f"max by ({{app}}, job, instance, part) ({metric}{{{job}}}) > 0",
         summary=summary,
         description=(
             f"The {{{{ $labels.part }}}} of {what} {{{{ $labels.instance }}}} has died or made"
@@ -307,7 +307,7 @@ QUEUES = (
         severity="critical",
         hold="5m",
         expr=(
-            "{one} (celery_queue_length{queues}) > 0\nunless on (queue_name)\n"
+            "{one} (celery_queue_length{queues}) > 0\nunless on ({app}, queue_name)\n"
             "{one} (celery_active_consumer_count{queues}) > 0"
         ),
         summary="Messages wait in a Celery queue that no worker consumes.",
@@ -355,8 +355,10 @@ _VISIBILITY_TIMEOUT_UNDER_ACKS_LATE = (
 )
 # The number the description shows, read at the time the alert fires.
 _VISIBILITY_TIMEOUT_NOW = (
-    '{{ with printf `min(fleetops_broker_visibility_timeout_seconds{job=%q, acks_late="true"})`'
-    " $labels.job | query }}{{ . | first | value | humanizeDuration }}{{ end }}"
+    # The app's own broker: a series without the label matches app="" (no app).
+    "{{ with printf `min(fleetops_broker_visibility_timeout_seconds"
+    '{job=%q, app=%q, acks_late="true"})` $labels.job $labels.app | query }}'
+    "{{ . | first | value | humanizeDuration }}{{ end }}"
 )
 
 
@@ -369,7 +371,7 @@ def near_visibility_timeout(kind: str, metric: str, description: str) -> AlertSp
         severity="warning",
         hold="1m",
         expr=(
-            f"{{one}} ({metric}{{exporter}})\n>= on (job) group_left ()\n"
+            f"{{one}} ({metric}{{exporter}})\n>= on ({{app}}, job) group_left ()\n"
             + _VISIBILITY_TIMEOUT_UNDER_ACKS_LATE
         ),
         summary="Celery tasks may run long enough under acks_late to be handed out twice.",
@@ -402,8 +404,8 @@ def counted_in_window(counter: str) -> str:
 # very first receipt of a task name, which increase() cannot see (a series born counting).
 ETA_WAITING_PAST_TIMEOUT = (
     "(\n  {one} (fleetops_task_eta_farthest_seconds{exporter})\n"
-    "  > bool on (job) group_left ()\n"
-    "  min by (job) (fleetops_broker_visibility_timeout_seconds{exporter})\n) == 1"
+    "  > bool on ({app}, job) group_left ()\n"
+    "  min by ({app}, job) (fleetops_broker_visibility_timeout_seconds{exporter})\n) == 1"
 )
 
 
@@ -528,7 +530,7 @@ WORKERS = (
             "{freshest} (fleetops_worker_heartbeat_age_seconds{exporter})\n"
             "and\n{one} (celery_worker_up{exporter}) == 0\n"
             # A worker that announced its shutdown (scale-down, deploy) is not missing.
-            "unless on (hostname)\n{one} (fleetops_worker_stopped_cleanly{exporter}) == 1"
+            "unless on ({app}, hostname)\n{one} (fleetops_worker_stopped_cleanly{exporter}) == 1"
         ),
         summary="A Celery worker stopped sending heartbeats.",
         description=(
@@ -596,7 +598,7 @@ PIPELINE = (
         severity="warning",
         hold="15m",
         expr=(
-            "sum by (job, instance, reason) ("
+            "sum by ({app}, job, instance, reason) ("
             "rate(fleetops_exporter_events_rejected_total{exporter}[5m])) > 0"
         ),
         summary="The exporter keeps rejecting Celery events it cannot use.",
@@ -614,9 +616,9 @@ PIPELINE = (
         severity="warning",
         hold="10m",
         expr=(
-            "sum by (job, hostname) ({one} (increase(fleetops_worker_processed_total{exporter}"
-            "[{events_window}]))) > 0\nunless on (job, hostname)\n"
-            "sum by (job, hostname) ({task_rate}) > 0"
+            "sum by ({app}, job, hostname) ({one} (increase(fleetops_worker_processed_total"
+            "{exporter}[{events_window}]))) > 0\nunless on ({app}, job, hostname)\n"
+            "sum by ({app}, job, hostname) ({task_rate}) > 0"
         ),
         summary="A worker processes tasks but sends no task events.",
         description=(

@@ -93,6 +93,7 @@ def render_stack(
                 scrape_interval=scrape_interval or config.prometheus.scrape_interval,
                 evaluation_interval=evaluation_interval or config.prometheus.evaluation_interval,
                 rule_files=[RULES_FILE, ALERTS_FILE],
+                remote_write_url=config.prometheus.remote_write_url,
             )
         )
     )

@@ -11,6 +11,7 @@ from grafana_foundation_sdk.models import dashboard as models
 from dashboards.config import TAGS, TITLE_PREFIX, Uid, default_runbook_base_url
 from dashboards.links import dashboard_links
 from dashboards.runbooks import Topic, runbook_links
+from dashboards.variables import app as app_variable
 from dashboards.variables import datasource_variable
 
 Rows = list[tuple[str, list[Builder[models.Panel]]]]
@@ -38,7 +39,7 @@ def new_dashboard(
         .timezone("browser")
         .tooltip(models.DashboardCursorSync.CROSSHAIR)
         .links(dashboard_links())
-        .variables([datasource_variable(), *variables])
+        .variables([datasource_variable(), app_variable(), *variables])
     )
 
 

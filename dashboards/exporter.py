@@ -113,7 +113,10 @@ def build(options: BuildOptions) -> models.Dashboard:
             "s",
             [
                 Query(f"max({sel('fleetops_exporter_scrape_duration_seconds', JOB)})", "render"),
-                Query(f"max({sel('scrape_duration_seconds', JOB)})", "Prometheus scrape"),
+                Query(
+                    f"max({sel('scrape_duration_seconds', JOB, per_app=False)})",
+                    "Prometheus scrape",
+                ),
             ],
             width=8,
         ),
@@ -123,7 +126,7 @@ def build(options: BuildOptions) -> models.Dashboard:
             "short",
             [
                 Query(f"sum({sel('fleetops_exporter_series', JOB)})", "held"),
-                Query(f"sum({sel('scrape_samples_scraped', JOB)})", "scraped"),
+                Query(f"sum({sel('scrape_samples_scraped', JOB, per_app=False)})", "scraped"),
             ],
             width=8,
         ),

@@ -24,10 +24,10 @@ def drill_down(uid: Uid, title: str, keep: tuple[str, ...] = (), **variables: st
     """A data link to another dashboard: the series' labels become its variables.
 
     ``variables`` maps a variable of the target to the label of the clicked series, e.g.
-    ``queue="queue_name"``; the data source, job, the variables named in ``keep`` and the time
+    ``queue="queue_name"``; the data source, app, job, the variables named in ``keep`` and the time
     range are carried over as they are.
     """
-    params = [f"${{{name}:queryparam}}" for name in ("datasource", "job", *keep)]
+    params = [f"${{{name}:queryparam}}" for name in ("datasource", "app", "job", *keep)]
     params += [f"var-{name}=${{__field.labels.{label}}}" for name, label in variables.items()]
     params.append("${__url_time_range}")
     return DashboardLink(title).url(f"/d/{uid}/{uid}?{'&'.join(params)}")

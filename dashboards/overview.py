@@ -17,7 +17,7 @@ from dashboards.panels import (
     timeseries_panel,
     value_thresholds,
 )
-from dashboards.promql import JOB, QUEUE, fleet, fleet_rate, or_zero, sel, sum_by
+from dashboards.promql import APP_OR_NONE, JOB, QUEUE, fleet, fleet_rate, or_zero, sel, sum_by
 from dashboards.queries import percentiles
 from dashboards.runbooks import Topic
 from fleetops.breaking_points import BreakingPoints, current
@@ -145,8 +145,10 @@ def build(options: BuildOptions) -> models.Dashboard:
             "short",
             Query(
                 sum_by(
-                    ["alertname", "severity", "queue_name", "hostname"],
-                    'ALERTS{alertstate="firing"}',
+                    ["alertname", "severity", "app", "queue_name", "hostname"],
+                    # The selected apps' alerts and those of no app (the exporter, Prometheus):
+                    # a fleet-wide alert concerns every app.
+                    sel("ALERTS", 'alertstate="firing"', APP_OR_NONE, per_app=False),
                 ),
                 "{{alertname}}",
             ),

@@ -10,7 +10,13 @@ the recorder's do not.
 from __future__ import annotations
 
 from alerts.replicas import freshest, one
+from fleetops.apps import APP_LABEL
 
+# Every selector filters by the dashboards' `app` variable (fleetops/apps.py): All is ".*",
+# which also matches a series without the label.
+APP = f'{APP_LABEL}=~"$app"'
+# The selected apps, and series of no app at all (alerts about the exporter or Prometheus).
+APP_OR_NONE = f'{APP_LABEL}=~"$app|"'
 JOB = 'job=~"$job"'
 RECORDER_JOB = 'job=~"$recorder_job"'
 QUEUE = 'queue_name=~"$queue"'
@@ -23,8 +29,12 @@ FLOWER_TASK = 'task=~"$task"'
 RATE_INTERVAL = "$__rate_interval"
 
 
-def sel(metric: str, *matchers: str) -> str:
-    """A vector selector: ``metric{m1, m2}``."""
+def sel(metric: str, *matchers: str, per_app: bool = True) -> str:
+    """A vector selector of the selected apps: ``metric{app=~"$app", m1, m2}``.
+
+    ``per_app=False`` only for the series Prometheus writes per scrape target (``up``,
+    ``scrape_*``): one exporter serves every app in one target, so they carry no app."""
+    matchers = (APP, *matchers) if per_app else matchers
     return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
 
 

@@ -8,8 +8,11 @@ from grafana_foundation_sdk.models.dashboard import VariableRefresh, VariableSor
 
 from dashboards.panels import DATASOURCE
 from dashboards.promql import JOB, QUEUE, sel
+from fleetops.apps import APP_LABEL
 
 ALL = ".*"
+# Every app's exporter pipeline serves its breaking points, whatever the state of its fleet.
+APP_METRIC = "fleetops_breaking_point"
 
 
 def datasource_variable() -> DatasourceVariable:
@@ -38,9 +41,17 @@ def label_values_variable(name: str, selector: str, label: str, description: str
     )
 
 
+def app() -> QueryVariable:
+    """The Celery apps (fleetops/apps.py); the first variable, every other one follows it.
+    All (".*") also matches series without the label, so one unlabelled app still shows."""
+    return label_values_variable(
+        APP_LABEL, APP_METRIC, APP_LABEL, "Celery app (FLEETOPS_APP_NAME, FLEETOPS_APPS)."
+    )
+
+
 def _job(metric: str, description: str, name: str = "job") -> QueryVariable:
     """The Prometheus job of the process that serves ``metric``."""
-    return label_values_variable(name, metric, "job", description)
+    return label_values_variable(name, sel(metric), "job", description)
 
 
 def job() -> QueryVariable:

@@ -5,21 +5,26 @@ console read the same values."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
+from alerts import prometheus
 from alerts.cli import register
 from alerts.config import AlertsConfig
 from alerts.generate import enabled_alerts, load_inputs
 from alerts.rules import ALERTS
 from fleetops import breaking_points
 from fleetops.errors import ConfigError
-from tests.alerts.conftest import BREAKING_POINTS, breaking_points_with
+from tests.alerts.conftest import ALERTS_DIR, BREAKING_POINTS, breaking_points_with, tool
+from tests.servers import REPO
 
 
 @pytest.mark.parametrize(
@@ -101,3 +106,34 @@ def test_alerts_config_prints_every_setting_in_force(tmp_path: Path) -> None:
     assert set(shown["for"]) == {spec.for_key for spec in ALERTS}
     assert "CeleryTaskErrorBudgetBurn:3d" in shown["for"]
     assert shown["selectors"]["exporter"] == 'job="fleetops-exporter"'
+
+
+def test_remote_write_url_sends_every_sample_to_the_long_term_store(tmp_path: Path) -> None:
+    """The shipped VictoriaMetrics example (docs/dashboards.md) is what the option generates;
+    tests/dashboards/test_queries.py runs it against a real VictoriaMetrics."""
+    url = "http://victoria-metrics:8428/api/v1/write"
+    path = breaking_points_with(
+        tmp_path / "bp.toml", f'[alerts.prometheus]\nremote_write_url = "{url}"'
+    )
+    _, config = load_inputs(path)
+    block = {"remote_write": prometheus.reference_config(config)["remote_write"]}
+    assert block == {"remote_write": [{"url": url}]}
+    assert "remote_write" not in prometheus.reference_config(AlertsConfig())
+    documented = (REPO / "docs" / "dashboards.md").read_text()
+    assert f'remote_write_url = "{url}"' in documented
+    assert f"```yaml\n{yaml.safe_dump(block)}```" in documented
+    # Prometheus's own checker accepts the whole configuration with it.
+    for name in ("prometheus_rules.yaml", "prometheus_alerts.yaml"):
+        shutil.copy(ALERTS_DIR / name, tmp_path / name)
+    config_file = tmp_path / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(prometheus.reference_config(config)))
+    check = subprocess.run(
+        [tool("promtool"), "check", "config", str(config_file)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    broken = breaking_points_with(
+        tmp_path / "broken.toml", '[alerts.prometheus]\nremote_write_url = "victoria:8428"'
+    )
+    with pytest.raises(ConfigError, match="remote_write_url"):
+        load_inputs(broken)

@@ -196,8 +196,11 @@ def test_runbook_url_base_is_a_directory_or_a_page_taking_the_alert_name(
         "https://git.example/fleetops/blob/main/runbooks/CeleryQueueDepthCritical.md"
     )
     console = AlertsConfig(runbook_url_base="http://console:8501/runbooks?runbook={alert}")
+    # The console's page also keeps the alert's app selected (rendered by promtool in
+    # tests/alerts/promtool/two_apps.yaml for the dashboard link, built the same way).
     assert rule.to_rule(console)["annotations"]["runbook_url"] == (
         "http://console:8501/runbooks?runbook=CeleryQueueDepthCritical"
+        "{{ with $labels.app }}&app={{ . | urlquery }}{{ end }}"
     )
 
 

@@ -162,3 +162,13 @@ def test_runbooks_cite_only_what_the_repository_holds() -> None:
         for number in re.findall(r"\bADR-?(\d+)", text):
             cited = [*REPO.glob(f"docs/**/*{number}*.md")]
             assert cited, f"{path.name} cites ADR {number}, which is not in the repository"
+
+
+def test_runbooks_of_fleet_alerts_say_how_to_scope_to_the_app(
+    committed_alerts: list[AlertRule],
+) -> None:
+    """An alert on fleet series carries the app (fleetops/apps.py): its runbook says so."""
+    for rule in committed_alerts:
+        if rule.name.startswith("Celery") or "without (instance, replica)" in rule.expr:
+            diagnosis = _sections((RUNBOOKS_DIR / f"{rule.name}.md").read_text())["Diagnosis"]
+            assert "`app` label" in diagnosis and 'app="<app>"' in diagnosis, rule.name

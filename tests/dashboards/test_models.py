@@ -29,7 +29,12 @@ from tests.dashboards.walk import (
 REPO = Path(__file__).resolve().parents[2]
 BUILT = built_json()
 EXPECTED_UIDS = {uid.value for uid in Uid}
-KEPT_IN_LINKS = ("${datasource:queryparam}", "${job:queryparam}", "${__url_time_range}")
+KEPT_IN_LINKS = (
+    "${datasource:queryparam}",
+    "${app:queryparam}",
+    "${job:queryparam}",
+    "${__url_time_range}",
+)
 
 
 def test_uids_are_the_stable_ones_and_unique() -> None:
@@ -60,13 +65,36 @@ def test_dashboard_frame(name: str) -> None:
 def test_variables_datasource_first_then_cascading_label_values(name: str) -> None:
     variables = BUILT[name]["templating"]["list"]
     assert variables[0]["type"] == "datasource" and variables[0]["query"] == "prometheus"
-    assert variables[1]["name"] == "job"
+    assert [variables[1]["name"], variables[2]["name"]] == ["app", "job"]
+    app = variables[1]
+    assert app["query"] == "label_values(fleetops_breaking_point, app)"
+    assert app["multi"] and app["includeAll"] and app["allValue"] == ".*"
     for variable in query_variables(BUILT[name]):
         assert variable["query"].startswith("label_values("), variable
         assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         assert variable["refresh"] == 2, f"{variable['name']} must refresh on time range change"
-        if not variable["name"].endswith("job"):  # a job variable picks a scrape job itself
+        if variable["name"] != "app":  # every other variable lists the selected apps' values
+            assert 'app=~"$app"' in variable["query"], f"{variable['name']} must follow $app"
+        if not variable["name"].endswith("job") and variable["name"] != "app":
+            # a job variable picks a scrape job itself
             assert 'job=~"$job"' in variable["query"], f"{variable['name']} must follow $job"
+
+
+# Series Prometheus writes per scrape target: one exporter serves every app in one target.
+PER_TARGET = re.compile(r"\b(up|scrape_duration_seconds|scrape_samples_scraped)\{")
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_every_panel_query_filters_by_the_app_variable(name: str) -> None:
+    """Every selector of every panel query keeps only the selected apps' series."""
+    for panel in panels(BUILT[name]):
+        for target in panel["targets"]:
+            expr = target["expr"]
+            selectors = re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*\{[^}]*\}", expr)
+            assert selectors, f"{panel['title']}: {expr}"
+            for selector in selectors:
+                if not PER_TARGET.match(selector):
+                    assert re.search(r'app=~"\$app\|?"', selector), f"{panel['title']}: {selector}"
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
