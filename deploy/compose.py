@@ -143,6 +143,8 @@ def prometheus_config(config: AlertsConfig) -> dict:
         scrape_interval=config.prometheus.scrape_interval,
         evaluation_interval=config.prometheus.evaluation_interval,
         rule_files=[RULES_FILE, ALERTS_FILE],
+        # [alerts.prometheus] remote_write_url, e.g. VictoriaMetrics (docs/dashboards.md).
+        remote_write_url=config.prometheus.remote_write_url,
     )
 
 
