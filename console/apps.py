@@ -71,6 +71,9 @@ def reported_apps(prom: Prometheus, exporter_selector: str) -> tuple[str, ...]:
     try:
         samples = prom.query(reported_expr(exporter_selector))
     except SourceDown:
+        # Remembered too: a hanging store must not cost every page run another timeout here
+        # on top of the page's own banner.
+        _reported[key] = (now, ())
         return ()
     names: list[str] = []
     for sample in samples:
