@@ -93,10 +93,12 @@ def two_apps(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         with processes_in(directory) as processes:
             processes.start(prometheus_spec(files, port))
             url = f"http://127.0.0.1:{port}"
+            # The query the console asks, not its cached answer (an early empty one would stay).
+            expr = apps.reported_expr(f'job="{EXPORTER_JOB}"')
             wait_for(
                 lambda: (
-                    apps.reported_apps(Prometheus(url), f'job="{EXPORTER_JOB}"')
-                    == ("billing", "default")
+                    {s.labels.get("app") for s in Prometheus(url).query(expr)}
+                    == {"billing", "default"}
                 ),
                 timeout=60,
                 message="Prometheus scraped both apps",
