@@ -19,6 +19,7 @@ from typing import Any
 import streamlit as st
 
 from console import audit, auth
+from console.apps import AppChoice
 from console.settings import ConsoleSettings
 
 
@@ -83,17 +84,29 @@ def is_armed(key: str, what: str) -> bool:
     return bool(st.session_state.get(confirm)) and st.session_state.get(armed) == what
 
 
+def _refusal(app: AppChoice | None) -> str | None:
+    """Why an action on a broker cannot run for the app chosen (several apps, none chosen)."""
+    return None if app is None else app.refusal()
+
+
+def _app_details(app: AppChoice | None) -> dict[str, Any]:
+    # The audit names the app whose broker the action went to.
+    acting = None if app is None else app.acting
+    return {} if acting is None else {"app": acting.name}
+
+
 def _execute(
     settings: ConsoleSettings,
     key: str,
     what: str,
     run: Callable[[], object],
     details: Mapping[str, Any],
+    app: AppChoice | None = None,
 ) -> None:
     """The button's callback: check everything again, then intent, run, result."""
     # Checked again here: a disabled widget is presentation, not access control.
     identity = auth.current(settings)
-    reason = auth.refusal(identity)
+    reason = auth.refusal(identity) or _refusal(app)
     if reason is not None or identity is None:
         _tell("error", f"{reason} Nothing was done.")
         return
@@ -104,7 +117,7 @@ def _execute(
     # One confirmation, one run: disarmed before running, so neither a failure nor a second
     # click can reuse it.
     _disarm(key)
-    details = {"via": identity.via, **details}
+    details = {"via": identity.via, **_app_details(app), **details}
     try:
         action_id = audit.intent(settings.audit_log, who=identity.who, what=what, **details)
     except OSError as exc:
@@ -144,18 +157,21 @@ def guarded(
     label: str,
     what: str,
     run: Callable[[], object],
+    app: AppChoice | None,
     details: dict | None = None,
 ) -> None:
     """Render the confirmation and button of one action; run it only when allowed.
 
     ``run`` returns the result text (or an Outcome); show_outcomes (every page calls it
-    through ui.page) shows it in the next page run."""
+    through ui.page) shows it in the next page run. ``app`` is the page's app choice for an
+    action on a broker (refused unless it names one app whose broker is known), None for one
+    that is not (a silence): every caller says which."""
     confirm, run_key, armed = _keys(key)
     # Before the checkbox exists in this run: a confirmation given for another target is void.
     if st.session_state.get(armed) != what:
         _disarm(key)
     identity = auth.current(settings)
-    reason = auth.refusal(identity)
+    reason = auth.refusal(identity) or _refusal(app)
     confirmed = st.checkbox(
         f"I confirm: {what}",
         key=confirm,
@@ -168,7 +184,7 @@ def guarded(
         key=run_key,
         disabled=reason is not None or not confirmed,
         on_click=_execute,
-        args=(settings, key, what, run, dict(details or {})),
+        args=(settings, key, what, run, dict(details or {}), app),
     )
     if reason is not None:
         st.caption(reason)

@@ -61,7 +61,7 @@ def lateness(next_run: float | None, now: float) -> float:
 def entries(
     prom: Prometheus, points: BreakingPoints, *, now: float | None = None
 ) -> list[BeatEntry]:
-    sel = exporter_selector(points)
+    sel = exporter_selector(points, prom.app)
     found = prom.many(
         {
             "last": f"max by (name) ({LAST_RUN}{{{sel}}})",

@@ -4,13 +4,16 @@ link pasted into a ticket opens the same view. Pages read the same names back wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from html import escape
 from urllib.parse import urlencode
 
 from celery import states as celery_states
 
 from exporters.history.queries import to_epoch
+from fleetops.apps import check_app_name
 
 # Query parameter names, shared by the pages that write and read them.
 TASK_ID = "task_id"
@@ -25,10 +28,46 @@ EXCEPTION_TEXT = "exception_text"
 TEXT = "text"
 RUNBOOK = "runbook"
 TASK_FILTERS = (NAME, STATE, WORKER, QUEUE, SINCE, UNTIL, EXCEPTION, EXCEPTION_TEXT, TEXT)
+# The chosen app (console/apps.py): every link keeps it, so no page falls back to all apps.
+APP = "app"
+
+# Set by every page run (ui.page) for the links it builds; a script run is one thread, so
+# sessions do not see each other's app.
+_app: ContextVar[str | None] = ContextVar("fleetops_console_app", default=None)
+
+
+def keep_app(app: str | None) -> None:
+    """Every link built from now on in this page run carries ``app`` (None: all apps)."""
+    _app.set(app)
+
+
+def kept_app() -> str | None:
+    return _app.get()
+
+
+def keeping_app(params: Mapping[str, str]) -> dict[str, str]:
+    """``params`` plus the chosen app: for a page that rewrites its whole URL."""
+    app = _app.get()
+    return {**params, APP: app} if app is not None else dict(params)
+
+
+@contextlib.contextmanager
+def app_of(app: str | None) -> Iterator[None]:
+    """Links built inside carry ``app`` instead (an alert's own app); None keeps the page's."""
+    if app is None:
+        yield
+        return
+    token = _app.set(app)
+    try:
+        yield
+    finally:
+        _app.reset(token)
 
 
 def _url(page: str, **params: object) -> str:
     kept = {k: str(v) for k, v in params.items() if v not in (None, "")}
+    if _app.get() is not None and APP not in kept:
+        kept[APP] = str(_app.get())
     # "@" and ":" stay readable (worker hostnames, times); everything else that could end a
     # parameter is escaped.
     return f"/{page}?{urlencode(kept, safe='@:')}" if kept else f"/{page}"
@@ -95,7 +134,23 @@ TASK_FAULTS_TEXT = "stuck & orphaned tasks"
 
 def alert_targets(labels: Mapping[str, str]) -> list[tuple[str, str]]:
     """(text, url) of the pages an alert points at: its runbook, the page listing its tasks
-    (a task-fault alert), then its queue or worker."""
+    (a task-fault alert), then its queue or worker, in the alert's own app when it names one."""
+    app = labels.get(APP) or None
+    if app is not None and not _usable_app(app):
+        app = None
+    with app_of(app):
+        return _alert_targets(labels)
+
+
+def _usable_app(app: str) -> bool:
+    try:
+        check_app_name(app)
+    except ValueError:
+        return False
+    return True
+
+
+def _alert_targets(labels: Mapping[str, str]) -> list[tuple[str, str]]:
     found = [("runbook", runbook(labels["alertname"]))] if labels.get("alertname") else []
     if labels.get("alertname") in TASK_FAULT_ALERTS:
         found.append((TASK_FAULTS_TEXT, task_faults()))

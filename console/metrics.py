@@ -8,13 +8,28 @@ from dataclasses import dataclass
 
 from alerts import recording
 from alerts.replicas import freshest, one
+from console.apps import with_app
 from console.sources.prometheus import Prometheus
 from fleetops.breaking_points import BreakingPoints, Level
 
 
-def exporter_selector(points: BreakingPoints) -> str:
-    """The exporter's series, picked as the alerts pick them ([alerts.selectors] exporter)."""
-    return points.alerts.selectors.exporter
+def exporter_selector(points: BreakingPoints, app: str | None = None) -> str:
+    """The exporter's series, picked as the alerts pick them ([alerts.selectors] exporter), of
+    ``app`` when one is chosen (console/apps.py: the one place the app matcher is made)."""
+    return with_app(points.alerts.selectors.exporter, app)
+
+
+def recorded(name: str, app: str | None) -> str:
+    """A recording rule's series per queue (alerts/recording.py), of ``app`` when one is chosen.
+
+    The largest per queue: with all apps shown, two apps' queues of one name are one row, and
+    the worse number is the one to see."""
+    matchers = with_app("", app)
+    return (
+        f"max by (queue_name) ({name}{{{matchers}}})"
+        if matchers
+        else f"max by (queue_name) ({name})"
+    )
 
 
 def per_queue(prom: Prometheus, aggregation: str, metric: str, selector: str) -> dict[str, float]:
@@ -54,14 +69,15 @@ def minutes_text(seconds: float | None) -> str:
     return f"{seconds / 60:.0f} min"
 
 
-def work_queue_selector(points: BreakingPoints) -> str:
+def work_queue_selector(points: BreakingPoints, app: str | None = None) -> str:
     """The exporter's series of queues that workers consume (not the dead-letter queue)."""
     selectors = points.alerts.selectors
-    return ", ".join(part for part in (selectors.exporter, selectors.work_queues) if part)
+    own = ", ".join(part for part in (selectors.exporter, selectors.work_queues) if part)
+    return with_app(own, app)
 
 
 def queue_states(prom: Prometheus, points: BreakingPoints) -> list[QueueState]:
-    sel = work_queue_selector(points)
+    sel = work_queue_selector(points, prom.app)
 
     def fleet(metric: str) -> str:
         # One copy per series however many exporter replicas serve it, as the alerts read it.
@@ -78,7 +94,7 @@ def queue_states(prom: Prometheus, points: BreakingPoints) -> list[QueueState]:
             + ")",
             "consumers": f"sum by (queue_name) ({fleet('celery_active_consumer_count')})",
             # Recorded per queue by alerts/recording.py, as the latency alerts read it.
-            "p95": recording.LATENCY_P95,
+            "p95": recorded(recording.LATENCY_P95, prom.app),
         },
         "queue_name",
     )
@@ -118,7 +134,7 @@ class WorkerState:
 
 
 def worker_states(prom: Prometheus, points: BreakingPoints) -> list[WorkerState]:
-    sel = exporter_selector(points)
+    sel = exporter_selector(points, prom.app)
 
     names = {
         "up": "celery_worker_up",
@@ -164,18 +180,19 @@ FAILURE_WINDOW = "1h"
 def failure_ratios(prom: Prometheus) -> dict[str, float]:
     """Failed per completed task per queue over FAILURE_WINDOW, as the burn-rate alerts read it
     (recorded by alerts/recording.py; a queue that completed nothing has no ratio)."""
-    return prom.by_label(recording.failure_ratio(FAILURE_WINDOW), "queue_name")
+    return prom.by_label(recorded(recording.failure_ratio(FAILURE_WINDOW), prom.app), "queue_name")
 
 
-def depth_expr(points: BreakingPoints) -> str:
+def depth_expr(points: BreakingPoints, app: str | None = None) -> str:
     """Depth per queue, every queue of the exporter (the dead-letter queue too)."""
-    sel = exporter_selector(points)
+    sel = exporter_selector(points, app)
     return f"sum by (queue_name) ({one(f'celery_queue_length{{{sel}}}')})"
 
 
-def memory_expr(points: BreakingPoints) -> str:
+def memory_expr(points: BreakingPoints, app: str | None = None) -> str:
     """Memory percent per worker, the largest copy across exporter replicas."""
-    return f"max by (hostname) (fleetops_worker_memory_percent{{{exporter_selector(points)}}})"
+    sel = exporter_selector(points, app)
+    return f"max by (hostname) (fleetops_worker_memory_percent{{{sel}}})"
 
 
 # Who worked on a queue lately: Prometheus has no worker-to-queue binding, but every task a
@@ -187,7 +204,7 @@ def received_by_queue_and_worker(
     prom: Prometheus, points: BreakingPoints
 ) -> dict[str, dict[str, float]]:
     """Tasks each worker received from each queue over RECENT_WINDOW: {queue: {worker: n}}."""
-    sel = exporter_selector(points)
+    sel = exporter_selector(points, prom.app)
     expr = (
         "sum by (queue_name, hostname) ("
         + one(f"increase(celery_task_received_total{{{sel}}}[{RECENT_WINDOW}])")

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 class ConsoleSettings(FleetSettings):
     # Where the console reads from; each may be down without taking the others with it.
     prometheus_url: str = ports.local_url(ports.PROMETHEUS)
-    """Prometheus HTTP API."""
+    """Any PromQL HTTP API (Prometheus, VictoriaMetrics, Thanos, Mimir): the URL before /api/v1."""
     alertmanager_url: str = ports.local_url(ports.ALERTMANAGER)
     """Alertmanager HTTP API."""
     history_database_url: str | None = Field(

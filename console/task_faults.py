@@ -94,14 +94,14 @@ class Fleet:
         return {**from_limits, **self.stuck_bounds}
 
 
-def _selector(points: BreakingPoints, *more: str) -> str:
-    return ", ".join(part for part in (exporter_selector(points), *more) if part)
+def _selector(points: BreakingPoints, app: str | None, *more: str) -> str:
+    return ", ".join(part for part in (exporter_selector(points, app), *more) if part)
 
 
 def read(prom: Prometheus, points: BreakingPoints) -> Fleet:
     """Every number of the page, in one round of parallel queries; raises SourceDown."""
-    sel = _selector(points)
-    lost = _selector(points, 'outcome="lost"')
+    sel = _selector(points, prom.app)
+    lost = _selector(points, prom.app, 'outcome="lost"')
 
     def total(expr: str) -> str:
         # One copy per series across exporter replicas, as the alerts read them.

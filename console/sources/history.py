@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import cache
 from typing import TypeVar
@@ -24,8 +25,28 @@ def engine_for(url: str) -> Engine:
     return create_history_engine(url)
 
 
-def call(engine: Engine, query: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Run one of exporters.history.queries, turning a database failure into SourceDown."""
+def takes_app(query: Callable[..., object]) -> bool:
+    """Whether a history query filters by app (a keyword ``app``, exporters/history/queries.py).
+
+    A store from before the app column has queries without it: they read every app."""
+    try:
+        return "app" in inspect.signature(query).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def call(
+    engine: Engine,
+    query: Callable[..., T],
+    *args: object,
+    app: str | None = None,
+    **kwargs: object,
+) -> T:
+    """Run one of exporters.history.queries, turning a database failure into SourceDown.
+
+    ``app`` (None: all apps) is passed only to a query that takes it."""
+    if app is not None and takes_app(query):
+        kwargs["app"] = app
     try:
         return query(engine, *args, **kwargs)
     except SQLAlchemyError as exc:

@@ -22,11 +22,29 @@ class Sample:
 
 
 class Prometheus:
-    def __init__(self, url: str, timeout: float = 3.0) -> None:
+    """Any PromQL HTTP API (Prometheus, VictoriaMetrics, Thanos Query, Mimir under its
+    /prometheus prefix): only /api/v1/query and /api/v1/query_range are used.
+
+    ``app`` is the app the console shows (console/apps.py; None: all): every query built from
+    this client picks that app's series (``console.metrics`` reads it)."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 3.0,
+        *,
+        app: str | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.app = app
         # One pooled client: a fresh one per request costs a TLS context and a connection.
-        self.http = httpx.Client(timeout=timeout)
+        self.http = http if http is not None else httpx.Client(timeout=timeout)
+
+    def for_app(self, app: str | None) -> Prometheus:
+        """The same endpoint and connections, scoped to ``app``."""
+        return Prometheus(self.url, self.timeout, app=app, http=self.http)
 
     def query(self, expr: str) -> list[Sample]:
         try:

@@ -22,7 +22,7 @@ def alert_line(alert: Alert, said: str) -> str:
 
 
 ctx = ui.page("Alerts")
-alerts = ui.fetch(ctx.alertmanager.alerts)
+alerts = ui.fetch(ctx.alerts)
 if alerts is not None:
     firing = [a for a in alerts if a.state == "active"]
     silenced = [a for a in alerts if a.state == "suppressed"]
@@ -61,9 +61,13 @@ if silences is not None:
     matchers = {"alertname": alertname or ""}
     if queue:
         matchers["queue_name"] = queue
+    if ctx.apps.several and ctx.app is not None:
+        # Only the chosen app's alerts; with one app its alerts may predate the app label.
+        matchers["app"] = ctx.app
     if alertname:
         actions.guarded(
             ctx.settings,
+            app=None,
             key="silence_create",
             label="Create silence",
             what=f"silence {matchers} for {hours:g} h",
@@ -80,6 +84,7 @@ if silences is not None:
         silence_id = st.selectbox("Silence", [row["id"] for row in rows], key="silence_expire_id")
         actions.guarded(
             ctx.settings,
+            app=None,
             key="silence_expire",
             label="Expire silence",
             what=f"expire silence {silence_id}",

@@ -39,6 +39,10 @@ def _batch(
     return actions.Outcome(f"{len(touched)} {verb}d", _touched(touched))
 
 
+if ctx.apps.acting is None:
+    # Dead letters are in one broker: with several apps, the chosen app's.
+    st.info(ctx.apps.refusal() or "Choose one app.")
+    st.stop()
 letters = ui.fetch(lambda: control.dead_letters(ctx.celery))
 if letters is not None:
     if not letters:
@@ -96,6 +100,7 @@ if letters is not None:
             for verb, act in (("requeue", control.requeue), ("purge", control.purge)):
                 actions.guarded(
                     ctx.settings,
+                    app=ctx.apps,
                     key=verb,
                     label=verb.title(),
                     what=f"{verb} dead letters: {selection.describe()}",

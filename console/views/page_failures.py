@@ -61,7 +61,7 @@ def group_row(row: dict, since: str) -> str:
 
 
 grouped = ui.fetch(
-    lambda: history.call(ctx.history, history.failures, since=window, queue=queue, limit=LIMIT)
+    lambda: ctx.read_history(history.failures, since=window, queue=queue, limit=LIMIT)
 )
 if grouped is not None:
     if grouped.empty:

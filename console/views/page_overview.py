@@ -192,7 +192,7 @@ def firing_alerts(alerts: list) -> None:
 @st.fragment(run_every=ctx.settings.console_refresh_seconds)
 def live() -> None:
     found = ui.fetch(read_prometheus)
-    alerts = ui.fetch(ctx.alertmanager.alerts)
+    alerts = ui.fetch(ctx.alerts)
     queues, workers, ratios = found if found is not None else ([], [], {})
     in_trouble(queues, workers, alerts or [], complete=found is not None and alerts is not None)
     if found is not None:

@@ -11,7 +11,7 @@ from console import charts, links, metrics, trouble, ui
 from console.sources.prometheus import range_frame
 
 ctx = ui.page("Queues")
-sel = metrics.exporter_selector(ctx.points)
+sel = metrics.exporter_selector(ctx.points, ctx.app)
 bands = charts.signal_bands(ctx.points.queue_depth)
 # Lines on one history chart: more than this many stop being told apart by colour.
 HISTORY_LINES = 10
@@ -53,7 +53,7 @@ def focus_name() -> str | None:
 def depth_history(hours: int) -> pd.DataFrame:
     return range_frame(
         ctx.prometheus,
-        metrics.depth_expr(ctx.points),
+        metrics.depth_expr(ctx.points, ctx.app),
         "queue_name",
         seconds=hours * 3600,
         step=max(15, hours * 3600 / 240),

@@ -79,21 +79,20 @@ class Lists:
 
 def read_history() -> Lists:
     # One fetch for every list: a history that is down shows one banner, not four.
-    engine = ctx.history
-    twice = history.call(engine, history.twice_run_tasks, since=faults.WINDOW, limit=LIMIT)
+    twice = ctx.read_history(history.twice_run_tasks, since=faults.WINDOW, limit=LIMIT)
     # Every listed task's runs in one query: one per task would be up to LIMIT round trips.
-    runs = history.call(engine, history.runs_of, [str(t) for t in twice["task_id"]])
+    runs = ctx.read_history(history.runs_of, [str(t) for t in twice["task_id"]])
     timeout = known.visibility_timeout
     return Lists(
-        orphaned=history.call(
-            engine, history.orphaned_tasks, worker_timeout=faults.WORKER_TIMEOUT,
+        orphaned=ctx.read_history(
+            history.orphaned_tasks, worker_timeout=faults.WORKER_TIMEOUT,
             redelivery_window=known.redelivery_window, since=faults.WINDOW, limit=LIMIT,
             # A task on a worker that announced its shutdown is drained there first: orphaned
             # once past the same bound that makes it stuck.
             bounds=known.bounds, default_bound=rules.DEFAULT_STUCK_AFTER_SECONDS,
         ),
-        stuck=history.call(
-            engine, history.stuck_tasks, bounds=known.bounds,
+        stuck=ctx.read_history(
+            history.stuck_tasks, bounds=known.bounds,
             default_bound=rules.DEFAULT_STUCK_AFTER_SECONDS,
             worker_timeout=faults.WORKER_TIMEOUT, limit=LIMIT,
         ),
@@ -102,8 +101,8 @@ def read_history() -> Lists:
             str(task_id): own.drop(columns="task_id").reset_index(drop=True)
             for task_id, own in runs.groupby("task_id", sort=False)
         },
-        eta=None if timeout is None else history.call(
-            engine, history.eta_beyond_visibility, visibility_timeout=timeout,
+        eta=None if timeout is None else ctx.read_history(
+            history.eta_beyond_visibility, visibility_timeout=timeout,
             since=faults.WINDOW, limit=LIMIT,
         ),
     )  # fmt: skip

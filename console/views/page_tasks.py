@@ -89,7 +89,7 @@ for problem in bad:
     st.error(problem.replace("in the link", "in the search"))
 if submitted and not bad:
     # The search replaces the URL's filters (and closes the task detail it may have shown).
-    st.query_params.from_dict(search)
+    st.query_params.from_dict(links.keeping_app(search))
     st.session_state["task_id"] = ""
     st.session_state[APPLIED] = (search, {})
 
@@ -106,7 +106,7 @@ filters = history.TaskFilter(
 )
 page = None
 if not bad:
-    page = ui.fetch(lambda: history.call(ctx.history, history.search_page, filters, limit=LIMIT))
+    page = ui.fetch(lambda: ctx.read_history(history.search_page, filters, limit=LIMIT))
 if page is not None:
     found, count = page
     shown = (
@@ -144,7 +144,7 @@ elif not task_id and url_task_id:
     del st.query_params[links.TASK_ID]
     st.session_state[APPLIED] = (url_filters, {})
 if task_id:
-    detail = ui.fetch(lambda: history.call(ctx.history, history.task_detail, task_id))
+    detail = ui.fetch(lambda: ctx.read_history(history.task_detail, task_id))
     if detail is None:
         st.info(f"No task {task_id} in the history (or the history is down).")
     else:
@@ -162,7 +162,7 @@ if task_id:
         )
         st.dataframe(timeline, hide_index=True, key="timeline")
         try:
-            runs = history.call(ctx.history, history.task_runs, task_id)
+            runs = ctx.read_history(history.task_runs, task_id)
         except SourceDown:
             # The runs are an extra: a history not yet migrated to keep them (or a database
             # that just failed) must not put a banner over the task it did show.
@@ -197,6 +197,7 @@ if task_id:
             st.subheader("Retry")
             actions.guarded(
                 ctx.settings,
+                app=ctx.apps,
                 key="retry",
                 label="Send again",
                 what=f"send {fields['name']} again with the arguments of {task_id}",
@@ -213,6 +214,7 @@ if task_id:
     verb = "terminate" if terminate else "revoke"
     actions.guarded(
         ctx.settings,
+        app=ctx.apps,
         key="revoke",
         label=verb.capitalize(),
         what=f"{verb} task {task_id}",

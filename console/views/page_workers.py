@@ -21,20 +21,26 @@ st.caption(
 ACTIONS = ["Pool grow / shrink", "Autoscale", "Add consumer", "Cancel consumer", "Shutdown"]
 
 
+def on_broker(call: Callable[..., object], *args: object) -> object:
+    # The chosen app's broker, resolved when the action runs (the page renders without one).
+    return call(ctx.celery, *args)
+
+
 def choose(host: str, choice: str) -> tuple[str, Callable[[], object]] | None:
     """What the chosen action will do, in words, and the call that does it."""
-    app = ctx.celery
     if choice == "Pool grow / shrink":
         delta = int(st.number_input("Processes to add (negative: remove)", -8, 8, 1, key="delta"))
         if not delta:
             return None
         verb = "grow" if delta > 0 else "shrink"
-        return f"pool {verb} {host} by {abs(delta)}", partial(control.pool_resize, app, host, delta)
+        return f"pool {verb} {host} by {abs(delta)}", partial(
+            on_broker, control.pool_resize, host, delta
+        )
     if choice == "Autoscale":
         high = int(st.number_input("Maximum processes", 1, 64, 4, key="autoscale_max"))
         low = int(st.number_input("Minimum processes", 0, 64, 1, key="autoscale_min"))
         return f"autoscale {host} to {low}..{high}", partial(
-            control.autoscale, app, host, high, low
+            on_broker, control.autoscale, host, high, low
         )
     if choice in ("Add consumer", "Cancel consumer"):
         queue = st.text_input("Queue", key="consumer_queue").strip()
@@ -42,12 +48,14 @@ def choose(host: str, choice: str) -> tuple[str, Callable[[], object]] | None:
             return None
         if choice == "Add consumer":
             return f"add consumer of {queue} on {host}", partial(
-                control.add_consumer, app, host, queue
+                on_broker, control.add_consumer, host, queue
             )
         return f"cancel consumer of {queue} on {host}", partial(
-            control.cancel_consumer, app, host, queue
+            on_broker, control.cancel_consumer, host, queue
         )
-    return f"shut down {host} (warm: running tasks finish)", partial(control.shutdown, app, host)
+    return f"shut down {host} (warm: running tasks finish)", partial(
+        on_broker, control.shutdown, host
+    )
 
 
 def act(host: str) -> None:
@@ -58,6 +66,7 @@ def act(host: str) -> None:
     what, call = chosen
     actions.guarded(
         ctx.settings,
+        app=ctx.apps,
         key="worker",
         label=choice,
         what=what,
@@ -97,7 +106,11 @@ def focus(w: metrics.WorkerState) -> None:
     )
     history = ui.fetch(
         lambda: range_frame(
-            ctx.prometheus, metrics.memory_expr(ctx.points), "hostname", seconds=3600, step=15
+            ctx.prometheus,
+            metrics.memory_expr(ctx.points, ctx.app),
+            "hostname",
+            seconds=3600,
+            step=15,
         )
     )
     if history is not None:

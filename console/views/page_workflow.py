@@ -35,11 +35,11 @@ if problem:
 if asked != params.get(links.TASK_ID):
     st.query_params[links.TASK_ID] = asked
 
-root = ui.fetch(lambda: history.call(ctx.history, history.workflow_root, asked))
+root = ui.fetch(lambda: ctx.read_history(history.workflow_root, asked))
 if root is None:
     st.info(f"No task {asked} in the history (or the history is down).")
     st.stop()
-found = ui.fetch(lambda: history.call(ctx.history, history.workflow, root, limit=LIMIT))
+found = ui.fetch(lambda: ctx.read_history(history.workflow, root, limit=LIMIT))
 if found is None:
     st.stop()
 frame, count = found
