@@ -134,7 +134,11 @@ OUTCOMES = {
     "retries": ("FAILURE", 2, "TransientError"),
 }
 MIX = ("succeeds", "succeeds", "succeeds", "fails", "retries")
-TASKS_PER_SECOND = 15.0
+# Slow enough that the worker is never behind (a backlog at 15 a second cost half a minute of
+# draining on a busy machine), fast enough that events flow at every kill; the load runs on
+# until MIN_TASKS were sent.
+TASKS_PER_SECOND = 6.0
+MIN_TASKS = 100
 # Recorders SIGKILLed in turn (a, b, a, b): the other is up and subscribed at each kill.
 KILLS = 4
 # Commits of the survivor after the restarted recorder subscribed, before the survivor is
@@ -241,9 +245,11 @@ def test_two_recorders_one_killed_in_turn_keep_every_task_once(
             # while this one was away (killing both within that window is a real gap).
             recorders[(kill + 1) % 2].commits(COVERING_COMMITS)
         wait_for(lambda: all(r.written() > 0 for r in recorders), timeout=60)
+        wait_for(lambda: load.error or len(load.sent) >= MIN_TASKS, timeout=60,
+                 message=f"{MIN_TASKS} tasks sent")  # fmt: skip
     assert load.error is None, load.error
     sent = dict(load.sent)
-    assert len(sent) >= 100, f"only {len(sent)} tasks sent"
+    assert len(sent) >= MIN_TASKS, f"only {len(sent)} tasks sent"
 
     # Ground truth, from the worker: a success in the result backend, a final failure in the
     # dead-letter queue with its exception and retries. (Not the backend's state for failures:
