@@ -347,12 +347,33 @@ def test_a_second_recorder_on_the_same_spool_refuses_to_start(
     assert first.healthz() == 200
 
 
+# Each waiter looks for a cycle once, deadlock_timeout after it began to wait: the batch
+# (waiting first) finds the cycle only if the other transaction joins it within that time. At
+# the default 1 s a loaded machine sometimes took longer, and the test's own update lost.
+DEADLOCK_TIMEOUT = "3s"
+
+
+def detect_deadlocks_after(url: str, timeout: str) -> None:
+    """deadlock_timeout for the sessions opened on this database from now on."""
+    engine = create_history_engine(url)
+    try:
+        with engine.connect() as connection:
+            name = connection.exec_driver_sql("SELECT current_database()").scalar()
+            connection.exec_driver_sql(
+                f"ALTER DATABASE \"{name}\" SET deadlock_timeout = '{timeout}'"
+            )
+            connection.commit()
+    finally:
+        engine.dispose()
+
+
 def test_a_batch_that_loses_a_real_deadlock_is_written_again_and_counted(
     postgres_url: str, tmp_path: Path
 ) -> None:
     """Another transaction takes task b then a while the recorder's batch holds a and waits
     for b: PostgreSQL aborts the batch (the first waiter finds the cycle), which is written
     again at once; the database is not reported down."""
+    detect_deadlocks_after(postgres_url, DEADLOCK_TIMEOUT)
     settings = history_settings("redis://127.0.0.1:1/0", postgres_url, tmp_path)
     recorder = Recorder(settings)
     migrate.upgrade(recorder.engine)
