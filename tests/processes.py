@@ -66,6 +66,8 @@ class Child:
     label: str
     # Ready only once the log says this too (Celery says " ready." when it consumes).
     ready_log: str | None = None
+    # How Processes.stop() ends it once the test is over (see there).
+    teardown_signal: int = signal.SIGTERM
     running: Running | None = None
     stopped: bool = False
 
@@ -161,13 +163,15 @@ class Processes:
         label: str | None = None,
         ready_log: str | None = None,
         wait: bool = True,
+        teardown_signal: int = signal.SIGTERM,
     ) -> Child:
         """Start ``spec`` with child_env(env) (and its own spec.env on top), in the repository
         unless the spec names a directory; ready once its probe passes and, with ``ready_log``,
-        its log says that text. A second process of the same name gets a log of its own."""
+        its log says that text. A second process of the same name gets a log of its own.
+        ``teardown_signal`` is what stop() sends it if it still runs then."""
         name = self._unused(spec.name)
         spec = dataclasses.replace(spec, name=name, cwd=spec.cwd or REPO)
-        child = Child(self.runner, spec, child_env(env), label or name, ready_log)
+        child = Child(self.runner, spec, child_env(env), label or name, ready_log, teardown_signal)
         self.children.append(child)
         return child.start(wait=wait)
 
@@ -180,8 +184,11 @@ class Processes:
         return candidate
 
     def stop(self) -> None:
+        """End what still runs, newest first, each with its teardown signal: TERM (then KILL
+        after 20 s) unless it was started with another. A test that checks how a process stops
+        stops it itself; this is only the cleanup after the test."""
         for child in reversed(self.children):
-            child.stop()
+            child.kill(child.teardown_signal, grace=20.0)
 
 
 @contextlib.contextmanager

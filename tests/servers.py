@@ -120,7 +120,11 @@ def run_celery(
         celery_argv(*args),
         ready_timeout=CELERY_READY_TIMEOUT,
     )
-    child = processes.start(spec, env, label=f"{kind} {hostname}", ready_log=ready_log, wait=wait)
+    # Killed when the test is over: nothing reads a warm shutdown then, and one costs a worker
+    # 2-3 s of a busy machine (Beat about 2 s), tens of times in a run of the suite. Its pool
+    # processes are in its process group and go with it.
+    child = processes.start(spec, env, label=f"{kind} {hostname}", ready_log=ready_log, wait=wait,
+                            teardown_signal=signal.SIGKILL)  # fmt: skip
     return CeleryProcess(kind, hostname, child)
 
 

@@ -30,7 +30,9 @@ class Workload:
     alert: str
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: the fleet stops once the console tests are done, instead of
+# running Beat, Prometheus' rules and the recorder beside every later test of the suite.
+@pytest.fixture(scope="package")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     with running_fleet(tmp_path_factory.mktemp("console-fleet")) as running:
         yield running
@@ -50,7 +52,7 @@ def _states(url: str) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def workload(fleet: Fleet) -> Workload:
     """Known work: successes and failures on maintenance, messages left waiting on images
     (no worker consumes it), and one alert posted to Alertmanager."""

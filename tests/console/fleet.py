@@ -97,14 +97,15 @@ def running_fleet(directory: Path) -> Iterator[Fleet]:
         node = "console-worker@127.0.0.1"
         worker = run_worker(processes, node, WORK_QUEUES, fleet_env, wait=False)
         beat = run_beat(processes, directory / "beat", fleet_env, wait=False)
-        exporter.child.wait_ready()
+        # Prometheus and Alertmanager start while those come up: Prometheus retries its target
+        # until the exporter serves, as in the fleet.
         prometheus = PrometheusServer(
             processes,
             targets={"fleetops-exporter": f"127.0.0.1:{exporter.port}"},
             rule_files=[REPO / "alerts" / "prometheus_rules.yaml"],
         ).start()
         alertmanager_url = start_alertmanager(processes, BLACKHOLE)
-        for child in (worker.child, beat.child, recorder):
+        for child in (exporter.child, worker.child, beat.child, recorder):
             child.wait_ready()
         # Events published before a subscriber listens are lost: wait until both event
         # consumers have seen the worker's heartbeats before any task is sent.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,4 +114,6 @@ def run_exporter(
     ``args`` after the fleet's own."""
     spec = fleet_exporters(broker_url, processes.run_dir)["exporter"]
     spec = dataclasses.replace(spec, argv=[*spec.argv, "--poll-interval", "0.5", *args])
-    return ExporterProcess(processes.start(spec, env, wait=wait))
+    # Killed when the test is over (a test that checks its stop stops it itself): a clean stop
+    # costs about a second of a busy machine, in every test that runs one.
+    return ExporterProcess(processes.start(spec, env, wait=wait, teardown_signal=signal.SIGKILL))

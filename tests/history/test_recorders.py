@@ -134,7 +134,11 @@ OUTCOMES = {
     "retries": ("FAILURE", 2, "TransientError"),
 }
 MIX = ("succeeds", "succeeds", "succeeds", "fails", "retries")
-TASKS_PER_SECOND = 15.0
+# Slow enough that the worker is never behind (a backlog at 15 a second cost half a minute of
+# draining on a busy machine), fast enough that events flow at every kill; the load runs on
+# until MIN_TASKS were sent.
+TASKS_PER_SECOND = 6.0
+MIN_TASKS = 100
 # Recorders SIGKILLed in turn (a, b, a, b): the other is up and subscribed at each kill.
 KILLS = 4
 # Commits of the survivor after the restarted recorder subscribed, before the survivor is
@@ -241,9 +245,11 @@ def test_two_recorders_one_killed_in_turn_keep_every_task_once(
             # while this one was away (killing both within that window is a real gap).
             recorders[(kill + 1) % 2].commits(COVERING_COMMITS)
         wait_for(lambda: all(r.written() > 0 for r in recorders), timeout=60)
+        wait_for(lambda: load.error or len(load.sent) >= MIN_TASKS, timeout=60,
+                 message=f"{MIN_TASKS} tasks sent")  # fmt: skip
     assert load.error is None, load.error
     sent = dict(load.sent)
-    assert len(sent) >= 100, f"only {len(sent)} tasks sent"
+    assert len(sent) >= MIN_TASKS, f"only {len(sent)} tasks sent"
 
     # Ground truth, from the worker: a success in the result backend, a final failure in the
     # dead-letter queue with its exception and retries. (Not the backend's state for failures:
@@ -341,12 +347,33 @@ def test_a_second_recorder_on_the_same_spool_refuses_to_start(
     assert first.healthz() == 200
 
 
+# Each waiter looks for a cycle once, deadlock_timeout after it began to wait: the batch
+# (waiting first) finds the cycle only if the other transaction joins it within that time. At
+# the default 1 s a loaded machine sometimes took longer, and the test's own update lost.
+DEADLOCK_TIMEOUT = "3s"
+
+
+def detect_deadlocks_after(url: str, timeout: str) -> None:
+    """deadlock_timeout for the sessions opened on this database from now on."""
+    engine = create_history_engine(url)
+    try:
+        with engine.connect() as connection:
+            name = connection.exec_driver_sql("SELECT current_database()").scalar()
+            connection.exec_driver_sql(
+                f"ALTER DATABASE \"{name}\" SET deadlock_timeout = '{timeout}'"
+            )
+            connection.commit()
+    finally:
+        engine.dispose()
+
+
 def test_a_batch_that_loses_a_real_deadlock_is_written_again_and_counted(
     postgres_url: str, tmp_path: Path
 ) -> None:
     """Another transaction takes task b then a while the recorder's batch holds a and waits
     for b: PostgreSQL aborts the batch (the first waiter finds the cycle), which is written
     again at once; the database is not reported down."""
+    detect_deadlocks_after(postgres_url, DEADLOCK_TIMEOUT)
     settings = history_settings("redis://127.0.0.1:1/0", postgres_url, tmp_path)
     recorder = Recorder(settings)
     migrate.upgrade(recorder.engine)
