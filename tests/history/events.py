@@ -58,3 +58,24 @@ def before_runs(events: list[Event]) -> list[Event]:
     has no table for starts and retries. For a history written at an older revision, then
     upgraded."""
     return [event for event in events if event["type"] not in ("task-started", "task-retried")]
+
+
+def write_before_apps(engine: Any, events: list[Event]) -> None:
+    """Store events the way a recorder from before the ``app`` column (migration 0005) did:
+    the same merged rows, without the app and without runs (they came with 0004). For a
+    history written at an older revision, then upgraded."""
+    from exporters.history.merge import BatchMerger
+    from exporters.history.schema import tasks, workers
+    from tests.stream.checked import checked
+
+    merger = BatchMerger()
+    merger.add_all(checked(before_runs(events)))
+
+    def without_app(rows: Any) -> list[Event]:
+        return [{k: v for k, v in row.items() if k != "app"} for row in rows]
+
+    with engine.begin() as connection:
+        if merger.tasks:
+            connection.execute(tasks.insert(), without_app(merger.tasks.values()))
+        if merger.workers:
+            connection.execute(workers.insert(), without_app(merger.workers.values()))
