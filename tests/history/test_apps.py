@@ -20,8 +20,10 @@ import httpx
 import pytest
 from celery import Celery
 from sqlalchemy import Engine, insert, inspect, select, text
+from typer.testing import CliRunner
 
 from exporters.history import migrate, queries
+from exporters.history.cli import history_app
 from exporters.history.database import create_history_engine
 from exporters.history.recorder import Recorder
 from exporters.history.schema import task_runs, tasks, workers
@@ -299,6 +301,12 @@ def test_one_apps_pages_are_served_by_an_index(engine: Engine) -> None:
         assert "Index Only Scan" in plan, plan
     else:
         assert "COVERING INDEX" in plan, plan
+    # `fleetops history search --app` reads the same query.
+    url = engine.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(history_app, ["search", "--app", "b", "--database-url", url])
+    assert result.exit_code == 0 and "no tasks match" in result.output, result.output
+    result = CliRunner().invoke(history_app, ["search", "--app", "a", "--database-url", url])
+    assert result.exit_code == 0 and "t19" in result.output, result.output
 
 
 def test_spooled_events_keep_their_app_and_a_bad_one_is_counted(tmp_path: Path) -> None:
