@@ -15,7 +15,9 @@ that entered (recovered segments first, then every event kept, in order) the wri
 committed. A mark placed with :meth:`when_committed` is handed to ``on_committed`` once every
 event queued before it is committed: the recorder acknowledges broker deliveries that way.
 Events dropped (bound hit, spool error) never enter, so a mark after them waits only for the
-events before them: they are counted, not retried.
+events before them: they are counted, not retried. Marks belong to a *line* (the recorder: one
+per app's stream, each acknowledging on its own broker): of the marks passed at one commit, the
+last of each line is handed on.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -85,7 +87,7 @@ class SpillingBuffer:
         # Positions in the first-in-first-out order (see the module's docstring).
         self._entered = 0
         self._committed = 0
-        self._marks: deque[tuple[int, Any]] = deque()
+        self._marks: deque[tuple[int, Hashable, Any]] = deque()
         self._memory: deque[Event] = deque()
         self._segments: deque[_Segment] = deque()  # closed, oldest first
         self._writing: _Segment | None = None
@@ -171,28 +173,30 @@ class SpillingBuffer:
             self._committed += batch.entries
             if batch.segment is not None and batch.last_of_segment:
                 self._finish_segment_locked(batch.segment)
-            mark = self._passed_mark_locked()
-        self._hand_on(mark)
-
-    def when_committed(self, mark: Any) -> None:
-        """Hand ``mark`` to ``on_committed`` once every event queued so far is committed (at
-        once when they are). Marks are handed on in order; of several passed at one commit
-        only the last is, since it stands for the ones before it."""
-        with self._lock:
-            self._marks.append((self._entered, mark))
-            passed = self._passed_mark_locked()
+            passed = self._passed_marks_locked()
         self._hand_on(passed)
 
-    def _passed_mark_locked(self) -> Any:
-        passed = None
+    def when_committed(self, mark: Any, line: Hashable = None) -> None:
+        """Hand ``mark`` to ``on_committed`` once every event queued so far is committed (at
+        once when they are). Marks are handed on in order; of several of one ``line`` passed
+        at one commit only the last is, since it stands for the ones before it."""
+        with self._lock:
+            self._marks.append((self._entered, line, mark))
+            passed = self._passed_marks_locked()
+        self._hand_on(passed)
+
+    def _passed_marks_locked(self) -> dict[Hashable, Any]:
+        passed: dict[Hashable, Any] = {}
         marks = self._marks
         while marks and marks[0][0] <= self._committed:
-            passed = marks.popleft()[1]
+            _, line, mark = marks.popleft()
+            passed[line] = mark
         return passed
 
-    def _hand_on(self, mark: Any) -> None:
-        if mark is not None and self.on_committed is not None:
-            self.on_committed(mark)
+    def _hand_on(self, passed: dict[Hashable, Any]) -> None:
+        if self.on_committed is not None:
+            for mark in passed.values():
+                self.on_committed(mark)
 
     def stats(self) -> BufferStats:
         with self._lock:

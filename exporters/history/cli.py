@@ -58,6 +58,9 @@ DATABASE_OPTION = typer.Option(
 )
 
 
+APP_OPTION = typer.Option(None, help="Only this app's tasks (FLEETOPS_APPS); all by default.")
+
+
 def recorder(
     database_url: str | None = DATABASE_OPTION,
     log_level: str = typer.Option("INFO", help="Logging level."),
@@ -125,6 +128,7 @@ def search(
     exception: str | None = typer.Option(None, help="Exception class name, exact."),
     exception_text: str | None = typer.Option(None, help="Text in the exception message."),
     text: str | None = typer.Option(None, "--text", "--args", help="Text in args or kwargs."),
+    app: str | None = APP_OPTION,
     limit: int = typer.Option(50, min=1, max=10_000),
     as_json: bool = typer.Option(False, "--json", help="One JSON array, for scripts."),
     database_url: str | None = DATABASE_OPTION,
@@ -137,10 +141,10 @@ def search(
         exception=exception, exception_text=exception_text, text=text,
     )  # fmt: skip
     try:
-        frame = search_tasks(_engine(database_url), filters, limit=limit)
+        frame = search_tasks(_engine(database_url), filters, limit=limit, app=app)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    columns = ["task_id", "name", "state", "worker", "queue", "timestamp", "runtime",
+    columns = ["task_id", "app", "name", "state", "worker", "queue", "timestamp", "runtime",
                "exception_type", "args"]  # fmt: skip
     _print_frame(frame if as_json else frame[columns], as_json)
 
@@ -181,13 +185,14 @@ def show(
 def failures_command(
     since: str = typer.Option(RECENT_WINDOW, help="ISO time or an age."),
     name: str | None = typer.Option(None, help="Only this task name."),
+    app: str | None = APP_OPTION,
     as_json: bool = typer.Option(False, "--json"),
     database_url: str | None = DATABASE_OPTION,
 ) -> None:
-    """Failures grouped by task and exception, with counts and first/last seen."""
+    """Failures grouped by app, task and exception, with counts and first/last seen."""
     from exporters.history.queries import failures
 
-    _print_frame(failures(_engine(database_url), since=since, name=name), as_json)
+    _print_frame(failures(_engine(database_url), since=since, name=name, app=app), as_json)
 
 
 @history_app.command("prune")

@@ -19,6 +19,12 @@ started twice keeps both starts. The same event twice in a batch gives the key o
 database gets each row once and the count of runs written is true; across batches the
 insert skips keys already stored (upsert.py).
 
+Every event carries its ``app``: the recorder stamps it from the stream that delivered the
+event, never from the event's own fields (docs/history.md, "Several apps"); an event without
+one belongs to the writer's default app. A task belongs to the app that first wrote it: an
+event of another app for the same task id changes nothing and is counted in ``foreign``.
+Workers are keyed by (hostname, app).
+
 Events arrive checked (exporters/stream/events.py): fields have their types and bounds, the
 exception type is parsed there (the same as the metrics' ``exception`` label), and what is
 left here is the recorder's own privacy cut of arguments and tracebacks.
@@ -33,6 +39,7 @@ from typing import Any
 from exporters.history.schema import tasks, workers
 from exporters.history.settings import HistorySettings
 from exporters.stream.events import WORKER_NUMBERS as STREAM_WORKER_NUMBERS
+from fleetops.apps import DEFAULT_APP
 from fleetops.settings import field_default
 
 Event = dict[str, Any]
@@ -65,7 +72,8 @@ _TASK_TEMPLATE: dict[str, Any] = {str(column.name): None for column in tasks.col
 _WORKER_TEMPLATE: dict[str, Any] = {str(column.name): None for column in workers.columns}
 # The events that are runs, and the kind each is stored as (schema.RUN_KINDS).
 RUN_EVENTS = {"task-started": "started", "task-retried": "retried"}
-RunKey = tuple[str, str, float, str]
+# (task_id, kind, at, worker, app): the table's key, and the app the run belongs to.
+RunKey = tuple[str, str, float, str, str]
 
 
 @dataclass(frozen=True)
@@ -93,13 +101,16 @@ def _later(current: float | None, candidate: float) -> float:
 class BatchMerger:
     """Accumulates events; ``task_rows``/``worker_rows`` give one merged row per key."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, default_app: str = DEFAULT_APP) -> None:
         self.limits = limits or Limits()
+        self.default_app = default_app
         self.tasks: dict[str, dict[str, Any]] = {}
-        self.workers: dict[str, dict[str, Any]] = {}
+        self.workers: dict[tuple[str, str], dict[str, Any]] = {}
         self.runs: set[RunKey] = set()
         self.ignored = 0
         self.malformed = 0
+        # Events of one app for a task id another app's events in this batch already claimed.
+        self.foreign = 0
 
     def __len__(self) -> int:
         return len(self.tasks) + len(self.workers)
@@ -110,6 +121,7 @@ class BatchMerger:
         self.runs.clear()
         self.ignored = 0
         self.malformed = 0
+        self.foreign = 0
 
     def add_all(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -135,16 +147,21 @@ class BatchMerger:
 
     def _add_task(self, event: Event, spec: tuple[str, int, int, str]) -> None:
         task_id = event["uuid"]
+        app = event.get("app") or self.default_app
+        row = self.tasks.get(task_id)
+        if row is not None and row["app"] != app:
+            self.foreign += 1
+            return
         state, state_class, rank, column = spec
         timestamp = event["timestamp"]
         run = RUN_EVENTS.get(event["type"])
         if run is not None:
             # The worker as the task row stores it; "" rather than NULL: it is part of the key.
-            self.runs.add((task_id, run, timestamp, event.get("hostname") or ""))
-        row = self.tasks.get(task_id)
+            self.runs.add((task_id, run, timestamp, event.get("hostname") or "", app))
         if row is None:
             row = _TASK_TEMPLATE.copy()
             row["task_id"] = task_id
+            row["app"] = app
             row["state"] = state
             row["state_class"], row["state_ts"], row["state_rank"] = state_class, timestamp, rank
             row["timestamp"] = timestamp
@@ -209,6 +226,7 @@ class BatchMerger:
                 "task_id": key[0], "kind": key[1], "at": key[2], "worker": key[3],
                 "name": task["name"] if task is not None else None,
                 "queue": task["queue"] if task is not None else None,
+                "app": key[4],
             })  # fmt: skip
         return rows
 
@@ -224,18 +242,20 @@ class BatchMerger:
 
     def _add_worker(self, event: Event, status: str) -> None:
         hostname = event["hostname"]
+        app = event.get("app") or self.default_app
         timestamp = event["timestamp"]
-        row = self.workers.get(hostname)
+        row = self.workers.get((hostname, app))
         if row is None:
             row = _WORKER_TEMPLATE.copy()
             row.update(
                 hostname=hostname,
+                app=app,
                 status=status,
                 status_ts=timestamp,
                 first_seen=timestamp,
                 last_seen=timestamp,
             )
-            self.workers[hostname] = row
+            self.workers[hostname, app] = row
         else:
             if timestamp >= row["status_ts"]:
                 row["status"], row["status_ts"] = status, timestamp

@@ -7,6 +7,10 @@ tests/history/test_store.py::test_the_console_api_is_stable). Every function tak
 ``Engine`` from ``database.create_history_engine`` first and raises SQLAlchemy errors when the
 database is down; the caller decides how to show that.
 
+Several apps (docs/history.md, "Several apps"): every function the console calls takes a
+keyword ``app`` (None: every app) and the rows that list tasks carry their ``app``; ``apps()``
+names the apps the history holds.
+
 Every search is newest first and limited, so it is served by an index scan that stops early
 (see the indexes in schema.py); results are pandas DataFrames whose time columns are
 timezone-aware UTC ``datetime64`` values (NaT when the event was not seen).
@@ -37,7 +41,7 @@ from fleetops.settings import field_default
 TIME_COLUMNS = (*LIFECYCLE_COLUMNS, "timestamp")
 LIST_COLUMNS = (
     "task_id", "name", "state", "queue", "worker", "retries", "args", "kwargs",
-    "exception_type", "exception", "runtime", "received_at", "started_at", "timestamp",
+    "exception_type", "exception", "runtime", "received_at", "started_at", "timestamp", "app",
 )  # fmt: skip
 TIMELINE = (
     ("sent", "sent_at"),
@@ -123,11 +127,32 @@ def _text_filter(engine: Engine, columns: tuple[str, ...], needle: str) -> Any:
     return literal_column(f"{tasks.name}.rowid").in_(rowids)
 
 
-def _conditions(engine: Engine, f: TaskFilter) -> list[Any]:
+def of_app(column: Any, app: str | None) -> list[Any]:
+    """The WHERE clause that keeps one app's rows (none for every app). Any string is only
+    compared, never trusted: an unknown app matches nothing."""
+    if app is None:
+        return []
+    if not isinstance(app, str):
+        raise ValueError(f"app must be a name or None, not {type(app).__name__}")
+    return [column == app]
+
+
+def apps(engine: Engine) -> list[str]:
+    """The apps the history holds tasks or workers of, sorted: the console's app selector.
+    Served by ix_history_tasks_app_timestamp (one skip per app on PostgreSQL's and SQLite's
+    index, a handful of rows) and the workers' key."""
+    found: set[str] = set()
+    with engine.connect() as connection:
+        found.update(connection.execute(select(tasks.c.app).distinct()).scalars())
+        found.update(connection.execute(select(workers.c.app).distinct()).scalars())
+    return sorted(found)
+
+
+def _conditions(engine: Engine, f: TaskFilter, app: str | None = None) -> list[Any]:
     """The WHERE clauses of ``f``. Built once per page: a text filter on SQLite asks the text
     index, and the page's count reuses that answer."""
     c = tasks.c
-    where: list[Any] = []
+    where: list[Any] = of_app(c.app, app)
     if f.name:
         where.append(c.name == f.name)
     if f.state:
@@ -167,6 +192,7 @@ def search_tasks(
     limit: int = 100,
     offset: int = 0,
     columns: tuple[str, ...] = LIST_COLUMNS,
+    app: str | None = None,
 ) -> pd.DataFrame:
     """Tasks matching every given filter, newest first (by the task's latest event).
 
@@ -177,7 +203,7 @@ def search_tasks(
     the task's latest event). Any column of ``schema.tasks`` may be asked for. An empty
     result is an empty DataFrame with the same columns. ``ValueError`` for an unreadable time.
     """
-    where = _conditions(engine, filters or TaskFilter())
+    where = _conditions(engine, filters or TaskFilter(), app)
     return _search(engine, where, limit=limit, offset=offset, columns=columns)
 
 
@@ -195,10 +221,16 @@ def _search(
 COUNT_CAP = 10_000
 
 
-def count_tasks(engine: Engine, filters: TaskFilter | None = None, *, cap: int = COUNT_CAP) -> int:
+def count_tasks(
+    engine: Engine,
+    filters: TaskFilter | None = None,
+    *,
+    cap: int = COUNT_CAP,
+    app: str | None = None,
+) -> int:
     """How many tasks match, counted up to ``cap`` (an exact count of millions costs seconds
     and a page needs only "more than N")."""
-    return _count(engine, _conditions(engine, filters or TaskFilter()), cap)
+    return _count(engine, _conditions(engine, filters or TaskFilter(), app), cap)
 
 
 def _count(engine: Engine, where: list[Any], cap: int) -> int:
@@ -214,11 +246,12 @@ def search_page(
     limit: int = 100,
     offset: int = 0,
     cap: int = COUNT_CAP,
+    app: str | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """One Tasks page: ``search_tasks`` and how many tasks match (``count_tasks``, up to
     ``cap``). The count is a second query only when the page is full; otherwise the page
     holds every match, so a search that scans (a rare argument on SQLite) scans once."""
-    where = _conditions(engine, filters or TaskFilter())
+    where = _conditions(engine, filters or TaskFilter(), app)
     frame = _search(engine, where, limit=limit, offset=offset, columns=LIST_COLUMNS)
     if len(frame) < limit:
         return frame, offset + len(frame)
@@ -247,15 +280,22 @@ class TaskDetail:
     children: pd.DataFrame
 
 
-def task_detail(engine: Engine, task_id: str) -> TaskDetail | None:
-    """Every stored field of one task, its lifecycle in time order and the tasks it started."""
+def task_detail(engine: Engine, task_id: str, *, app: str | None = None) -> TaskDetail | None:
+    """Every stored field of one task (its ``app`` among them), its lifecycle in time order
+    and the tasks it started; None when the task is not in the history (of ``app``)."""
     with engine.connect() as connection:
-        row = connection.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().first()
+        row = (
+            connection.execute(
+                select(tasks).where(tasks.c.task_id == task_id, *of_app(tasks.c.app, app))
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             return None
         children = connection.execute(
             select(tasks.c.task_id, tasks.c.name, tasks.c.state, tasks.c.timestamp)
-            .where(tasks.c.parent_id == task_id)
+            .where(tasks.c.parent_id == task_id, tasks.c.app == row["app"])
             .order_by(tasks.c.timestamp)
             .limit(1000)
         ).all()
@@ -289,13 +329,14 @@ def failures(
     name: str | None = None,
     queue: str | None = None,
     limit: int = 100,
+    app: str | None = None,
 ) -> pd.DataFrame:
-    """Failed tasks grouped by task name and exception class: count, first and last seen,
-    and one of the task ids as an example to open.
+    """Failed tasks grouped by app, task name and exception class: count, first and last
+    seen, and one of the task ids as an example to open.
 
     Returns a DataFrame with columns name, exception_type, count (int), first_seen and
-    last_seen (UTC datetimes of the group's oldest and newest failure in the window) and
-    example_task_id; the biggest groups first, at most ``limit`` rows.
+    last_seen (UTC datetimes of the group's oldest and newest failure in the window),
+    example_task_id and app; the biggest groups first, at most ``limit`` rows.
     """
     c = tasks.c
     query = (
@@ -306,9 +347,10 @@ def failures(
             func.min(c.timestamp).label("first_seen"),
             func.max(c.timestamp).label("last_seen"),
             func.max(c.task_id).label("example_task_id"),
+            c.app,
         )
-        .where(c.state == FAILED_STATE)
-        .group_by(c.name, c.exception_type)
+        .where(c.state == FAILED_STATE, *of_app(c.app, app))
+        .group_by(c.app, c.name, c.exception_type)
         .order_by(func.count().desc(), func.max(c.timestamp).desc())
         .limit(limit)
     )
@@ -323,32 +365,38 @@ def failures(
         query = query.where(c.queue == queue)
     with engine.connect() as connection:
         rows = connection.execute(query).all()
-    columns = ["name", "exception_type", "count", "first_seen", "last_seen", "example_task_id"]
+    columns = [
+        "name", "exception_type", "count", "first_seen", "last_seen", "example_task_id", "app",
+    ]  # fmt: skip
     return _frame(rows, columns)
 
 
-def list_workers(engine: Engine) -> pd.DataFrame:
+def list_workers(engine: Engine, *, app: str | None = None) -> pd.DataFrame:
     """Every worker the recorder has seen (until retention forgets it), by hostname.
 
     Columns: hostname, status ("online"/"offline"), first_seen, last_seen, heartbeat_at (UTC
-    datetimes), active, processed, pool_size, rss_bytes, memory_percent, sw_ver.
+    datetimes), active, processed, pool_size, rss_bytes, memory_percent, sw_ver, app.
     """
     columns = [
         "hostname", "status", "first_seen", "last_seen", "heartbeat_at", "active", "processed",
-        "pool_size", "rss_bytes", "memory_percent", "sw_ver",
+        "pool_size", "rss_bytes", "memory_percent", "sw_ver", "app",
     ]  # fmt: skip
     with engine.connect() as connection:
         rows = connection.execute(
-            select(*(workers.c[name] for name in columns)).order_by(workers.c.hostname)
+            select(*(workers.c[name] for name in columns))
+            .where(*of_app(workers.c.app, app))
+            .order_by(workers.c.hostname, workers.c.app)
         ).all()
     frame = _frame(rows, columns)
     frame["heartbeat_at"] = pd.to_datetime(frame["heartbeat_at"], unit="s", utc=True)
     return frame
 
 
-def task_names(engine: Engine, *, since: TimeLike = "7d") -> list[str]:
+def task_names(engine: Engine, *, since: TimeLike = "7d", app: str | None = None) -> list[str]:
     """Distinct task names seen recently, for the console's filter drop-down."""
-    query = select(tasks.c.name).where(tasks.c.name.is_not(None)).distinct()
+    query = (
+        select(tasks.c.name).where(tasks.c.name.is_not(None), *of_app(tasks.c.app, app)).distinct()
+    )
     start = to_epoch(since)
     if start is not None:
         query = query.where(tasks.c.timestamp >= start)
@@ -358,11 +406,13 @@ def task_names(engine: Engine, *, since: TimeLike = "7d") -> list[str]:
 
 WORKFLOW_COLUMNS = (
     "task_id", "name", "state", "parent_id", "root_id", "queue", "worker", "retries",
-    *LIFECYCLE_COLUMNS, "runtime", "exception_type", "timestamp",
+    *LIFECYCLE_COLUMNS, "runtime", "exception_type", "timestamp", "app",
 )  # fmt: skip
 
 
-def workflow_root(engine: Engine, task_id: str, *, max_depth: int = 100) -> str | None:
+def workflow_root(
+    engine: Engine, task_id: str, *, max_depth: int = 100, app: str | None = None
+) -> str | None:
     """The id of the task that started ``task_id``'s workflow (canvas): its stored root_id,
     else the last ancestor reached through parent_id (a task recorded before its root_id was,
     or a history missing the root). None when ``task_id`` is not in the history.
@@ -373,7 +423,7 @@ def workflow_root(engine: Engine, task_id: str, *, max_depth: int = 100) -> str 
     with engine.connect() as connection:
         for _ in range(max_depth):
             row = connection.execute(
-                select(c.root_id, c.parent_id).where(c.task_id == current)
+                select(c.root_id, c.parent_id).where(c.task_id == current, *of_app(c.app, app))
             ).first()
             if row is None:
                 return None if current == task_id else current
@@ -386,7 +436,9 @@ def workflow_root(engine: Engine, task_id: str, *, max_depth: int = 100) -> str 
     return current
 
 
-def workflow(engine: Engine, root_id: str, *, limit: int = 2000) -> tuple[pd.DataFrame, int]:
+def workflow(
+    engine: Engine, root_id: str, *, limit: int = 2000, app: str | None = None
+) -> tuple[pd.DataFrame, int]:
     """Every task of the workflow started by ``root_id``: the root itself and the tasks whose
     root_id it is (served by ix_history_tasks_root_id), in the order they were sent.
 
@@ -394,7 +446,7 @@ def workflow(engine: Engine, root_id: str, *, limit: int = 2000) -> tuple[pd.Dat
     how many tasks the workflow has, counted up to ``limit + 1`` so that a caller can say
     "more than ``limit``" without counting a huge canvas."""
     c = tasks.c
-    where = or_(c.root_id == root_id, c.task_id == root_id)
+    where = and_(or_(c.root_id == root_id, c.task_id == root_id), *of_app(c.app, app))
     order = func.coalesce(c.sent_at, c.received_at, c.started_at, c.timestamp)
     query = select(*(c[name] for name in WORKFLOW_COLUMNS)).where(where)
     with engine.connect() as connection:
@@ -422,16 +474,19 @@ SCAN_MAX = 10_000
 
 TWICE_RUN_COLUMNS = (
     "task_id", "name", "queue", "state", "runs", "workers", "first_started_at",
-    "last_started_at", "timestamp",
+    "last_started_at", "timestamp", "app",
 )  # fmt: skip
 ORPHAN_COLUMNS = (
     "task_id", "name", "queue", "worker", "started_at", "worker_seen_at", "outcome",
-    "finished_on", "state",
+    "finished_on", "state", "app",
 )  # fmt: skip
 STUCK_COLUMNS = (
     "task_id", "name", "queue", "worker", "started_at", "running_seconds", "bound_seconds",
+    "app",
 )  # fmt: skip
-ETA_COLUMNS = ("task_id", "name", "queue", "state", "received_at", "eta", "ahead_seconds")
+ETA_COLUMNS = (
+    "task_id", "name", "queue", "state", "received_at", "eta", "ahead_seconds", "app",
+)  # fmt: skip
 # A worker silent this long has been purged by the exporter: its process counts as gone.
 SILENT_WORKER_GONE_AFTER: float = field_default(ExporterSettings, "exporter_purge_offline_after")
 # No per-name stuck bounds: read-only, so the default cannot be changed by a caller.
@@ -456,13 +511,13 @@ def _in_order(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     return frame.reindex(columns=list(columns)).reset_index(drop=True)
 
 
-def task_runs(engine: Engine, task_id: str) -> pd.DataFrame:
+def task_runs(engine: Engine, task_id: str, *, app: str | None = None) -> pd.DataFrame:
     """Every start and planned retry of one task (history_task_runs), oldest first: columns
     kind ("started" or "retried"), at (UTC datetime) and worker; at most TASK_RUNS_MAX."""
     r = task_runs_table.c
     query = (
         select(r.kind, r.at, r.worker)
-        .where(r.task_id == task_id)  # the primary key's first column
+        .where(r.task_id == task_id, *of_app(r.app, app))  # the primary key's first column
         .order_by(r.at, r.kind.desc())
         .limit(TASK_RUNS_MAX)
     )
@@ -477,7 +532,7 @@ RUNS_OF_COLUMNS = ("task_id", "kind", "at", "worker")
 RUNS_OF_IDS_MAX = 1000
 
 
-def runs_of(engine: Engine, task_ids: Iterable[str]) -> pd.DataFrame:
+def runs_of(engine: Engine, task_ids: Iterable[str], *, app: str | None = None) -> pd.DataFrame:
     """``task_runs`` of many tasks in one query (one per RUNS_OF_IDS_MAX ids): the console
     lists up to 100 tasks run twice with each one's runs, and one read per task cost a round
     trip each. Columns RUNS_OF_COLUMNS: task_id, kind, at (UTC datetime) and worker; grouped
@@ -499,7 +554,8 @@ def runs_of(engine: Engine, task_ids: Iterable[str]) -> pd.DataFrame:
                     .over(partition_by=r.task_id, order_by=_run_order(r))
                     .label("number"),
                 )
-                .where(r.task_id.in_(chunk))  # the primary key's first column
+                # The primary key's first column.
+                .where(r.task_id.in_(chunk), *of_app(r.app, app))
                 .subquery("listed_runs")
             )
             query = (
@@ -517,14 +573,14 @@ def _run_order(r: Any) -> tuple[Any, Any]:
     return (r.at, r.kind.desc())
 
 
-def _repeated(connection: Any, start: float | None) -> list[str]:
+def _repeated(connection: Any, start: float | None, app: str | None = None) -> list[str]:
     """Ids of the tasks started at least twice, one of the starts at or after ``start`` (the
     SCAN_MAX most recently started of them). Read first and on their own: the window comes
     from ix_history_task_runs_at and each task's starts from the primary key, and the window
     functions below then read only these tasks' runs by primary key, whatever a planner
     would have guessed for a subquery's HAVING."""
     r = task_runs_table.c
-    recent = select(r.task_id).where(r.kind == RUN_STARTED)
+    recent = select(r.task_id).where(r.kind == RUN_STARTED, *of_app(r.app, app))
     if start is not None:
         recent = recent.where(r.at >= start)
     query = (
@@ -554,6 +610,7 @@ def _windowed_runs(task_ids: list[str]) -> Any:
             r.worker,
             r.name,
             r.queue,
+            r.app,
             attempt.label("attempt"),
             func.lag(r.kind).over(**window).label("previous_kind"),
             func.lag(r.at).over(**window).label("previous_at"),
@@ -571,7 +628,7 @@ def _joined_workers(text: str | None) -> str:
 
 
 def twice_run_tasks(
-    engine: Engine, *, since: TimeLike = RECENT_WINDOW, limit: int = 100
+    engine: Engine, *, since: TimeLike = RECENT_WINDOW, limit: int = 100, app: str | None = None
 ) -> pd.DataFrame:
     """Tasks started more than once within one attempt (two task-started events with no
     task-retried between them: fleetops/task_faults.py), the latest such start in the window.
@@ -583,7 +640,7 @@ def twice_run_tasks(
     ``limit``."""
     start = to_epoch(since)
     with engine.connect() as connection:
-        repeated = _repeated(connection, start)
+        repeated = _repeated(connection, start, app)
         rows = (
             connection.execute(_twice_run_query(repeated, start, limit)).all() if repeated else []
         )
@@ -604,6 +661,7 @@ def _twice_run_query(repeated: list[str], start: float | None, limit: int) -> An
             func.max(runs.c.name).label("run_name"),
             func.max(runs.c.queue).label("run_queue"),
             func.aggregate_strings(runs.c.worker, ",").label("workers"),
+            func.max(runs.c.app).label("run_app"),
         )
         .where(runs.c.kind == RUN_STARTED)
         .group_by(runs.c.task_id, runs.c.attempt)
@@ -633,6 +691,7 @@ def _twice_run_query(repeated: list[str], start: float | None, limit: int) -> An
             ranked.c.first_started_at,
             ranked.c.last_started_at,
             func.coalesce(t.timestamp, ranked.c.last_started_at),
+            ranked.c.run_app,
         )
         .select_from(ranked.outerjoin(tasks, t.task_id == ranked.c.task_id))
         .where(ranked.c.rank == 1)
@@ -688,6 +747,7 @@ def orphaned_tasks(
     limit: int = 100,
     bounds: Mapping[str, float] = NO_BOUNDS,
     default_bound: float = task_faults.DEFAULT_STUCK_AFTER_SECONDS,
+    app: str | None = None,
 ) -> pd.DataFrame:
     """Tasks whose worker went down while they ran (fleetops/task_faults.py).
 
@@ -711,12 +771,11 @@ def orphaned_tasks(
     start = to_epoch(since)
     if not _positive(default_bound):
         default_bound = task_faults.DEFAULT_STUCK_AFTER_SECONDS
+    usable = _usable_bounds(bounds)
     found = _still_orphaned(
-        engine, at, worker_timeout, redelivery_window, start, _usable_bounds(bounds), default_bound
+        engine, at, worker_timeout, redelivery_window, start, usable, default_bound, app
     )
-    found += _redelivered(
-        engine, at, worker_timeout, start, limit, _usable_bounds(bounds), default_bound
-    )
+    found += _redelivered(engine, at, worker_timeout, start, limit, usable, default_bound, app)
     found.sort(key=lambda row: (OUTCOME_ORDER[row["outcome"]], row["started_at"], row["task_id"]))
     frame = pd.DataFrame.from_records(found[:limit], columns=list(ORPHAN_COLUMNS))
     # None, not pandas' NaN, for "not finished": the documented value.
@@ -733,6 +792,7 @@ def _still_orphaned(
     start: float | None,
     bounds: Mapping[str, float],
     default_bound: float,
+    app: str | None,
 ) -> list[dict[str, Any]]:
     t, w = tasks.c, workers.c
     query = (
@@ -748,10 +808,12 @@ def _still_orphaned(
             w.online_at,
             w.offline_at,
             w.last_seen,
+            t.app,
         )
-        .select_from(tasks.join(workers, w.hostname == t.worker))
+        # The worker of the task's own app: a host name may be a worker of several apps.
+        .select_from(tasks.join(workers, and_(w.hostname == t.worker, w.app == t.app)))
         # ix_history_tasks_state_timestamp, then each worker by its primary key.
-        .where(t.state == STARTED_STATE, t.started_at.is_not(None))
+        .where(t.state == STARTED_STATE, t.started_at.is_not(None), *of_app(t.app, app))
         .where(or_(_down_workers(now, worker_timeout), w.online_at > t.started_at))
         .order_by(t.started_at)
         .limit(SCAN_MAX)
@@ -777,7 +839,7 @@ def _still_orphaned(
                 "task_id": row.task_id, "name": row.name, "queue": row.queue,
                 "worker": row.worker, "started_at": row.started_at,
                 "worker_seen_at": row.last_seen, "outcome": "lost" if lost else "waiting",
-                "finished_on": None, "state": row.state,
+                "finished_on": None, "state": row.state, "app": row.app,
             }
         )  # fmt: skip
     return found
@@ -815,9 +877,10 @@ def _redelivered(
     limit: int,
     bounds: Mapping[str, float],
     default_bound: float,
+    app: str | None,
 ) -> list[dict[str, Any]]:
     with engine.connect() as connection:
-        repeated = _repeated(connection, start)
+        repeated = _repeated(connection, start, app)
     if not repeated:
         return []
     runs = _windowed_runs(repeated)
@@ -844,11 +907,12 @@ def _redelivered(
             w.online_at,
             w.offline_at,
             w.last_seen,
+            runs.c.app,
         )
         .select_from(
-            runs.join(workers, w.hostname == runs.c.previous_worker).outerjoin(
-                tasks, t.task_id == runs.c.task_id
-            )
+            runs.join(
+                workers, and_(w.hostname == runs.c.previous_worker, w.app == runs.c.app)
+            ).outerjoin(tasks, t.task_id == runs.c.task_id)
         )
         .where(runs.c.kind == RUN_STARTED, runs.c.previous_kind == RUN_STARTED, went_down)
         .order_by(runs.c.previous_at, runs.c.task_id)
@@ -869,6 +933,7 @@ def _redelivered(
             "outcome": "redelivered",
             "finished_on": row.worker if row.state in FINISHED_STATES else None,
             "state": row.state,
+            "app": row.app,
         }
         for row in rows
         # A start while the previous run still drained is a run twice, not a redelivery.
@@ -889,6 +954,7 @@ def stuck_tasks(
     now: TimeLike = None,
     worker_timeout: float = 30.0,
     limit: int = 100,
+    app: str | None = None,
 ) -> pd.DataFrame:
     """Tasks STARTED on a live worker (online, heard within ``worker_timeout``, not restarted
     since the start) for longer than their bound: task_faults.stuck_bound() of ``bounds`` (per
@@ -903,13 +969,15 @@ def stuck_tasks(
     shortest = min([*usable, default_bound]) if _positive(default_bound) else min(usable or [0])
     t, w = tasks.c, workers.c
     query = (
-        select(t.task_id, t.name, t.queue, t.worker, t.started_at)
+        select(t.task_id, t.name, t.queue, t.worker, t.started_at, t.app)
         # Joined through an expression on purpose: SQLite's statistics rate a worker's tasks
         # rarer than the STARTED ones and would read every task of every live worker through
         # ix_history_tasks_worker_timestamp; this way only ix_history_tasks_state_timestamp
         # (running or orphaned tasks) is read, each worker by its primary key.
-        .select_from(tasks.join(workers, w.hostname == func.coalesce(t.worker, "")))
-        .where(t.state == STARTED_STATE, t.started_at <= at - shortest)
+        .select_from(
+            tasks.join(workers, and_(w.hostname == func.coalesce(t.worker, ""), w.app == t.app))
+        )
+        .where(t.state == STARTED_STATE, t.started_at <= at - shortest, *of_app(t.app, app))
         .where(w.status == "online", w.last_seen >= at - worker_timeout)
         .where(or_(w.online_at.is_(None), w.online_at <= t.started_at))
         .order_by(t.started_at)
@@ -924,7 +992,7 @@ def stuck_tasks(
         )
         running = at - row.started_at
         if _positive(bound) and running > bound:
-            found.append((*row, running, bound))
+            found.append((*row[:5], running, bound, row.app))
     found.sort(key=lambda item: (-(item[5] - item[6]), item[0]))
     frame = pd.DataFrame.from_records(found[:limit], columns=list(STUCK_COLUMNS))
     return _utc(frame, "started_at")
@@ -948,6 +1016,7 @@ def eta_beyond_visibility(
     visibility_timeout: float,
     since: TimeLike = RECENT_WINDOW,
     limit: int = 100,
+    app: str | None = None,
 ) -> pd.DataFrame:
     """Tasks received with an ETA (or countdown) further away than ``visibility_timeout``:
     the broker hands them out again while they wait (task_faults.eta_beyond_visibility).
@@ -969,8 +1038,9 @@ def eta_beyond_visibility(
             t.received_at,
             t.eta,
             func.coalesce(t.sent_at, t.received_at).label("since"),
+            t.app,
         )
-        .where(t.eta.is_not(None), t.received_at.is_not(None))
+        .where(t.eta.is_not(None), t.received_at.is_not(None), *of_app(t.app, app))
         .order_by(t.timestamp.desc())  # ix_history_tasks_timestamp, newest first
         .limit(SCAN_MAX)
     )
@@ -983,7 +1053,7 @@ def eta_beyond_visibility(
     for row in rows:
         eta = task_faults.eta_epoch(row.eta)
         if task_faults.eta_beyond_visibility(eta, row.since, visibility_timeout):
-            found.append((*row[:5], eta, eta - row.since))  # type: ignore[operator]
+            found.append((*row[:5], eta, eta - row.since, row.app))  # type: ignore[operator]
     found.sort(key=lambda item: (-item[6], item[0]))
     frame = pd.DataFrame.from_records(found[:limit], columns=list(ETA_COLUMNS))
     return _utc(frame, "received_at", "eta")
@@ -993,6 +1063,7 @@ __all__ = [
     "TaskDetail",
     "TaskFilter",
     "TimelineEntry",
+    "apps",
     "count_tasks",
     "eta_beyond_visibility",
     "failures",

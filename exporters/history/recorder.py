@@ -1,8 +1,10 @@
-"""The recorder process: event stream -> buffer -> writer -> database, plus retention and metrics.
+"""The recorder process: event streams -> buffer -> writer -> database, plus retention and
+metrics.
 
-The events come through the same pipeline as the exporter's (exporters/stream/consumer.py): a
-reader thread, and a consumer thread that decodes and checks them and, as this recorder is its
-sink, only queues them (it never waits on the database). The writer thread is the only one
+The events come through the same pipeline as the exporter's (exporters/stream/consumer.py), one
+per Celery app followed (exporters/history/sources.py): a reader thread, and a consumer thread
+that decodes and checks them and, as the app's source is its sink, stamps them with the app and
+only queues them (it never waits on the database). The writer thread is the only one
 that talks to the database (writes, migrations, pruning); the main thread waits for a stop
 signal. Between them sits the bounded :class:`SpillingBuffer`.
 
@@ -30,12 +32,13 @@ from exporters.history.outage import OutageLog
 from exporters.history.quarantine import Quarantine
 from exporters.history.retention import RetentionPolicy, prune
 from exporters.history.settings import HistorySettings
+from exporters.history.sources import AppSource, check_distinct_brokers
 from exporters.history.spool_lock import SpoolLock
 from exporters.history.writer import HistoryWriter, WriteResult
 from exporters.stream.acks import Delivery
-from exporters.stream.consumer import EventStream, is_amqp_url
-from exporters.stream.events import KNOWN_TYPES
-from exporters.stream.health import Beat, Part, problems
+from exporters.stream.consumer import EventStream
+from exporters.stream.health import Beat, Part
+from fleetops.apps import APP_NAME
 from fleetops.settings import from_settings
 
 log = logging.getLogger(__name__)
@@ -78,20 +81,9 @@ class Recorder:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or RecorderMetrics()
+        apps = settings.effective_apps
+        check_distinct_brokers(apps)
         self.engine = engine or create_history_engine(settings.effective_history_database_url)
-        durable = is_amqp_url(settings.broker_url)
-        self.stream = EventStream(
-            settings.broker_url,
-            self,
-            # On RabbitMQ a durable named queue, so events wait for the recorder while it
-            # restarts; the broker keeps at most history_queue_max_length of them.
-            durable_queue=settings.history_queue_name if durable else None,
-            queue_max_length=settings.history_queue_max_length,
-            prefetch=settings.history_prefetch,
-            buffer_bytes=settings.history_handover_bytes,
-            logger=log,
-            stall_after=settings.history_stall_after,
-        )
         self.quarantine = Quarantine(settings.effective_quarantine_dir)
         # Before the buffer: it replays what it finds in the spool, which must be ours alone.
         self.spool_lock = SpoolLock(settings.effective_spool_dir)
@@ -102,21 +94,26 @@ class Recorder:
             on_drop=self._dropped,
             # On RabbitMQ a delivery is acknowledged once its events are committed, not before:
             # a recorder killed in between gets them again (docs/history.md).
-            on_committed=self.stream.acknowledge,
+            on_committed=_acknowledge,
         )
+        self.sources = [
+            AppSource(app, settings, self.buffer, self.metrics, self._dropped) for app in apps
+        ]
         self.writer = HistoryWriter(
             self.engine,
             from_settings(Limits, settings, "history_"),
+            # Events with no app are those a recorder from before several apps spooled: the
+            # one app it followed.
+            default_app=settings.app_name,
         )
         self.policy = from_settings(RetentionPolicy, settings, "history_")
-        self._overflow_counted = 0
         self._overflow_logged = -LOG_EVERY
+        self._other_app_logged = -LOG_EVERY
         self.drain_timeout = drain_timeout
         self.stop_requested = threading.Event()
         self._source_stop = threading.Event()
         self._schema_ready = False
         self._next_prune = 0.0
-        self._event_counters = {kind: self.metrics.events.labels(kind) for kind in KNOWN_TYPES}
         self._inflight = 0
         self.writer_beat = Beat()
         self._writer_thread: threading.Thread | None = None
@@ -131,9 +128,14 @@ class Recorder:
         self.metrics.buffered.labels("disk").set_function(lambda: self.buffer.stats().on_disk)
         self.metrics.spool_bytes.set_function(lambda: self.buffer.stats().disk_bytes)
         self.metrics.database_up.set(0)
-        self.metrics.broker_up.set_function(lambda: int(self.stream.status.connected))
-        self.metrics.unacknowledged.set_function(lambda: self.stream.status.unacked)
-        self.metrics.watch_stream(self.stream.rejections, self.parts)
+        self.metrics.watch_streams(
+            {source.name: source.stream.rejections for source in self.sources}, self._app_parts
+        )
+
+    @property
+    def stream(self) -> EventStream:
+        """The first app's stream (the only one without FLEETOPS_APPS)."""
+        return self.sources[0].stream
 
     # -- lifecycle -----------------------------------------------------------------------
     def run(self) -> None:
@@ -141,14 +143,16 @@ class Recorder:
         log.info("recorder: writing task history to %s", describe(self.engine))
         writer_thread = threading.Thread(target=self._run_writer, name="writer")
         self._writer_thread = writer_thread
-        self.stream.start(self._source_stop)
+        for source in self.sources:
+            source.stream.start(self._source_stop)
         writer_thread.start()
         try:
             self.stop_requested.wait()
         finally:
             self._source_stop.set()
             self.stop_requested.set()
-            self.stream.join(timeout=30)
+            for source in self.sources:
+                source.stream.join(timeout=30)
             writer_thread.join()
             self.engine.dispose()
             self.spool_lock.release()
@@ -158,7 +162,8 @@ class Recorder:
         self.stop_requested.set()
 
     # -- health --------------------------------------------------------------------------
-    def parts(self) -> list[Part]:
+    def _app_parts(self) -> list[tuple[Part, str]]:
+        """Every part with its app: each source's reader and consumer, and the writer ("")."""
         # The writer's beat stays fresh while it retries an unavailable database (that is
         # FleetopsHistoryDatabaseDown's business); it goes stale only if a write hangs.
         writer = Part(
@@ -167,58 +172,57 @@ class Recorder:
             self._writer_thread,
             stall_after=self.settings.history_stall_after,
         )
-        return [*self.stream.parts(), writer]
+        parts = [(part, source.name) for source in self.sources for part in source.stream.parts()]
+        return [*parts, (writer, "")]
+
+    def parts(self) -> list[Part]:
+        return [part for part, _ in self._app_parts()]
 
     def health(self) -> tuple[bool, str]:
-        found = list(problems(self.parts()).values())
-        status = self.stream.status
-        if not status.connected:
-            found.append(f"event stream down: {status.last_error or 'not connected yet'}")
-        if found:
-            return False, "unhealthy: " + "; ".join(found)
+        """Unhealthy (503) when a part is stalled, or when no app's stream is connected. One
+        app's broker down while others are up is said (naming the app) but stays 200: a
+        restart would not bring that broker back, and would interrupt the apps that work
+        (fleetops_history_broker_up{app} alerts on it)."""
+        now = time.monotonic()
+        found = []
+        for part, app in self._app_parts():
+            problem = part.problem(now)
+            if problem is not None:
+                found.append(f"app {app}: {problem}" if app else problem)
+        down = []
+        for source in self.sources:
+            status = source.stream.status
+            if not status.connected:
+                error = status.last_error or "not connected yet"
+                down.append(f"app {source.name}: event stream down: {error}")
+        if found or len(down) == len(self.sources):
+            return False, "unhealthy: " + "; ".join(found + down)
         database = "up" if self._outage.started is None else "unavailable, buffering"
-        return True, f"ok (database {database}, {self.backlog()} events waiting)"
+        state = "degraded: " + "; ".join(down) + " " if down else "ok "
+        return True, f"{state}(database {database}, {self.backlog()} events waiting)"
 
-    # -- the stream's sink (consumer thread) ---------------------------------------------
-    def apply(self, events: list[dict[str, Any]], received_at: float) -> None:
-        counts: dict[str, int] = {}
-        for event in events:
-            kind = event["type"]
-            counts[kind] = counts.get(kind, 0) + 1
-        for kind, count in counts.items():
-            self._event_counters[kind].inc(count)
-        self.buffer.put_many(events)
-
-    def tick(self, now: float) -> None:
-        # Messages the hand-over between reader and consumer dropped while the consumer was
-        # behind: lost before anything could read them, so counted here or nowhere.
-        lost = self.stream.overflow_events()
-        if lost > self._overflow_counted:
-            self._dropped(lost - self._overflow_counted, "overflow")
-            self._overflow_counted = lost
-
-    def reconnected(self, now: float) -> None:
-        self.metrics.broker_reconnects.inc()
-
-    def delivered(self, delivery: Delivery) -> None:
-        # After the batch's events were queued: acknowledged once those and all before them
-        # are committed, in order.
-        self.buffer.when_committed(delivery)
-
-    def _dropped(self, count: int, reason: str = "buffer_full") -> None:
+    def _dropped(self, count: int, reason: str = "buffer_full", app: str = "") -> None:
         self.metrics.dropped.labels(reason).inc(count)
         if reason == "buffer_full":
             log.error(
                 "recorder: buffer bound hit (%d bytes on disk): %d events dropped",
                 self.settings.history_spool_max_bytes, count,
             )  # fmt: skip
+        elif reason == "other_app" and time.monotonic() >= self._other_app_logged + LOG_EVERY:
+            self._other_app_logged = time.monotonic()
+            log.error(
+                "recorder: %d events name a task id that another app's events already hold;"
+                ' not stored (fleetops_history_events_dropped_total{reason="other_app"})',
+                count,
+            )
         elif reason == "overflow" and time.monotonic() >= self._overflow_logged + LOG_EVERY:
             self._overflow_logged = time.monotonic()
             log.error(
-                "recorder: events arrive faster than it can check them; %d events dropped"
-                ' before they were read (fleetops_history_events_dropped_total{reason="overflow"})',
-                count,
-            )
+                "recorder: events of app %s arrive faster than it can check them; %d events"
+                " dropped before they were read"
+                ' (fleetops_history_events_dropped_total{reason="overflow"})',
+                app, count,
+            )  # fmt: skip
 
     # -- writer thread -------------------------------------------------------------------
     def backlog(self) -> int:
@@ -267,7 +271,7 @@ class Recorder:
                 self._inflight = len(batch.events) if batch.segment is None else 0
                 if batch.segment is not None:
                     # A file is hostile input too: check what comes back from the spool.
-                    batch.events = self.stream.check_bodies(batch.events)
+                    batch.events = self.check_spooled(batch.events)
             try:
                 self._write(batch)
             except SQLAlchemyError as exc:
@@ -297,6 +301,33 @@ class Recorder:
             self._inflight = 0
         self.buffer.close()
 
+    def check_spooled(self, bodies: list[Any]) -> list[dict[str, Any]]:
+        """Events read back from the disk spool, checked again as the stream checks them, each
+        with the app it was spooled with. A line without an app was spooled by a recorder from
+        before several apps: it is the one app that recorder followed (FLEETOPS_APP_NAME); a
+        line whose app is not an app name is rejected and counted (reason ``bad_field``)."""
+        by_app: dict[str, list[Any]] = {}
+        default = self.settings.app_name
+        first = self.sources[0].stream
+        for body in bodies:
+            app = body.get("app", default) if type(body) is dict else default
+            if type(app) is not str or not APP_NAME.match(app):
+                first.rejections.reject(
+                    "bad_field", f"spooled event with an unusable app {app!r:.80}"
+                )
+                continue
+            by_app.setdefault(app, []).append(body)
+        streams = {source.name: source.stream for source in self.sources}
+        checked: list[dict[str, Any]] = []
+        for app, group in by_app.items():
+            # An app no longer followed still owns what it spooled; its rejections count
+            # under the first app's stream.
+            events = streams.get(app, first).check_bodies(group)
+            for event in events:
+                event["app"] = app
+            checked += events
+        return checked
+
     def _write(self, batch: Batch) -> None:
         if not self._schema_ready:
             migrate.upgrade(self.engine)
@@ -312,7 +343,7 @@ class Recorder:
         except Exception as exc:  # a bug in merging: never a reason to stop recording
             self._isolate(batch, f"{type(exc).__name__}: {exc}")
             return
-        self._written(result.events, result.malformed)
+        self._written(result)
 
     def _write_through_conflicts(self, events: list[Any]) -> WriteResult:
         """Write a batch, again at once if a concurrent transaction made the database roll it
@@ -347,7 +378,7 @@ class Recorder:
             except Exception as exc:
                 self._quarantine(event, f"{type(exc).__name__}: {exc}")
                 continue
-            self._written(result.events, result.malformed)
+            self._written(result)
 
     def _quarantine(self, event: Any, reason: str) -> None:
         if self.quarantine.keep(event, reason):
@@ -356,10 +387,14 @@ class Recorder:
         else:
             self._dropped(1, "quarantine_full")
 
-    def _written(self, events: int, malformed: int) -> None:
-        self.metrics.written.inc(events)
-        if malformed:
-            self.metrics.malformed.inc(malformed)
+    def _written(self, result: WriteResult) -> None:
+        self.metrics.written.inc(result.events)
+        if result.malformed:
+            self.metrics.malformed.inc(result.malformed)
+        if result.foreign:
+            # Another app's events for a task id already stored under an app: never merged
+            # (docs/history.md, "Several apps").
+            self._dropped(result.foreign, "other_app")
         self.metrics.database_up.set(1)
         self.metrics.last_write.set(time.time())
 
@@ -384,6 +419,12 @@ class Recorder:
                 " %d workers",
                 result.total, result.by_age, result.by_count, result.runs, result.workers,
             )  # fmt: skip
+
+
+def _acknowledge(mark: tuple[AppSource, Delivery]) -> None:
+    """The buffer hands back a source's last delivery whose events are all committed."""
+    source, delivery = mark
+    source.acknowledge(delivery)
 
 
 def _reason(exc: BaseException) -> str:

@@ -77,15 +77,13 @@ def prune(
         by_count += _delete_beyond(engine, failed, policy.max_failed_rows, chunk)
         longest = max(policy.retention_days, policy.failed_retention_days)
         stray_runs = _delete_old_runs(engine, now - longest * DAY, chunk)
-        unseen = (
-            select(workers.c.hostname)
-            .where(workers.c.last_seen < now - policy.retention_days * DAY)
-            .with_for_update(skip_locked=True)
-        )
+        unseen_since = workers.c.last_seen < now - policy.retention_days * DAY
+        unseen = select(workers.c.hostname).where(unseen_since).with_for_update(skip_locked=True)
         with engine.begin() as connection:
-            gone = connection.execute(
-                delete(workers).where(workers.c.hostname.in_(unseen.scalar_subquery()))
-            ).rowcount
+            # The age again outside: a host name is a worker of each app it runs (the key is
+            # hostname and app), and another app's worker there may still be alive.
+            listed = workers.c.hostname.in_(unseen.scalar_subquery())
+            gone = connection.execute(delete(workers).where(listed, unseen_since)).rowcount
     runs = by_age.runs + by_count.runs + stray_runs
     return PruneResult(by_age.tasks, by_count.tasks, gone, runs)
 

@@ -21,6 +21,8 @@ from sqlalchemy import (
     literal_column,
 )
 
+from fleetops.apps import DEFAULT_APP
+
 metadata = MetaData()
 
 # Alembic's bookkeeping table, named so it never collides with an application's own migrations
@@ -33,9 +35,21 @@ LIFECYCLE_COLUMNS = (
     "revoked_at", "rejected_at",
 )  # fmt: skip
 
+# Migration 0005: the Celery app whose broker delivered the event (fleetops/apps.py), on every
+# table that rows of events make. A database from before several apps holds one app's rows:
+# they are DEFAULT_APP's. Names are at most 63 characters (fleetops.apps.APP_NAME).
+APP_SERVER_DEFAULT = DEFAULT_APP
+
+
+def _app_column() -> Column:
+    return Column("app", String(64), nullable=False, server_default=APP_SERVER_DEFAULT)
+
+
 tasks = Table(
     "history_tasks",
     metadata,
+    # The key stays the task id alone (docs/history.md, "Several apps"): a task id names one
+    # task of one app; the writer never lets another app's events change a stored row.
     Column("task_id", String(255), primary_key=True),
     Column("name", String(255)),
     Column("state", String(16), nullable=False),
@@ -64,6 +78,7 @@ tasks = Table(
     Column("state_class", SmallInteger, nullable=False),
     Column("state_ts", Double, nullable=False),
     Column("state_rank", SmallInteger, nullable=False),
+    _app_column(),
 )
 
 # The console's searches: newest first, filtered by name+state, state, worker, queue, exception.
@@ -83,6 +98,10 @@ Index(
     postgresql_where=tasks.c.parent_id.is_not(None),
 )
 Index("ix_history_tasks_name_timestamp", tasks.c.name, tasks.c.timestamp)
+# Migration 0005: one app's tasks newest first. The other searches keep their indexes and
+# filter the app on the rows they walk: a name, worker or queue belongs to one app in practice,
+# so that filter costs nearly nothing, and every index more slows every write (one only here).
+Index("ix_history_tasks_app_timestamp", tasks.c.app, tasks.c.timestamp)
 # The Failures page, from the index alone. Partial indexes are used only when the query names
 # the same literal state: queries.failures() writes FAILED_STATE as a literal, not a parameter.
 FAILED_STATE = literal_column("'FAILURE'")
@@ -93,6 +112,8 @@ Index(
     tasks.c.name,
     tasks.c.exception_type,
     tasks.c.task_id,
+    # 0005: the app too, so a Failures page of one app is still read from the index alone.
+    tasks.c.app,
     sqlite_where=tasks.c.state == FAILED_STATE,
     postgresql_where=tasks.c.state == FAILED_STATE,
 )
@@ -105,6 +126,7 @@ TRIGRAM_INDEXES = {
     "ix_history_tasks_exception_trgm": "exception",
 }
 
+# Keyed by (hostname, app) since 0005: two apps on one host may both run "celery@web1".
 workers = Table(
     "history_workers",
     metadata,
@@ -130,6 +152,7 @@ workers = Table(
     # Timestamp of the event that set `status` (online/offline), so a late heartbeat from
     # before a worker-offline cannot bring it back online.
     Column("status_ts", Double, nullable=False),
+    Column("app", String(64), primary_key=True, server_default=APP_SERVER_DEFAULT),
 )
 
 # Migration 0004: every start of a task, and every planned retry between starts. The task row
@@ -147,6 +170,7 @@ task_runs = Table(
     Column("worker", String(255), primary_key=True),
     Column("name", String(255)),
     Column("queue", String(255)),
+    _app_column(),
 )
 # Runs of a window ("tasks started twice in the last day") and retention, oldest first.
 Index("ix_history_task_runs_at", task_runs.c.at)

@@ -58,3 +58,24 @@ def before_runs(events: list[Event]) -> list[Event]:
     has no table for starts and retries. For a history written at an older revision, then
     upgraded."""
     return [event for event in events if event["type"] not in ("task-started", "task-retried")]
+
+
+def write_before_apps(engine: Any, events: list[Event]) -> None:
+    """Store events the way a recorder from before the ``app`` column (migration 0005) did:
+    the same merged rows, into the tables as the database has them (read from it), without
+    runs (they came with 0004). For a history written at an older revision, then upgraded."""
+    from sqlalchemy import MetaData, Table
+
+    from exporters.history.merge import BatchMerger
+    from tests.stream.checked import checked
+
+    merger = BatchMerger()
+    merger.add_all(checked(before_runs(events)))
+    with engine.begin() as connection:
+        for name, rows in (("history_tasks", merger.tasks), ("history_workers", merger.workers)):
+            if rows:
+                table = Table(name, MetaData(), autoload_with=connection)
+                connection.execute(
+                    table.insert(),
+                    [{k: v for k, v in row.items() if k in table.c} for row in rows.values()],
+                )

@@ -86,7 +86,7 @@ def running_recorder(
 def wait_for_subscription(recorder: Recorder, publisher: Publisher) -> None:
     """Redis pub/sub delivers only to subscribers: publish a marker until one arrives."""
     marker = f"probe-{uuid.uuid4().hex[:6]}@test"
-    seen = recorder.metrics.events.labels("worker-heartbeat")
+    seen = recorder.metrics.events.labels("worker-heartbeat", recorder.sources[0].name)
 
     def arrived() -> bool:
         before = seen._value.get()
@@ -129,15 +129,20 @@ def worker_count(database_url: str) -> int:
 
 
 def metric(recorder: Recorder, name: str, **labels: str) -> float:
-    """A sample of the recorder's metrics; 0 for a label value not counted yet, but an error
-    for a name the recorder does not have, so that ``metric(...) == 0`` can fail."""
-    registry = recorder.metrics.registry
-    value = registry.get_sample_value(name, labels)
-    if value is not None:
-        return value
-    families = {family.name for family in registry.collect()}
-    assert name in families or name.removesuffix("_total") in families, f"no metric {name}"
-    return 0.0
+    """The sum of the recorder's samples of ``name`` whose labels include ``labels`` (every
+    app's, unless ``app=`` is given); 0 for a label value not counted yet, but an error for a
+    name the recorder does not have, so that ``metric(...) == 0`` can fail."""
+    wanted = labels.items()
+    found, known = 0.0, False
+    for family in recorder.metrics.registry.collect():
+        if name not in (family.name, family.name + "_total"):
+            continue
+        known = True
+        for sample in family.samples:
+            if sample.name == name and wanted <= sample.labels.items():
+                found += sample.value
+    assert known, f"no metric {name}"
+    return found
 
 
 @dataclass

@@ -29,6 +29,9 @@ def scrape(recorder: Child) -> Samples:
     return parse(response.text)
 
 
+UNACKED = "fleetops_history_unacknowledged_messages"
+
+
 def held(samples: Samples) -> float:
     """Events the recorder consumed and has not committed yet."""
     consumed = total(samples, "fleetops_history_events_total")
@@ -77,7 +80,10 @@ def test_on_rabbitmq_a_recorder_killed_mid_stream_loses_nothing(
     [spec] = recorder_specs(ctx)
     recorder = processes.start(spec, ctx.env)
     # Its durable queue exists once it is connected: from then on nothing sent is unrouted.
-    wait_for(lambda: value(scrape(recorder), "fleetops_history_broker_up") == 1, timeout=60)
+    wait_for(
+        lambda: value(scrape(recorder), "fleetops_history_broker_up", app="default") == 1,
+        timeout=60,
+    )
 
     # Dated in the past: the checker would date events from the future to now.
     tasks = lifecycles("killed", 1500, start=time.time() - 3600)
@@ -103,7 +109,7 @@ def test_on_rabbitmq_a_recorder_killed_mid_stream_loses_nothing(
 
     # Everything committed is acknowledged: nothing is left for the broker to hand back.
     wait_for(
-        lambda: value(scrape(recorder), "fleetops_history_unacknowledged_messages") == 0,
+        lambda: value(scrape(recorder), UNACKED, app="default") == 0,
         timeout=30, message="every delivery acknowledged",
     )  # fmt: skip
     recorder.stop()

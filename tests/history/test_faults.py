@@ -92,13 +92,15 @@ def test_events_arriving_faster_than_read_are_counted_as_overflow(
     pad = "a" * 1_500  # ~2 KB a message: 6 MB, six times the hand-over bound
     with running_recorder(settings, publisher) as recorder:
         release = threading.Event()
-        real_apply = recorder.apply
+        # The stream's sink: the one app's source (exporters/history/sources.py).
+        source = recorder.sources[0]
+        real_apply = source.apply
 
         def frozen(events: list, received_at: float) -> None:
             release.wait(60)
             real_apply(events, received_at)
 
-        monkeypatch.setattr(recorder, "apply", frozen)
+        monkeypatch.setattr(source, "apply", frozen)
         before = metric(recorder, "fleetops_history_events_written_total")
         client = redis_server.client()
         now = time.time()

@@ -34,7 +34,7 @@ from exporters.history.queries import (
 )
 from exporters.history.retention import DAY, RetentionPolicy, prune, row_counts
 from exporters.history.schema import TRIGRAM_INDEXES, VERSION_TABLE, metadata, tasks, workers
-from tests.history.events import before_runs, task_lifecycle, worker_event
+from tests.history.events import task_lifecycle, worker_event, write_before_apps
 from tests.stream.checked import CheckedHistoryWriter as HistoryWriter
 
 
@@ -82,7 +82,7 @@ def test_upgrading_a_recorded_history_keeps_its_rows(database_url: str) -> None:
     # A history written by the first schema, then upgraded by a newer recorder at start.
     engine = create_history_engine(database_url)
     migrate.upgrade(engine, "0001")
-    HistoryWriter(engine).write(before_runs(task_lifecycle("kept")))
+    write_before_apps(engine, task_lifecycle("kept"))
     migrate.upgrade(engine)
     assert migrate.current_revision(engine) == migrate.head_revision()
     assert stored(engine, "kept")["state"] == "SUCCESS"
@@ -233,7 +233,7 @@ def test_console_queries(engine: Engine) -> None:
     ]
     assert grouped["last_seen"][0] > grouped["first_seen"][0]
     assert list(grouped.columns) == [
-        "name", "exception_type", "count", "first_seen", "last_seen", "example_task_id",
+        "name", "exception_type", "count", "first_seen", "last_seen", "example_task_id", "app",
     ]  # fmt: skip
 
     # The shape the console renders: the documented columns, times as UTC datetimes, and the
@@ -264,9 +264,9 @@ def test_sqlite_text_index_follows_every_write(
 ) -> None:
     engine = create_history_engine(f"sqlite:///{tmp_path / 'history.db'}")
     migrate.upgrade(engine, "0002")
-    writer = HistoryWriter(engine)
-    writer.write(before_runs(task_lifecycle("old", args="('before-the-index',)")))
+    write_before_apps(engine, task_lifecycle("old", args="('before-the-index',)"))
     migrate.upgrade(engine)  # builds the index from the rows already there
+    writer = HistoryWriter(engine)
     assert text_index.present(engine)
     t0 = 1_700_000_000.0
     for index in range(30):
@@ -336,11 +336,13 @@ def test_the_console_api_is_stable() -> None:
         ("limit", "KEYWORD_ONLY", 100),
         ("offset", "KEYWORD_ONLY", 0),
         ("columns", "KEYWORD_ONLY", queries.LIST_COLUMNS),
+        ("app", "KEYWORD_ONLY", None),
     ]
     assert shape(queries.count_tasks) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("filters", "POSITIONAL_OR_KEYWORD", None),
         ("cap", "KEYWORD_ONLY", 10_000),
+        ("app", "KEYWORD_ONLY", None),
     ]
     assert shape(queries.search_page) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
@@ -348,10 +350,12 @@ def test_the_console_api_is_stable() -> None:
         ("limit", "KEYWORD_ONLY", 100),
         ("offset", "KEYWORD_ONLY", 0),
         ("cap", "KEYWORD_ONLY", 10_000),
+        ("app", "KEYWORD_ONLY", None),
     ]
     assert shape(queries.task_detail) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("task_id", "POSITIONAL_OR_KEYWORD", empty),
+        ("app", "KEYWORD_ONLY", None),
     ]
     assert shape(queries.failures) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
@@ -360,26 +364,31 @@ def test_the_console_api_is_stable() -> None:
         ("name", "KEYWORD_ONLY", None),
         ("queue", "KEYWORD_ONLY", None),
         ("limit", "KEYWORD_ONLY", 100),
+        ("app", "KEYWORD_ONLY", None),
     ]
     assert shape(queries.task_names) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("since", "KEYWORD_ONLY", "7d"),
+        ("app", "KEYWORD_ONLY", None),
     ]
     # The Stuck & orphaned page (issue 14's contract): orphaned, stuck and twice-run tasks and
     # the visibility-timeout trap.
     assert shape(queries.task_runs) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("task_id", "POSITIONAL_OR_KEYWORD", empty),
+        ("app", "KEYWORD_ONLY", None),
     ]
     assert shape(queries.runs_of) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("task_ids", "POSITIONAL_OR_KEYWORD", empty),
+        ("app", "KEYWORD_ONLY", None),
     ]
     assert queries.RUNS_OF_COLUMNS == ("task_id", "kind", "at", "worker")
     assert shape(queries.twice_run_tasks) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("since", "KEYWORD_ONLY", "24h"),
         ("limit", "KEYWORD_ONLY", 100),
+        ("app", "KEYWORD_ONLY", None),
     ]
     assert shape(queries.orphaned_tasks) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
@@ -392,6 +401,7 @@ def test_the_console_api_is_stable() -> None:
         # orphaned once it has run past its bound (the warm shutdown drains it first).
         ("bounds", "KEYWORD_ONLY", {}),
         ("default_bound", "KEYWORD_ONLY", 3600.0),
+        ("app", "KEYWORD_ONLY", None),
     ]
     # An empty default that no caller can fill for the next one.
     assert isinstance(inspect_signature(queries.orphaned_tasks).parameters["bounds"].default,
@@ -403,26 +413,49 @@ def test_the_console_api_is_stable() -> None:
         ("now", "KEYWORD_ONLY", None),
         ("worker_timeout", "KEYWORD_ONLY", 30.0),
         ("limit", "KEYWORD_ONLY", 100),
+        ("app", "KEYWORD_ONLY", None),
     ]
     assert shape(queries.eta_beyond_visibility) == [
         ("engine", "POSITIONAL_OR_KEYWORD", empty),
         ("visibility_timeout", "KEYWORD_ONLY", empty),
         ("since", "KEYWORD_ONLY", "24h"),
         ("limit", "KEYWORD_ONLY", 100),
+        ("app", "KEYWORD_ONLY", None),
     ]
+    # Several apps (docs/history.md, "Several apps"): the console's app selector, and the
+    # workflow and workers reads filtered like the rest.
+    assert shape(queries.apps) == [("engine", "POSITIONAL_OR_KEYWORD", empty)]
+    assert shape(queries.workflow) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("root_id", "POSITIONAL_OR_KEYWORD", empty),
+        ("limit", "KEYWORD_ONLY", 2000),
+        ("app", "KEYWORD_ONLY", None),
+    ]
+    assert shape(queries.workflow_root) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("task_id", "POSITIONAL_OR_KEYWORD", empty),
+        ("max_depth", "KEYWORD_ONLY", 100),
+        ("app", "KEYWORD_ONLY", None),
+    ]
+    assert shape(queries.list_workers) == [
+        ("engine", "POSITIONAL_OR_KEYWORD", empty),
+        ("app", "KEYWORD_ONLY", None),
+    ]
+    assert queries.LIST_COLUMNS[-1] == "app"
     assert queries.TWICE_RUN_COLUMNS == (
         "task_id", "name", "queue", "state", "runs", "workers", "first_started_at",
-        "last_started_at", "timestamp",
+        "last_started_at", "timestamp", "app",
     )  # fmt: skip
     assert queries.ORPHAN_COLUMNS == (
         "task_id", "name", "queue", "worker", "started_at", "worker_seen_at", "outcome",
-        "finished_on", "state",
+        "finished_on", "state", "app",
     )  # fmt: skip
     assert queries.STUCK_COLUMNS == (
         "task_id", "name", "queue", "worker", "started_at", "running_seconds", "bound_seconds",
+        "app",
     )  # fmt: skip
     assert queries.ETA_COLUMNS == (
-        "task_id", "name", "queue", "state", "received_at", "eta", "ahead_seconds",
+        "task_id", "name", "queue", "state", "received_at", "eta", "ahead_seconds", "app",
     )  # fmt: skip
     assert [f.name for f in fields(queries.TaskFilter)] == [
         "name", "state", "worker", "queue", "since", "until", "exception", "exception_text",
