@@ -87,6 +87,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             client.close()
             # Its tasks sleep for minutes: a warm shutdown would wait for them.
             worker.kill()
+            server.kill()
 
 
 def rendered(snapshot: QueueSnapshot) -> Samples:
