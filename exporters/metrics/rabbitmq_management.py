@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -33,6 +34,7 @@ from exporters.metrics.queues import QueueSnapshot
 from workers.queues import DEAD_LETTER
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MANAGEMENT_PORT = 15672
 MANAGEMENT_TLS_PORT = 15671
@@ -43,6 +45,7 @@ COLUMNS = (
 )
 # About 400 bytes a queue: room for tens of thousands of queues, not for a runaway answer.
 MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_NAME = 255
 # Larger counts than this are not counts (2**53: the last integer a float holds exactly).
 MAX_COUNT = 2**53
 # A head timestamp this far ahead of our clock is not a time in seconds (milliseconds, junk).
@@ -101,15 +104,6 @@ def management_url_for(broker_url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-def redacted(url: str) -> str:
-    """``url`` without its password, for logs and errors."""
-    split = urlsplit(url)
-    if split.password is None:
-        return url
-    netloc = f"{split.username}:***@{split.hostname}" + (f":{split.port}" if split.port else "")
-    return urlunsplit(split._replace(netloc=netloc))
-
-
 def _count(value: object) -> int | None:
     """A message or consumer count, or None when ``value`` is not one."""
     if type(value) is int and 0 <= value <= MAX_COUNT:
@@ -132,7 +126,7 @@ class ManagementApi:
         max_body: int = MAX_BODY_BYTES,
     ) -> None:
         split = urlsplit(base_url)
-        # Credentials in the URL win over the broker's; the URL is logged without them.
+        # Credentials in the URL win over the broker's; base_url (logged) keeps none.
         username = split.username if split.username is not None else username
         password = split.password if split.password is not None else password
         host = split.hostname or "localhost"
@@ -142,6 +136,7 @@ class ManagementApi:
         self.base_url = urlunsplit((split.scheme, netloc, split.path.rstrip("/"), "", ""))
         self.vhost = vhost
         self.max_body = max_body
+        self.total_timeout = 2 * timeout
         self.client = httpx.Client(
             auth=(username, password), timeout=timeout, follow_redirects=False
         )
@@ -159,6 +154,8 @@ class ManagementApi:
         return self.parse(self._get(self.queues_url, {"columns": COLUMNS}))
 
     def _get(self, url: str, params: dict[str, str]) -> bytes:
+        # httpx's timeout bounds each read: a body trickling in must not hold the poller longer.
+        deadline = time.monotonic() + self.total_timeout
         try:
             with self.client.stream("GET", url, params=params) as response:
                 if response.status_code != 200:
@@ -171,6 +168,8 @@ class ManagementApi:
                     body += chunk
                     if len(body) > self.max_body:
                         raise ManagementError("too_large", f"{url} answers over {self.max_body}")
+                    if time.monotonic() > deadline:
+                        raise ManagementError("timeout", f"{url} answers too slowly")
                 return bytes(body)
         except httpx.TimeoutException as exc:
             raise ManagementError("timeout", f"{url} did not answer in time: {exc}") from exc
@@ -198,10 +197,13 @@ class ManagementApi:
             return None
         name = item.get("name")
         ready = _count(item.get("messages_ready"))
-        if not isinstance(name, str) or ready is None:
+        # AMQP queue names are at most 255 bytes: a longer one is not a queue of this broker.
+        if not isinstance(name, str) or len(name) > MAX_NAME or ready is None:
             # A queue whose name or depth cannot be read: nothing of it can be reported.
             # (A queue just declared has no statistics yet: no depth, not counted.)
-            if not (isinstance(name, str) and "messages_ready" not in item):
+            if not (
+                isinstance(name, str) and len(name) <= MAX_NAME and "messages_ready" not in item
+            ):
                 self.bad_values += 1
             return None
         return QueueStats(
@@ -213,7 +215,7 @@ class ManagementApi:
             by_priority=self._priorities(item.get("backing_queue_status"), ready),
         )
 
-    def _field(self, item: dict, key: str, read: Callable[[object], object]):  # type: ignore[no-untyped-def]
+    def _field(self, item: dict, key: str, read: Callable[[object], T | None]) -> T | None:
         raw = item.get(key)
         if raw is None:
             return None
@@ -383,7 +385,7 @@ class RabbitMQPoller:
         log.warning(
             "RabbitMQ management API %s: %s (%s); serving ready messages and consumers from"
             " AMQP only, without unacknowledged counts or message ages; %s",
-            redacted(self.api.base_url),
+            self.api.base_url,
             exc,
             exc.reason,
             _advice(exc.reason),
@@ -392,7 +394,7 @@ class RabbitMQPoller:
     def _say_up(self) -> None:
         if self._failing_since is not None:
             assert self.api is not None
-            log.info("RabbitMQ management API %s answers again", redacted(self.api.base_url))
+            log.info("RabbitMQ management API %s answers again", self.api.base_url)
         self._failing_since = None
         self._last_reason = ""
 

@@ -4,6 +4,7 @@ exporter renders from it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -197,7 +198,11 @@ class HostileApi(BaseHTTPRequestHandler):
     hostile way (the poller's URL path prefix picks it)."""
 
     def do_GET(self) -> None:
-        kind = self.path.split("/")[1]
+        # The poller gives up reading huge and slow answers, as it should.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._answer(self.path.split("/")[1])
+
+    def _answer(self, kind: str) -> None:
         if kind == "slow":
             time.sleep(3)
         if kind == "huge":
@@ -205,6 +210,15 @@ class HostileApi(BaseHTTPRequestHandler):
             self.end_headers()  # no length given: the reader must stop by itself
             for _ in range(64):
                 self.wfile.write(b"[" + b"0," * 32_768)
+            return
+        if kind == "trickle":
+            # Each read comes in time; the whole answer never does.
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(40):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.25)
             return
         body = {
             "notjson": b"<html>proxy error</html>",
@@ -224,6 +238,7 @@ class HostileApi(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def hostile_api() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), HostileApi)
+    server.daemon_threads, server.block_on_close = True, False  # slow answers end by themselves
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -239,6 +254,7 @@ def hostile_api() -> Iterator[str]:
         ("html500", "http_error"),
         ("huge", "too_large"),
         ("slow", "timeout"),
+        ("trickle", "timeout"),
     ],
 )
 def test_hostile_management_answers_are_counted_and_amqp_answers(
@@ -268,8 +284,9 @@ def test_hostile_fields_are_left_out_and_counted() -> None:
         {"name": "bad-split", "messages_ready": 5,
          "backing_queue_status": {"priority_lengths": {"0": 1, "x": 2}}},
         {"name": "no-stats-yet"},
+        {"name": "%s", "messages_ready": 1},
         "not an object", {"messages_ready": 1}
-    ]"""
+    ]""".replace(b"%s", b"q" * 256)
     queues = {q.name: q for q in api.parse(answer)}
     assert set(queues) == {"ok", "wrong-types", "future", "bad-split"}
     ok = queues["ok"]
@@ -279,8 +296,8 @@ def test_hostile_fields_are_left_out_and_counted() -> None:
     assert (wrong.unacked, wrong.consumers, wrong.head_timestamp) == (None, None, None)
     assert queues["future"].head_timestamp is None
     assert queues["bad-split"].by_priority == {}
-    # 3 wrong types, huge, future, bad split, a non-object, a nameless queue
-    assert api.bad_values == 8
+    # 3 wrong types, huge, future, bad split, a too long name, a non-object, a nameless queue
+    assert api.bad_values == 9
     api.close()
     for body, reason in [(b"[NaN]", "not_json"), (b"\xff\xfe", "not_json"), (b"3", "bad_answer")]:
         with pytest.raises(ManagementError) as error:
