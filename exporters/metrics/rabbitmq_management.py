@@ -227,11 +227,11 @@ class ManagementApi:
     def _priorities(self, status: object, ready: int) -> dict[int, int]:
         """Ready messages per priority of an x-max-priority queue; {} for other queues, or
         when the numbers are not counts or do not add up to the ready messages."""
-        if status is None:
+        if not isinstance(status, dict) or "priority_lengths" not in status:
+            if status is not None and not isinstance(status, dict):
+                self.bad_values += 1
             return {}
-        lengths = status.get("priority_lengths") if isinstance(status, dict) else None
-        if lengths is None and isinstance(status, dict):
-            return {}
+        lengths = status["priority_lengths"]
         if not isinstance(lengths, dict) or len(lengths) > 256:
             self.bad_values += 1
             return {}
@@ -247,10 +247,15 @@ class ManagementApi:
 
 
 def _timestamp(value: object) -> float | None:
-    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+    """Seconds since the epoch, or None when ``value`` is not a plausible one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    seconds = float(value)  # type: ignore[arg-type]
-    return seconds if 0 < seconds <= time.time() + MAX_FUTURE_SECONDS else None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    plausible = math.isfinite(seconds) and 0 < seconds <= time.time() + MAX_FUTURE_SECONDS
+    return seconds if plausible else None
 
 
 def _refusal(status: int, url: str) -> tuple[str, str]:

@@ -278,7 +278,8 @@ def test_hostile_fields_are_left_out_and_counted() -> None:
          "head_message_timestamp": 1000000000,
          "backing_queue_status": {"priority_lengths": {"0": 1, "9": 1}}},
         {"name": "wrong-types", "messages_ready": 1, "messages_unacknowledged": "3",
-         "consumers": true, "head_message_timestamp": "yesterday"},
+         "consumers": true, "head_message_timestamp": "yesterday",
+         "backing_queue_status": "lazy"},
         {"name": "huge", "messages_ready": 1e300, "consumers": -1},
         {"name": "future", "messages_ready": 1, "head_message_timestamp": 99999999999999},
         {"name": "bad-split", "messages_ready": 5,
@@ -296,8 +297,8 @@ def test_hostile_fields_are_left_out_and_counted() -> None:
     assert (wrong.unacked, wrong.consumers, wrong.head_timestamp) == (None, None, None)
     assert queues["future"].head_timestamp is None
     assert queues["bad-split"].by_priority == {}
-    # 3 wrong types, huge, future, bad split, a too long name, a non-object, a nameless queue
-    assert api.bad_values == 9
+    # 4 wrong types, huge, future, bad split, a too long name, a non-object, a nameless queue
+    assert api.bad_values == 10
     api.close()
     for body, reason in [(b"[NaN]", "not_json"), (b"\xff\xfe", "not_json"), (b"3", "bad_answer")]:
         with pytest.raises(ManagementError) as error:
