@@ -1,14 +1,21 @@
-"""A fresh RabbitMQ virtual host on the machine's RabbitMQ (starting a broker of our own per
-test run costs more than the tests that use it); skipped where no RabbitMQ answers. Tests that
-need what that node lacks (the management plugin) start a RabbitMQServer of their own."""
+"""RabbitMQ nodes of the tests' own, on free loopback ports.
+
+Tests that only need a broker share one node per session (the ``rabbitmq_node`` fixture in
+tests/conftest.py, started by the first test that asks for it: a node takes 10 to 50 s to boot
+here), each in a virtual host of its own (``Vhost``), created and deleted through the
+management HTTP API (milliseconds; ``rabbitmqctl`` boots an Erlang VM per call). Tests that
+stop, kill or restart the broker start a ``RabbitMQServer`` of their own."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import socket
-import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import httpx
 
@@ -18,35 +25,24 @@ from tests.processes import Child, Processes
 GUEST = ("guest", "guest")
 
 
-def available() -> str | None:
-    """None when usable, else why not."""
-    if shutil.which("rabbitmqctl") is None:
-        return "rabbitmqctl not installed"
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return None
-    except OSError:
-        return "no RabbitMQ on 127.0.0.1:5672"
-
-
-def _ctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-def create_vhost() -> tuple[str, str]:
-    vhost = f"fleetops-test-{uuid.uuid4().hex[:8]}"
-    _ctl("add_vhost", vhost)
-    _ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    return vhost, f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-
-
-def delete_vhost(vhost: str) -> None:
-    _ctl("delete_vhost", vhost)
+def missing() -> str | None:
+    """Why no node of our own can start here, or None."""
+    if not os.access(SERVER, os.X_OK):
+        return f"{SERVER} not installed"
+    if shutil.which("bash") is None:
+        return "bash not installed"
+    return None
 
 
 # The server itself, without the Debian wrapper (which switches to the rabbitmq user and the
 # system's configuration).
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+# The node under bash, beside a watcher that kills the process group once {parent} is gone.
+WATCHED = (
+    '"{server}" & server=$!; '
+    "(while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill -KILL 0) & "
+    'wait "$server"'
+)
 # Erlang and RabbitMQ's boot take 10 to 30 s on a busy 2-core machine.
 READY_TIMEOUT = 120.0
 
@@ -66,6 +62,9 @@ class RabbitMQServer:
     management_port: int = field(default_factory=free_port)
     dist_port: int = field(default_factory=free_port)
     name: str = field(default_factory=lambda: f"fleetops-test-{uuid.uuid4().hex[:8]}")
+    # For a node that outlives single tests: it dies with this Python process, even one killed
+    # without its teardown running (SIGKILL, a lost terminal), instead of running on unseen.
+    watch_parent: bool = False
     child: Child | None = None
 
     @property
@@ -120,7 +119,12 @@ class RabbitMQServer:
             "RABBITMQ_PID_FILE": str(home / "pid"),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
         }
-        spec = ProcessSpec(self.name, [SERVER], ready=self._answers, ready_timeout=READY_TIMEOUT)
+        command = [SERVER]
+        if self.watch_parent:
+            # bash waits for the server (its exit code is the node's, so a dead node is seen at
+            # once); a watcher beside it kills the whole process group once we are gone.
+            command = ["bash", "-c", WATCHED.format(server=SERVER, parent=os.getpid())]
+        spec = ProcessSpec(self.name, command, ready=self._answers, ready_timeout=READY_TIMEOUT)
         self.child = self.processes.start(
             spec, env, label=f"rabbitmq-server on {self.port}", wait=wait
         )
@@ -146,7 +150,78 @@ class RabbitMQServer:
     def log(self) -> str:
         return self.child.log() if self.child is not None else ""
 
+    def alive(self) -> bool:
+        """True while it runs; ProcessExited with the end of its log once it has died."""
+        assert self.child is not None, "the node was never started"
+        return self.child.alive()
+
+    @contextlib.contextmanager
+    def vhost(self) -> Iterator[Vhost]:
+        """A fresh virtual host (and the users made for it), deleted at the end; ProcessExited
+        with the node's log if the node has died, before or during its use."""
+        self.alive()
+        vhost = Vhost(self, f"t-{uuid.uuid4().hex[:10]}")
+        self.api("PUT", f"vhosts/{vhost.quoted}")
+        vhost.grant("guest")
+        try:
+            yield vhost
+        finally:
+            self.alive()
+            vhost.delete()
+
     def kill(self) -> None:
         """Stop it at once: a test's node keeps nothing worth a clean shutdown (seconds)."""
         if self.child is not None:
             self.child.kill()
+
+
+@dataclass
+class Vhost:
+    """A virtual host of its own on a shared node: what one test or module sees of RabbitMQ."""
+
+    server: RabbitMQServer
+    name: str
+    users: list[str] = field(default_factory=list)
+
+    @property
+    def quoted(self) -> str:
+        return quote(self.name, safe="")
+
+    @property
+    def url(self) -> str:
+        """The AMQP URL of the administrator ``guest`` in this virtual host."""
+        return self.url_of("guest", "guest")
+
+    @property
+    def management_url(self) -> str:
+        return self.server.management_url
+
+    def url_of(self, user: str, password: str) -> str:
+        return f"amqp://{user}:{password}@127.0.0.1:{self.server.port}/{self.quoted}"
+
+    def api(self, method: str, path: str, json: object = None) -> httpx.Response:
+        return self.server.api(method, path, json)
+
+    def alive(self) -> bool:
+        """True while the node runs; ProcessExited with its log once it has died (a wait_for
+        predicate stops waiting on that)."""
+        return self.server.alive()
+
+    def grant(self, user: str) -> None:
+        every = {"configure": ".*", "write": ".*", "read": ".*"}
+        self.api("PUT", f"permissions/{self.quoted}/{quote(user, safe='')}", every)
+
+    def add_user(self, user: str, password: str, tags: str = "") -> str:
+        """A user of this virtual host only (its name prefixed with the host's: users are the
+        node's, shared by every test); the URL it connects with."""
+        name = f"{self.name}-{user}"
+        self.api("PUT", f"users/{quote(name, safe='')}", {"password": password, "tags": tags})
+        self.users.append(name)
+        self.grant(name)
+        return self.url_of(name, password)
+
+    def delete(self) -> None:
+        """The virtual host with its queues and messages, and its users."""
+        self.api("DELETE", f"vhosts/{self.quoted}")
+        for user in self.users:
+            self.api("DELETE", f"users/{quote(user, safe='')}")

@@ -1,6 +1,6 @@
-"""RabbitMQ through its management API: a node of the module's own with the management plugin,
-one real worker holding tasks, the poller the exporter builds for a RabbitMQ app, and what the
-exporter renders from it."""
+"""RabbitMQ through its management API: a virtual host of the module's own on the session's
+node (management plugin on), one real worker holding tasks, the poller the exporter builds for
+a RabbitMQ app, and what the exporter renders from it."""
 
 from __future__ import annotations
 
@@ -32,12 +32,13 @@ from fleetops.fleet.spec import free_port
 from tests.exporter.process import Samples, parse, value
 from tests.helpers import wait_for
 from tests.processes import processes_in
-from tests.rabbitmq import RabbitMQServer
+from tests.rabbitmq import RabbitMQServer, Vhost
 from tests.servers import CeleryProcess, run_worker
 from workers.client import client_app
 
 QUEUE = "maintenance"  # the worker's queue: x-max-priority, its tasks sent with priority 3
 IDLE_QUEUE = "reminders"  # no worker: its message waits, without a timestamp
+STAMPED_QUEUE = "images"  # no worker: a task sent with delay(), no option, waits there
 SENT = 5
 # The worker holds one task running and one prefetched (acks_late: both unacknowledged).
 PREFETCH = 2
@@ -49,7 +50,7 @@ OLDEST_AGE = 500
 
 @dataclass
 class Fleet:
-    server: RabbitMQServer
+    vhost: Vhost
     worker: CeleryProcess
     client: Celery
 
@@ -59,36 +60,46 @@ def never_sent(_task_id: str) -> float | None:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def fleet(
+    rabbitmq_node: RabbitMQServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
     run_dir = tmp_path_factory.mktemp("rabbitmq-management")
-    with processes_in(run_dir) as processes:
-        server = RabbitMQServer(processes, management=True).start(wait=False)
+    # The worker stops before its virtual host goes.
+    with rabbitmq_node.vhost() as vhost, processes_in(run_dir) as processes:
         env = {
-            "FLEETOPS_BROKER_URL": server.url,
+            "FLEETOPS_BROKER_URL": vhost.url,
             "FLEETOPS_RESULT_BACKEND": "rpc://",
             "FLEETOPS_DATA_DIR": str(run_dir),
             "FLEETOPS_DATABASE_URL": f"sqlite:///{run_dir / 'fleetops.db'}",
             "FLEETOPS_WORKER_PREFETCH_MULTIPLIER": str(PREFETCH),
         }
-        # Both boot side by side: the worker retries the broker until it answers.
-        worker = run_worker(processes, "rmq@127.0.0.1", QUEUE, env, 1, "solo", wait=False)
-        server.wait_ready()
-        worker.child.wait_ready()
-        client = client_app(server.url, "fleetops-test-client")
+        worker = run_worker(processes, "rmq@127.0.0.1", QUEUE, env, 1, "solo")
+        client = client_app(vhost.url, "fleetops-test-client")
         now = int(time.time())
         # Oldest first: the worker takes the first PREFETCH, the others wait.
         for n in range(SENT):
             age = OLDEST_AGE - n * 100
             client.send_task("maintenance.probe", kwargs={"duration": 600}, queue=QUEUE,
                              timestamp=now - age)  # fmt: skip
-        client.send_task("reminders.send_due_soon", queue=IDLE_QUEUE)
+        publish_untimestamped(client, IDLE_QUEUE)
+        client.signature("images.usual").delay()
         try:
-            yield Fleet(server, worker, client)
+            yield Fleet(vhost, worker, client)
         finally:
             client.close()
             # Its tasks sleep for minutes: a warm shutdown would wait for them.
             worker.kill()
-            server.kill()
+
+
+def publish_untimestamped(client: Celery, name: str) -> None:
+    """A message without the timestamp property, as a publisher other than Celery (or a
+    client without fleetops' publish hook) sends it: the fleet's tasks are all stamped."""
+    queue = client.amqp.queues[name]
+    with client.producer_or_acquire() as producer:
+        producer.publish(
+            {"not": "a task"}, exchange=queue.exchange, routing_key=name, declare=[queue],
+            serializer="json",
+        )  # fmt: skip
 
 
 def rendered(snapshot: QueueSnapshot) -> Samples:
@@ -117,10 +128,10 @@ def settled(poller: RabbitMQPoller) -> QueueSnapshot:
 
 def test_management_api_tells_unacked_ready_consumers_and_oldest_age(fleet: Fleet) -> None:
     settings = ExporterSettings(
-        broker_url=fleet.server.url,
-        exporter_rabbitmq_management_urls={"default": fleet.server.management_url},
+        broker_url=fleet.vhost.url,
+        exporter_rabbitmq_management_urls={"default": fleet.vhost.management_url},
     )
-    poller = broker_poller(fleet.server.url, settings, "default")
+    poller = broker_poller(fleet.vhost.url, settings, "default")
     assert isinstance(poller, RabbitMQPoller)
     try:
         snap = settled(poller)
@@ -150,6 +161,24 @@ def test_management_api_tells_unacked_ready_consumers_and_oldest_age(fleet: Flee
                 for key, name in labels if key == "queue_name" and "pidbox" in name]  # fmt: skip
 
 
+def test_tasks_sent_the_usual_way_tell_their_age(fleet: Fleet) -> None:
+    """A task sent with delay() and no option carries the AMQP timestamp (the fleet's publish
+    hook): RabbitMQ tells head_message_timestamp, so the oldest-message age appears."""
+    poller = RabbitMQPoller(fleet.vhost.url, management_url=fleet.vhost.management_url)
+    try:
+        snap = wait_for(
+            lambda: (got := poller.poll({STAMPED_QUEUE}, never_sent)).length(STAMPED_QUEUE) == 1
+            and got,
+            timeout=30, message="the task waiting in its queue",
+        )  # fmt: skip
+    finally:
+        poller.close()
+    samples = rendered(snap)
+    age = value(samples, "fleetops_queue_oldest_message_age_seconds", queue_name=STAMPED_QUEUE)
+    # Sent when the module's fleet started, moments ago.
+    assert age is not None and 0 <= age < 300
+
+
 @pytest.mark.parametrize(
     ("case", "reason", "advice"),
     [
@@ -161,13 +190,13 @@ def test_management_api_tells_unacked_ready_consumers_and_oldest_age(fleet: Flee
 def test_management_api_down_or_refusing_falls_back_to_amqp(
     fleet: Fleet, case: str, reason: str, advice: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broker_url = fleet.server.url
-    management_url = fleet.server.management_url
+    broker_url = fleet.vhost.url
+    management_url = fleet.vhost.management_url
     if case == "wrong password":
         management_url = management_url.replace("http://", "http://guest:wrong@")
     elif case == "user without the management tag":
         # No credentials in the management URL: the broker URL's user, refused by the API.
-        broker_url = fleet.server.add_user("amqp-only", "secret-pw")
+        broker_url = fleet.vhost.add_user("amqp-only", "secret-pw")
     else:
         management_url = f"http://127.0.0.1:{free_port()}"
     poller = RabbitMQPoller(broker_url, management_url=management_url, timeout=2)
@@ -260,7 +289,7 @@ def hostile_api() -> Iterator[str]:
 def test_hostile_management_answers_are_counted_and_amqp_answers(
     fleet: Fleet, hostile_api: str, kind: str, reason: str
 ) -> None:
-    poller = RabbitMQPoller(fleet.server.url, management_url=f"{hostile_api}/{kind}", timeout=1)
+    poller = RabbitMQPoller(fleet.vhost.url, management_url=f"{hostile_api}/{kind}", timeout=1)
     poller.api.max_body = 1024 * 1024  # type: ignore[union-attr]
     try:
         snap = poller.poll({QUEUE}, never_sent)
