@@ -121,6 +121,9 @@ def settled(poller: RabbitMQPoller) -> QueueSnapshot:
     def poll() -> QueueSnapshot | None:
         snap = poller.poll({QUEUE, IDLE_QUEUE}, never_sent)
         held = snap.unacked.get(QUEUE) == PREFETCH and snap.length(QUEUE) == SENT - PREFETCH
+        # The consumer count comes with other statistics than the message counts: seen 0 with
+        # both tasks already held.
+        held = held and snap.consumers.get(QUEUE) == 1
         return snap if held and snap.length(IDLE_QUEUE) == 1 else None
 
     return wait_for(poll, timeout=60, message="the worker holding its prefetched tasks")
