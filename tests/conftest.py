@@ -85,15 +85,37 @@ def postgres_url(postgres_admin: str) -> Iterator[str]:
     postgres.drop_database(postgres_admin, name)
 
 
-@pytest.fixture
-def rabbitmq_url() -> Iterator[str]:
-    """URL of a fresh virtual host on a real RabbitMQ."""
-    reason = rabbitmq.available()
+@pytest.fixture(scope="session")
+def rabbitmq_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rabbitmq.RabbitMQServer]:
+    """One RabbitMQ node (management plugin on) for every test that only needs a broker,
+    started by the first test that asks for it and killed at the end of the session, an
+    interrupted one too (and by its watcher, should this process die without teardown).
+    Tests use it through ``rabbitmq_vhost`` (or a module fixture of theirs calling
+    ``rabbitmq_node.vhost()``); tests that stop or restart a broker start their own."""
+    reason = rabbitmq.missing()
     if reason:
         pytest.skip(reason)
-    vhost, url = rabbitmq.create_vhost()
-    yield url
-    rabbitmq.delete_vhost(vhost)
+    with processes_in(tmp_path_factory.mktemp("rabbitmq")) as started:
+        node = rabbitmq.RabbitMQServer(started, management=True, watch_parent=True)
+        try:
+            yield node.start()
+        finally:
+            node.kill()
+
+
+@pytest.fixture
+def rabbitmq_vhost(rabbitmq_node: rabbitmq.RabbitMQServer) -> Iterator[rabbitmq.Vhost]:
+    """A virtual host of the test's own on the shared node: ``.url`` (AMQP, as guest),
+    ``.management_url``, ``.api()``, ``.add_user()``, ``.alive()``. Deleted afterwards; the
+    test errors with the node's log if the node died."""
+    with rabbitmq_node.vhost() as vhost:
+        yield vhost
+
+
+@pytest.fixture
+def rabbitmq_url(rabbitmq_vhost: rabbitmq.Vhost) -> str:
+    """URL of a fresh virtual host on a real RabbitMQ (the shared node)."""
+    return rabbitmq_vhost.url
 
 
 __all__ = ["wait_for"]

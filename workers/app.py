@@ -83,6 +83,11 @@ app.conf.update(
 
 enable_telemetry(app, interval=settings.telemetry_interval)
 
+# Every task message this app publishes (tasks calling tasks, Beat's) carries the AMQP timestamp
+# property that RabbitMQ's oldest-message age needs: workers.client.stamp_publish_time, a
+# before_task_publish hook connected when workers.client is imported (above), so that client
+# apps, which do not import this module, stamp theirs too.
+
 
 @task_failure.connect
 def _dead_letter_failure(sender=None, task_id=None, exception=None, einfo=None, **_) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,10 @@ workers declare them, without loading worker settings (for the console, tools an
 
 from __future__ import annotations
 
+import time
+
 from celery import Celery
+from celery.signals import before_task_publish
 
 from workers.queues import MAINTENANCE, MAX_PRIORITY, PRIORITY_STEPS, task_queues, task_routes
 
@@ -31,6 +34,17 @@ def transport_options(visibility_timeout: int) -> dict:
         "unacked_restore_interval": min(10, max(1, visibility_timeout // 10)),
         "unacked_restore_throttle": 1,
     }
+
+
+@before_task_publish.connect(weak=False, dispatch_uid="fleetops-publish-timestamp")
+def stamp_publish_time(properties: dict | None = None, **_: object) -> None:
+    """Every task message carries the AMQP ``timestamp`` property (whole seconds, as AMQP has
+    it): Celery sets none, and without it RabbitMQ cannot tell a queue's oldest message's age
+    (``head_message_timestamp``). One given by the sender (``apply_async(timestamp=...)``)
+    stays. Connected once for the process, so the workers' app (which imports this module),
+    Beat and every client app stamp what they send; on Redis it is one more harmless field."""
+    if properties is not None:
+        properties.setdefault("timestamp", int(time.time()))
 
 
 def client_app(broker_url: str, name: str = "fleetops-client") -> Celery:

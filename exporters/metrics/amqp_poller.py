@@ -1,8 +1,9 @@
 """Poll any other broker through kombu: a passive ``queue_declare`` per queue answers with the
 ready messages and the consumers (RabbitMQ's own answer, no management plugin needed).
 
-Unacknowledged messages and the oldest message's age are not part of that answer; on RabbitMQ
-they need the management API, which this poller does not require (docs/exporter.md).
+Unacknowledged messages and the oldest message's age are not part of that answer: on RabbitMQ
+they come from the management API (exporters/metrics/rabbitmq_management.py), which falls back
+to this poller when the API does not answer (docs/exporter.md, "RabbitMQ").
 """
 
 from __future__ import annotations

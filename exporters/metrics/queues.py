@@ -18,6 +18,10 @@ class QueueSnapshot:
     # Consumers per queue; None where the broker cannot tell and no worker told us.
     consumers: dict[str, int] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
+    # RabbitMQ only (None elsewhere): 1 when the management API gave the numbers, 0 when only
+    # AMQP did; its failed or hostile answers by reason, since the poller started.
+    management_up: int | None = None
+    management_errors: dict[str, int] = field(default_factory=dict)
 
     def length(self, queue: str) -> int:
         return sum(self.lengths.get(queue, {}).values())

@@ -115,6 +115,7 @@ class Renderer:
             self._task_latency(out, state)
             self._task_faults(out, state, now)
             self._queues(out, state, extras, now)
+            self._broker_management(out, extras.snapshot)
             self._workers(out, state, now)
             self._beat(out, state)
             self._thresholds(out, extras.thresholds)
@@ -461,6 +462,25 @@ class Renderer:
             "fleetops_dead_letter_length",
             "Entries in the dead-letter queue, by the queue the task came from.",
             [(self.labels(queue_name=k), v) for k, v in sorted(snap.dead_letters.items())],
+        )
+
+    def _broker_management(self, out: list[str], snap: QueueSnapshot) -> None:
+        """RabbitMQ's management API: whether it gave this poll's numbers (no sample on other
+        brokers), and its failed or hostile answers by reason (docs/exporter.md, "RabbitMQ")."""
+        up = [] if snap.management_up is None else [(self.labels(), snap.management_up)]
+        self._gauge_family(
+            out,
+            "fleetops_broker_management_up",
+            "1 when the RabbitMQ management API gave the queue numbers, 0 when AMQP did"
+            " (no unacknowledged counts nor message ages).",
+            up,
+        )
+        self._gauge_family(
+            out,
+            "fleetops_broker_management_errors_total",
+            "Failed or hostile answers of the RabbitMQ management API, by reason.",
+            [(self.labels(reason=k), v) for k, v in sorted(snap.management_errors.items())],
+            kind="counter",
         )
 
     def _workers(self, out: list[str], state: FleetState, now: float) -> None:

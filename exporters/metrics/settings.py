@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from typing import Annotated, Literal
@@ -13,7 +14,7 @@ from exporters.metrics import worker_groups
 from exporters.metrics.histogram import DEFAULT_BUCKETS
 from exporters.stream.health import STALL_AFTER
 from fleetops import ports, task_faults
-from fleetops.apps import APP_LABEL
+from fleetops.apps import APP_LABEL, check_app_name
 from fleetops.settings import FleetSettings, load_settings, shown_as
 from workers.queues import DEAD_LETTER
 
@@ -159,6 +160,64 @@ class ExporterSettings(FleetSettings):
             if not name or len(name) > 255:
                 raise ValueError(f"{name[:80]!r} is not a task name")
         return value
+
+    # RabbitMQ management API (docs/exporter.md, "RabbitMQ").
+    exporter_rabbitmq_management_urls: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict
+    )
+    """RabbitMQ management API per app: app=http://user:password@host:15672 pairs separated by
+    commas (or a JSON object); one URL alone serves every app; off: AMQP only. Unset: the broker's
+    host and credentials on port 15672."""
+    exporter_rabbitmq_management_timeout: Seconds = 5.0
+    """Seconds to wait for the RabbitMQ management API before polling through AMQP instead."""
+
+    @field_validator("exporter_rabbitmq_management_urls", mode="before")
+    @classmethod
+    def _management_urls(cls, value: object) -> dict[str, str]:
+        return parse_management_urls(value)
+
+    def rabbitmq_management_url(self, app: str) -> str | None:
+        """The management URL set for ``app`` (or for every app); None: the default one."""
+        urls = self.exporter_rabbitmq_management_urls
+        return urls.get(app, urls.get(EVERY_APP))
+
+
+EVERY_APP = "*"
+
+
+def parse_management_urls(value: object) -> dict[str, str]:
+    """``app=url,app=url``, a JSON object, or one URL for every app -> {app or "*": url}."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON object: {exc}") from exc
+        elif text.lower() == "off" or "://" in text.split("=", 1)[0]:
+            value = {EVERY_APP: text}
+        else:
+            pairs: dict[str, str] = {}
+            for item in filter(None, (part.strip() for part in text.split(","))):
+                app, sep, url = item.partition("=")
+                if not sep or not app.strip() or not url.strip():
+                    raise ValueError(f"{item[:80]!r}: expected app=management-url")
+                pairs[app.strip()] = url.strip()
+            value = pairs
+    if not isinstance(value, dict):
+        raise ValueError("expected app=management-url pairs, a JSON object or one URL")
+    urls: dict[str, str] = {}
+    for app, url in value.items():
+        if app != EVERY_APP:
+            check_app_name(app)
+        if not isinstance(url, str) or not (
+            url.lower() == "off" or url.startswith(("http://", "https://"))
+        ):
+            raise ValueError(f"app {app!r}: expected an http(s):// URL or off")
+        urls[app] = url
+    return urls
 
 
 def load(**overrides: object) -> ExporterSettings:

@@ -19,15 +19,16 @@ from exporters.stream.status import StreamStatus
 from tests.helpers import wait_for
 from tests.history.proxy import OutageProxy
 from tests.history.recording import Publisher
+from tests.rabbitmq import Vhost
 
 QUEUE = "fleetops.acks-test"
 SENT = 5
 
 
 @pytest.fixture
-def proxy() -> Iterator[OutageProxy]:
+def proxy(rabbitmq_vhost: Vhost) -> Iterator[OutageProxy]:
     """RabbitMQ behind a proxy the test can cut, as a network failure does."""
-    proxy = OutageProxy("127.0.0.1", 5672)
+    proxy = OutageProxy("127.0.0.1", rabbitmq_vhost.server.port)
     proxy.start()
     yield proxy
     proxy.stop()
