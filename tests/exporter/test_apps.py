@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,12 +70,14 @@ def _worker_env(url: str, data: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    reason = rabbitmq.available()
-    if reason:
-        pytest.skip(reason)
+def fleet(
+    tmp_path_factory: pytest.TempPathFactory, rabbitmq_node: rabbitmq.RabbitMQServer
+) -> Iterator[Fleet]:
+    stack = ExitStack()
     run_dir = tmp_path_factory.mktemp("apps")
-    vhost, rabbit_url = rabbitmq.create_vhost()
+    # A virtual host of its own on the session's RabbitMQ node (tests/conftest.py).
+    vhost = stack.enter_context(rabbitmq_node.vhost())
+    rabbit_url = vhost.url
     clients: dict[str, Celery] = {}
     try:
         with processes_in(run_dir) as processes:
@@ -97,7 +100,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     finally:
         for client in clients.values():
             client.close()
-        rabbitmq.delete_vhost(vhost)
+        stack.close()
 
 
 def _exporter(processes: Processes, urls: dict[str, str]) -> ExporterProcess:

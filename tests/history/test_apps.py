@@ -13,6 +13,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,12 +56,16 @@ class Fleet:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, postgres_admin: str) -> Iterator[Fleet]:
-    reason = rabbitmq.available()
-    if reason:
-        pytest.skip(reason)
+def fleet(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_admin: str,
+    rabbitmq_node: rabbitmq.RabbitMQServer,
+) -> Iterator[Fleet]:
+    stack = ExitStack()
     run_dir = tmp_path_factory.mktemp("history-apps")
-    vhost, amqp_url = rabbitmq.create_vhost()
+    # A virtual host of its own on the session's RabbitMQ node (tests/conftest.py).
+    vhost = stack.enter_context(rabbitmq_node.vhost())
+    amqp_url = vhost.url
     database, database_url = postgres.create_database(postgres_admin)
     engine = create_history_engine(database_url)
     clients: dict[str, Celery] = {}
@@ -99,7 +104,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, postgres_admin: str) -> Iter
             client.close()
         engine.dispose()
         postgres.drop_database(postgres_admin, database)
-        rabbitmq.delete_vhost(vhost)
+        stack.close()
 
 
 def _connected(fleet: Fleet, *apps: str) -> bool:
