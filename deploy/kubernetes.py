@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import yaml
 
+from alerts.config import EXPORTER_JOB, RECORDER_JOB
 from alerts.generate import ALERTS_FILE, RULES_FILE, Generated
 from alerts.replicas import one
-from deploy.parts import IMAGE, IMAGE_UID, WORK_QUEUES, Part, common_env, fleet_parts
+from deploy.parts import DATA_DIR, IMAGE, IMAGE_UID, WORK_QUEUES, Part, common_env, fleet_parts
 from fleetops.apps import APP_LABEL, DEFAULT_APP
 from fleetops.breaking_points import BreakingPoints
 
 NAMESPACE = "fleetops"
 SECRET = "fleetops-secrets"
+CONSOLE_PVC = "console-data"
 CONFIG = "fleetops-config"
 # The parts the cluster runs from the fleetops image: Beat, Flower and the pager are left to
 # the Compose example (Beat must run once; the cluster has its own Alertmanager receivers).
@@ -26,6 +28,18 @@ REPLICAS = {"exporter": 2, "recorder": 1, "console": 1, "celery-worker": 2}
 # The addresses Secret: placeholders to replace (or render with your own secret manager).
 SECRET_KEYS = ("FLEETOPS_BROKER_URL", "FLEETOPS_DATABASE_URL", "FLEETOPS_HISTORY_DATABASE_URL")
 PROMETHEUS_SERVER = "http://prometheus-operated.monitoring.svc:9090"
+ALERTMANAGER_SERVER = "http://alertmanager-operated.monitoring.svc:9093"
+# prometheus-operator names a target's job after its Service unless `jobLabel` names a label
+# of the Service: the rules select the jobs by these names (alerts/config.py).
+JOB_LABEL = "fleetops.io/job"
+JOBS = {"exporter": EXPORTER_JOB, "recorder": RECORDER_JOB}
+# Target labels prometheus-operator adds that tell the exporter replicas' pods apart; the
+# rules drop only `instance` and `replica` (alerts/replicas.py), so these must not reach them.
+OPERATOR_TARGET_LABELS = "pod|container|endpoint|service|namespace"
+# A Celery worker drains its running tasks on SIGTERM: the longest task's time limit.
+WORKER_GRACE_SECONDS = 600
+# Probes render /metrics, which can take a second or more for a large fleet.
+PROBE_TIMEOUT_SECONDS = 10
 KEDA_MAX_REPLICAS = 20
 WORKER_QUERY_APP = DEFAULT_APP
 
@@ -65,34 +79,57 @@ def _container(part: Part) -> dict:
         container["ports"] = [{"name": "http", "containerPort": part.port}]
     path = part.probe or part.health
     if path and part.port:
-        probe = {"httpGet": {"path": path, "port": "http"}, "periodSeconds": 15}
+        probe = {
+            "httpGet": {"path": path, "port": "http"},
+            "periodSeconds": 15,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+        }
         container["livenessProbe"] = {**probe, "failureThreshold": 4}
         container["readinessProbe"] = probe
     return container
 
 
 def _deployment(part: Part) -> dict:
+    pod: dict = {"containers": [_container(part)]}
+    if part.name == "celery-worker":
+        pod["terminationGracePeriodSeconds"] = WORKER_GRACE_SECONDS
+    spec: dict = {
+        "replicas": REPLICAS[part.name],
+        "selector": {"matchLabels": _labels(part.name)},
+        "template": {"metadata": {"labels": _labels(part.name)}, "spec": pod},
+    }
+    if part.name == "console":
+        # The audit log lives in the data directory: it must outlive a rollout. One replica
+        # at a time holds the volume (ReadWriteOnce).
+        pod["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": CONSOLE_PVC}}]
+        pod["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": DATA_DIR}]
+        spec["strategy"] = {"type": "Recreate"}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(part.name),
-        "spec": {
-            "replicas": REPLICAS[part.name],
-            "selector": {"matchLabels": _labels(part.name)},
-            "template": {
-                "metadata": {"labels": _labels(part.name)},
-                "spec": {"containers": [_container(part)]},
-            },
-        },
+        "spec": spec,
+    }
+
+
+def _console_volume() -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(CONSOLE_PVC),
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     }
 
 
 def _service(part: Part) -> dict:
     assert part.port is not None
+    meta = _meta(part.name)
+    if part.name in JOBS:
+        meta["labels"] = {**meta["labels"], JOB_LABEL: JOBS[part.name]}
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(part.name),
+        "metadata": meta,
         "spec": {
             "selector": _labels(part.name),
             "ports": [{"name": "http", "port": part.port, "targetPort": "http"}],
@@ -104,6 +141,7 @@ def workloads() -> list[dict]:
     env = common_env("", "")
     config = {k: v for k, v in env.items() if k not in SECRET_KEYS}
     config["FLEETOPS_PROMETHEUS_URL"] = PROMETHEUS_SERVER
+    config["FLEETOPS_ALERTMANAGER_URL"] = ALERTMANAGER_SERVER
     docs: list[dict] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(CONFIG), "data": config},
@@ -118,6 +156,8 @@ def workloads() -> list[dict]:
     for part in fleet_parts():
         if part.name not in IN_CLUSTER:
             continue
+        if part.name == "console":
+            docs.append(_console_volume())
         docs.append(_deployment(part))
         if part.port:
             docs.append(_service(part))
@@ -131,6 +171,7 @@ def service_monitor() -> dict:
         "kind": "ServiceMonitor",
         "metadata": _meta("fleetops"),
         "spec": {
+            "jobLabel": JOB_LABEL,
             "selector": {
                 "matchExpressions": [
                     {"key": "app.kubernetes.io/name", "operator": "In", "values": scraped}
@@ -143,7 +184,8 @@ def service_monitor() -> dict:
                     # The exporter replicas' copies are told apart by `replica` (the pod name),
                     # which every shipped rule drops (docs/exporter.md, "Replicas").
                     "relabelings": [
-                        {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "replica"}
+                        {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "replica"},
+                        {"action": "labeldrop", "regex": OPERATOR_TARGET_LABELS},
                     ],
                 }
             ],
@@ -167,7 +209,7 @@ def worker_queue_depth() -> str:
     """Messages waiting for the workers, every priority sub-queue included (celery_queue_length
     sums them), each exporter replica counted once."""
     queues = "|".join(WORK_QUEUES)
-    selector = f'queue_name=~"{queues}", {APP_LABEL}="{WORKER_QUERY_APP}"'
+    selector = f'job="{EXPORTER_JOB}", queue_name=~"{queues}", {APP_LABEL}="{WORKER_QUERY_APP}"'
     return f"sum({one(f'celery_queue_length{{{selector}}}')})"
 
 
@@ -183,8 +225,13 @@ def scaled_object(points: BreakingPoints) -> dict:
             "scaleTargetRef": {"name": "celery-worker"},
             "minReplicaCount": 1,
             "maxReplicaCount": KEDA_MAX_REPLICAS,
-            # A Celery worker finishes its running tasks on SIGTERM: give it time.
-            "cooldownPeriod": 300,
+            # Scale down slowly: a worker leaving drains its tasks (terminationGracePeriodSeconds)
+            # and a queue that empties for a minute refills at the next burst.
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}
+                }
+            },
             "triggers": [
                 {
                     "type": "prometheus",

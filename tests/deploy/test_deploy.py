@@ -152,3 +152,30 @@ def test_the_scaler_reads_the_warning_edge_of_the_queue_depth() -> None:
     assert (
         float(threshold["metadata"]["threshold"]) == breaking_points.current().queue_depth.warning
     )
+
+
+def test_the_scraped_series_look_as_the_rules_select_them() -> None:
+    """prometheus-operator names a job after its Service and adds pod, service, endpoint...
+    labels: the rules select the jobs by name and drop only instance and replica."""
+    import re
+
+    from alerts.replicas import REPLICA_LABELS
+
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in _kube_documents()}
+    monitor = docs[("ServiceMonitor", "fleetops")]["spec"]
+    selected = monitor["selector"]["matchExpressions"][0]["values"]
+    jobs = {docs[("Service", name)]["metadata"]["labels"][monitor["jobLabel"]] for name in selected}
+    rules = docs[("PrometheusRule", "fleetops")]["spec"]["groups"]
+    expressions = " ".join(r["expr"] for g in rules for r in g["rules"])
+    used = set(re.findall(r'job="(fleetops-[a-z-]+)"', expressions))
+    assert used and used <= jobs, f"the rules select {used}, the ServiceMonitor makes {jobs}"
+    dropped = [r for r in monitor["endpoints"][0]["relabelings"] if r.get("action") == "labeldrop"]
+    for label in ("pod", "container", "endpoint", "service", "namespace"):
+        assert any(re.fullmatch(r["regex"], label) for r in dropped), label
+    assert not any(re.fullmatch(r["regex"], label) for r in dropped for label in REPLICA_LABELS)
+    for (kind, _name), doc in docs.items():
+        if kind == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                for probe in ("livenessProbe", "readinessProbe"):
+                    if probe in container:
+                        assert container[probe]["timeoutSeconds"] >= 5
