@@ -80,8 +80,11 @@ def fleet_quantile(q: float, bucket_selector: str, by: tuple[str, ...] = ()) -> 
 
 def or_zero(expr: str) -> str:
     """Counters of rare events (decode errors, drops) exist only once they happen; a flat 0
-    tells the reader the pipeline works and nothing went wrong, where "No data" would not."""
-    return f"({expr}) or on() vector(0)"
+    tells the reader the pipeline works and nothing went wrong, where "No data" would not.
+
+    Parenthesised whole: ``or`` binds weaker than every arithmetic operator, so without them
+    ``A or on() vector(0) / B`` would read as ``A or (0 / B)``."""
+    return f"(({expr}) or on() vector(0))"
 
 
 def breaking_point(signal: str) -> str:
