@@ -659,6 +659,23 @@ PIPELINE = (
         dashboard=RECORDER_DASHBOARD,
     ),
     AlertSpec(
+        name="FleetopsHistoryBrokerDown",
+        group="fleetops-pipeline",
+        severity="warning",
+        hold="5m",
+        # Per app: a recorder that follows several apps stays up, and FleetopsRecorderDown
+        # silent, while one app's broker is unreachable.
+        expr="fleetops_history_broker_up{recorder} == 0",
+        summary="The task-history recorder cannot reach one app's broker.",
+        description=(
+            "Recorder {{ $labels.instance }} has had no connection to this app's broker"
+            " for {hold} (broker_up = {{ $value | humanize }}): that app's"
+            " task events are missing from the history from then on; the other apps' are"
+            " still recorded."
+        ),
+        dashboard=RECORDER_DASHBOARD,
+    ),
+    AlertSpec(
         name="FleetopsHistoryEventsQuarantined",
         group="fleetops-pipeline",
         severity="warning",
