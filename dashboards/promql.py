@@ -29,12 +29,14 @@ FLOWER_TASK = 'task=~"$task"'
 RATE_INTERVAL = "$__rate_interval"
 
 
-def sel(metric: str, *matchers: str, per_app: bool = True) -> str:
+def sel(metric: str, *matchers: str, app: str | None = APP) -> str:
     """A vector selector of the selected apps: ``metric{app=~"$app", m1, m2}``.
 
-    ``per_app=False`` only for the series Prometheus writes per scrape target (``up``,
-    ``scrape_*``): one exporter serves every app in one target, so they carry no app."""
-    matchers = (APP, *matchers) if per_app else matchers
+    ``app=None`` only for the series Prometheus writes per scrape target (``up``, ``scrape_*``):
+    one exporter serves every app in one target, so they carry no app. ``app=APP_OR_NONE`` for
+    series only some of which carry an app (the recorder's, whose writer serves every app) or
+    none (Flower's): a one-app fleet selects "default", which would blank them otherwise."""
+    matchers = (app, *matchers) if app else matchers
     return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
 
 
