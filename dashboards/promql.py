@@ -28,6 +28,13 @@ FLOWER_TASK = 'task=~"$task"'
 
 RATE_INTERVAL = "$__rate_interval"
 
+# Two apps may both have a queue "celery" or a worker "celery@web": per-queue and per-worker
+# series stay apart per app, and their legends say which app.
+BY_QUEUE = (APP_LABEL, "queue_name")
+BY_WORKER = (APP_LABEL, "hostname")
+QUEUE_LEGEND = "{{app}}/{{queue_name}}"
+WORKER_LEGEND = "{{app}}/{{hostname}}"
+
 
 def sel(metric: str, *matchers: str, app: str | None = APP) -> str:
     """A vector selector of the selected apps: ``metric{app=~"$app", m1, m2}``.

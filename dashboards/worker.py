@@ -8,13 +8,23 @@ from dashboards import shared, variables
 from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
 from dashboards.panels import Query, stat_panel, timeseries_panel
-from dashboards.promql import JOB, WORKER, fleet_quantile, fleet_rate, or_zero, sel, sum_by
+from dashboards.promql import (
+    BY_WORKER,
+    JOB,
+    WORKER,
+    WORKER_LEGEND,
+    fleet_quantile,
+    fleet_rate,
+    or_zero,
+    sel,
+    sum_by,
+)
 from dashboards.queries import per_worker
 from dashboards.runbooks import Topic
 
 
 def _rate_per_worker(counter: str) -> str:
-    return sum_by(["hostname"], fleet_rate(sel(counter, JOB, WORKER)))
+    return sum_by(list(BY_WORKER), fleet_rate(sel(counter, JOB, WORKER)))
 
 
 def build(options: BuildOptions) -> models.Dashboard:
@@ -22,7 +32,7 @@ def build(options: BuildOptions) -> models.Dashboard:
         stat_panel(
             "Up",
             "1 while the worker's heartbeats arrive, 0 once they stop.",
-            Query(per_worker("celery_worker_up"), "{{hostname}}"),
+            Query(per_worker("celery_worker_up"), WORKER_LEGEND),
             width=6,
             links=options.runbooks(Topic.WORKERS_UP),
         ),
@@ -30,18 +40,14 @@ def build(options: BuildOptions) -> models.Dashboard:
             "Heartbeat age",
             "Seconds since the last heartbeat. Celery marks a worker offline after 60 s.",
             "s",
-            [
-                Query(
-                    per_worker("fleetops_worker_heartbeat_age_seconds", least=True), "{{hostname}}"
-                )
-            ],
+            [Query(per_worker("fleetops_worker_heartbeat_age_seconds", least=True), WORKER_LEGEND)],
             width=9,
         ),
         timeseries_panel(
             "Processed",
             "Tasks processed per second by each worker.",
             "ops",
-            [Query(_rate_per_worker("fleetops_worker_processed_total"), "{{hostname}}")],
+            [Query(_rate_per_worker("fleetops_worker_processed_total"), WORKER_LEGEND)],
             width=9,
         ),
     ]
@@ -51,8 +57,8 @@ def build(options: BuildOptions) -> models.Dashboard:
             "Tasks running now against the pool processes that can run them.",
             "short",
             [
-                Query(per_worker("celery_worker_tasks_active", "sum"), "{{hostname}} active"),
-                Query(per_worker("fleetops_worker_pool_size", "sum"), "{{hostname}} pool"),
+                Query(per_worker("celery_worker_tasks_active", "sum"), f"{WORKER_LEGEND} active"),
+                Query(per_worker("fleetops_worker_pool_size", "sum"), f"{WORKER_LEGEND} pool"),
             ],
             width=8,
         ),
@@ -69,8 +75,8 @@ def build(options: BuildOptions) -> models.Dashboard:
             " memory).",
             "bytes",
             [
-                Query(per_worker("fleetops_worker_memory_rss_bytes"), "{{hostname}} resident"),
-                Query(per_worker("fleetops_worker_memory_limit_bytes"), "{{hostname}} limit"),
+                Query(per_worker("fleetops_worker_memory_rss_bytes"), f"{WORKER_LEGEND} resident"),
+                Query(per_worker("fleetops_worker_memory_limit_bytes"), f"{WORKER_LEGEND} limit"),
             ],
             width=8,
         ),
@@ -81,8 +87,12 @@ def build(options: BuildOptions) -> models.Dashboard:
             "Tasks that succeeded and failed per second on each worker.",
             "ops",
             [
-                Query(_rate_per_worker("celery_task_succeeded_total"), "{{hostname}} succeeded"),
-                Query(or_zero(_rate_per_worker("celery_task_failed_total")), "{{hostname}} failed"),
+                Query(
+                    _rate_per_worker("celery_task_succeeded_total"), f"{WORKER_LEGEND} succeeded"
+                ),
+                Query(
+                    or_zero(_rate_per_worker("celery_task_failed_total")), f"{WORKER_LEGEND} failed"
+                ),
             ],
         ),
         timeseries_panel(
@@ -91,10 +101,8 @@ def build(options: BuildOptions) -> models.Dashboard:
             "s",
             [
                 Query(
-                    fleet_quantile(
-                        0.95, sel("celery_task_runtime_bucket", JOB, WORKER), ("hostname",)
-                    ),
-                    "{{hostname}}",
+                    fleet_quantile(0.95, sel("celery_task_runtime_bucket", JOB, WORKER), BY_WORKER),
+                    WORKER_LEGEND,
                 )
             ],
         ),

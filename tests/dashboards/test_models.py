@@ -119,6 +119,21 @@ def test_series_without_an_app_are_not_filtered_to_one(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
+def test_queues_and_workers_stay_apart_per_app(name: str) -> None:
+    """Two apps may both have a queue "celery" or a worker "celery@web": with All apps selected
+    a panel keeps them apart (grouped and labelled by app), never adds them up."""
+    for panel in panels(BUILT[name]):
+        for target in panel["targets"]:
+            for grouping in re.findall(r"\bby \(([^)]*)\)", target["expr"]):
+                labels = {label.strip() for label in grouping.split(",")}
+                if labels & {"queue_name", "hostname"}:
+                    assert "app" in labels, f"{panel['title']}: by ({grouping})"
+            legend = target.get("legendFormat", "")
+            if "{{queue_name}}" in legend or "{{hostname}}" in legend:
+                assert "{{app}}" in legend, f"{panel['title']}: {legend}"
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
 def test_every_panel_has_datasource_unit_description_and_query(name: str) -> None:
     for panel in panels(BUILT[name]):
         where = f"{name}: panel {panel['title']!r}"
