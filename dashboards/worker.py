@@ -27,6 +27,31 @@ def _rate_per_worker(counter: str) -> str:
     return sum_by(list(BY_WORKER), fleet_rate(sel(counter, JOB, WORKER)))
 
 
+def _task_hosts() -> str:
+    """The `hostname` values the task counters of the selected workers carry.
+
+    The $worker variable lists workers (celery_worker_up). With worker groups the exporter counts
+    tasks under the worker's group, which it puts in `worker_group` on the worker's own series;
+    without groups, under the worker's hostname. Both, per app."""
+    up = sel("celery_worker_up", JOB, WORKER, 'worker_group!=""')
+    groups = (
+        f"label_replace(max by (app, worker_group) ({up}),"
+        ' "hostname", "$1", "worker_group", "(.+)")'
+    )
+    return f"{groups} or max by (app, hostname) ({sel('celery_worker_up', JOB, WORKER)})"
+
+
+def task_rate_per_worker(counter: str) -> str:
+    """A task counter's rate for the selected workers (their groups' with worker groups)."""
+    per_host = sum_by(list(BY_WORKER), fleet_rate(sel(counter, JOB)))
+    return f"{per_host} and on (app, hostname) ({_task_hosts()})"
+
+
+def task_quantile_per_worker(q: float, bucket: str) -> str:
+    per_host = fleet_quantile(q, sel(bucket, JOB), BY_WORKER)
+    return f"{per_host} and on (app, hostname) ({_task_hosts()})"
+
+
 def build(options: BuildOptions) -> models.Dashboard:
     availability = [
         stat_panel(
@@ -84,24 +109,28 @@ def build(options: BuildOptions) -> models.Dashboard:
     errors_and_duration = [
         timeseries_panel(
             "Outcomes",
-            "Tasks that succeeded and failed per second on each worker.",
+            "Tasks that succeeded and failed per second on each worker; with worker groups, on the"
+            " selected workers' groups (the exporter counts tasks per group).",
             "ops",
             [
                 Query(
-                    _rate_per_worker("celery_task_succeeded_total"), f"{WORKER_LEGEND} succeeded"
+                    task_rate_per_worker("celery_task_succeeded_total"),
+                    f"{WORKER_LEGEND} succeeded",
                 ),
                 Query(
-                    or_zero(_rate_per_worker("celery_task_failed_total")), f"{WORKER_LEGEND} failed"
+                    or_zero(task_rate_per_worker("celery_task_failed_total")),
+                    f"{WORKER_LEGEND} failed",
                 ),
             ],
         ),
         timeseries_panel(
             "Runtime p95",
-            "95th percentile runtime of the tasks each worker completed.",
+            "95th percentile runtime of the tasks each worker (with worker groups: each selected"
+            " worker's group) completed.",
             "s",
             [
                 Query(
-                    fleet_quantile(0.95, sel("celery_task_runtime_bucket", JOB, WORKER), BY_WORKER),
+                    task_quantile_per_worker(0.95, "celery_task_runtime_bucket"),
                     WORKER_LEGEND,
                 )
             ],

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from dashboards.queries import failure_ratio
+from dashboards.worker import task_rate_per_worker
 from tests.alerts.conftest import tool
 
 # What Grafana puts in for the variables, with every value selected.
@@ -44,3 +45,33 @@ def test_failure_ratio_is_a_ratio_not_the_failure_rate(tmp_path: Path) -> None:
     promtool_eval(
         tmp_path, series, [{"expr": expr, "eval_time": "10m", "exp_samples": [{"value": 0.25}]}]
     )
+
+
+def test_worker_task_panels_follow_the_selected_pods_group(tmp_path: Path) -> None:
+    """With worker groups the task counters name the group in `hostname`, the worker's own
+    series the pod: selecting a pod shows its group's tasks; a worker of an exporter without
+    groups shows its own; an unselected group and another app's same-named group stay out."""
+    exporter = 'job="exporter", instance="e:9808"'
+    up = "celery_worker_up"
+    task = "celery_task_succeeded_total"
+    series = [
+        {"series": f'{up}{{{exporter}, app="shop", hostname="web-1", worker_group="web"}}',
+         "values": "1x10"},
+        {"series": f'{up}{{{exporter}, app="shop", hostname="batch-1", worker_group="batch"}}',
+         "values": "1x10"},
+        {"series": f'{up}{{{exporter}, app="mail", hostname="solo"}}', "values": "1x10"},
+        {"series": f'{task}{{{exporter}, app="shop", hostname="web", name="t"}}',
+         "values": "0+60x10"},
+        {"series": f'{task}{{{exporter}, app="shop", hostname="batch", name="t"}}',
+         "values": "0+120x10"},
+        {"series": f'{task}{{{exporter}, app="mail", hostname="web", name="t"}}',
+         "values": "0+180x10"},
+        {"series": f'{task}{{{exporter}, app="mail", hostname="solo", name="t"}}',
+         "values": "0+240x10"},
+    ]  # fmt: skip
+    expr = as_grafana_sends(task_rate_per_worker(task)).replace("$worker", "web-1|solo")
+    expected = [
+        {"labels": '{app="shop", hostname="web"}', "value": 1},
+        {"labels": '{app="mail", hostname="solo"}', "value": 4},
+    ]
+    promtool_eval(tmp_path, series, [{"expr": expr, "eval_time": "10m", "exp_samples": expected}])
