@@ -7,7 +7,6 @@ when it starts. Prometheus scrapes the exporter, Flower and the task-history rec
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -96,8 +95,8 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
         evaluation_interval=settings.prometheus_evaluation_interval,
         group_wait=settings.alertmanager_group_wait,
         pagerduty_routing_key=settings.pagerduty_routing_key,
+        host=ctx.host,
     )  # fmt: skip
-    move_stack(files, ctx.host)
     ctx.endpoints["pager"] = ctx.url(ports.pager)
     ctx.endpoints["alertmanager"] = ctx.url(ports.alertmanager)
     ctx.endpoints["prometheus"] = ctx.url(ports.prometheus)
@@ -108,46 +107,22 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
     ]
 
 
-# alerts.stack renders the stack for loopback only: every address it writes into the
-# configuration (Prometheus' own target, Alertmanager's, the pager's URLs and runbook links) and
-# every listen address is 127.0.0.1:<port>. On another host the fleet moves each of them to the
-# fleet's address, so the parts neither listen on nor point at a loopback other hosts cannot
-# reach. (Until render_stack and the *_argv builders take the host themselves.)
-_LOOPBACK_ADDRESS = re.compile(re.escape(default_ports.LOOPBACK) + r":(\d+)")
-
-
-def on_host(text: str, host: str) -> str:
-    """``text`` with every ``127.0.0.1:<port>`` moved to ``host``."""
-    if host == default_ports.LOOPBACK:
-        return text
-    return _LOOPBACK_ADDRESS.sub(lambda m: default_ports.target(host, int(m[1])), text)
-
-
-def move_stack(files: StackFiles, host: str) -> None:
-    """The rendered configuration and rules with their loopback addresses moved to ``host``."""
-    if host == default_ports.LOOPBACK:
-        return
-    directories = {files.prometheus_config.parent, files.alertmanager_config.parent}
-    for path in sorted(p for d in directories for p in (*d.glob("*.yml"), *d.glob("*.yaml"))):
-        path.write_text(on_host(path.read_text(), host))
-
-
 # One builder a process, so that whatever runs one of them alone runs the fleet's argv.
 def pager_spec(port: int, pages_log: Path, host: str = default_ports.LOOPBACK) -> ProcessSpec:
-    argv = pager_argv(port, pages_log)
+    argv = pager_argv(port, pages_log, host)
     return _served("pager", argv, host, port, "/healthz", "/pages")
 
 
 def alertmanager_spec(
     files: StackFiles, port: int, host: str = default_ports.LOOPBACK
 ) -> ProcessSpec:
-    return _served("alertmanager", alertmanager_argv(files, port), host, port, "/-/ready")
+    return _served("alertmanager", alertmanager_argv(files, port, host), host, port, "/-/ready")
 
 
 def prometheus_spec(
     files: StackFiles, port: int, resend_delay: str = "1m", host: str = default_ports.LOOPBACK
 ) -> ProcessSpec:
-    argv = prometheus_argv(files, port, resend_delay=resend_delay)
+    argv = prometheus_argv(files, port, resend_delay=resend_delay, host=host)
     return _served("prometheus", argv, host, port, "/-/ready")
 
 
@@ -155,9 +130,5 @@ def _served(
     name: str, argv: list[str], host: str, port: int, ready: str, shown: str = ""
 ) -> ProcessSpec:
     """A process serving HTTP on ``host:port`` only: ready once ``ready`` answers."""
-    if host != default_ports.LOOPBACK:
-        # The builders listen on loopback; the pager takes its host as a separate argument.
-        argv = [on_host(arg, host) for arg in argv]
-        argv = [host if arg == default_ports.LOOPBACK else arg for arg in argv]
     base = default_ports.url(host, port)
     return ProcessSpec(name, argv, ready=http_ready(base + ready), url=base + shown)

@@ -615,10 +615,20 @@ PIPELINE = (
         group="fleetops-pipeline",
         severity="warning",
         hold="10m",
+        # With worker groups the task counters name the group in `hostname`, the worker's own
+        # series the pod, with the group in `worker_group`: both sides are compared on
+        # `events_host`, the group where the exporter sets one and the hostname where it does
+        # not (no groups), and that helper label is dropped again. A pod without -E in a group
+        # whose other pods send events stays hidden: the counters cannot tell the pods apart.
         expr=(
-            "sum by ({app}, job, hostname) ({one} (increase(fleetops_worker_processed_total"
-            "{exporter}[{events_window}]))) > 0\nunless on ({app}, job, hostname)\n"
-            "sum by ({app}, job, hostname) ({task_rate}) > 0"
+            "sum without (events_host) (\n"
+            "  sum by ({app}, job, hostname, worker_group, events_host) (label_replace(label_join("
+            "{one} (increase(fleetops_worker_processed_total{exporter}[{events_window}])),"
+            ' "events_host", ";", "worker_group", "hostname"),'
+            ' "events_host", "$1", "events_host", ";?([^;]+).*")) > 0'
+            "\n  unless on ({app}, job, events_host)\n"
+            "  sum by ({app}, job, events_host) ("
+            'label_replace({task_rate}, "events_host", "$1", "hostname", "(.+)")) > 0\n)'
         ),
         summary="A worker processes tasks but sends no task events.",
         description=(
@@ -655,6 +665,23 @@ PIPELINE = (
             "Recorder {{ $labels.instance }} failed its last write (database_up ="
             " {{ $value | humanize }}): events wait in its buffer and disk spool, and are"
             " lost once that bound is full."
+        ),
+        dashboard=RECORDER_DASHBOARD,
+    ),
+    AlertSpec(
+        name="FleetopsHistoryBrokerDown",
+        group="fleetops-pipeline",
+        severity="warning",
+        hold="5m",
+        # Per app: a recorder that follows several apps stays up, and FleetopsRecorderDown
+        # silent, while one app's broker is unreachable.
+        expr="fleetops_history_broker_up{recorder} == 0",
+        summary="The task-history recorder cannot reach one app's broker.",
+        description=(
+            "Recorder {{ $labels.instance }} has had no connection to this app's broker"
+            " for {hold} (broker_up = {{ $value | humanize }}): that app's"
+            " task events are missing from the history from then on; the other apps' are"
+            " still recorded."
         ),
         dashboard=RECORDER_DASHBOARD,
     ),

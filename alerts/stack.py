@@ -18,6 +18,7 @@ from alerts.config import AlertsConfig
 from alerts.generate import ALERTS_FILE, RULES_FILE, generate
 from alerts.yamlout import dump
 from fleetops.breaking_points import BreakingPoints
+from fleetops.ports import GRAFANA, LOOPBACK, is_loopback, target, url
 
 PROMETHEUS_BINARY = "/usr/bin/prometheus"
 ALERTMANAGER_BINARY = "/usr/bin/prometheus-alertmanager"
@@ -66,16 +67,23 @@ def render_stack(
     group_interval: str | None = None,
     repeat_interval: str | None = None,
     pagerduty_routing_key: str | None = None,
+    host: str = LOOPBACK,
 ) -> StackFiles:
+    """The stack's files, with every address it writes (Prometheus' own target,
+    Alertmanager's, the pager's URLs and runbook links) on ``host``, where the parts listen."""
     prom_dir = directory / "prometheus"
     am_dir = directory / "alertmanager"
     for path in (prom_dir / "data", am_dir / "data"):
         path.mkdir(parents=True, exist_ok=True)
 
-    pager = f"http://127.0.0.1:{ports.pager}"
-    # Links in local pages open the runbook served by the local pager, unless a base was set.
-    if config.runbook_url_base == AlertsConfig().runbook_url_base:
+    pager = url(host, ports.pager)
+    # Links in local pages open the runbook served by the local pager, unless a base was set;
+    # the default dashboard base (Grafana on loopback) moves to the stack's host with it.
+    defaults = AlertsConfig()
+    if config.runbook_url_base == defaults.runbook_url_base:
         config = config.with_overrides(runbook_url_base=f"{pager}/runbooks")
+    if config.dashboard_url_base == defaults.dashboard_url_base:
+        config = config.with_overrides(dashboard_url_base=url(host, GRAFANA))
     generated = generate(points, config)
     for name in (RULES_FILE, ALERTS_FILE):
         (prom_dir / name).write_text(generated.files[name])
@@ -88,8 +96,8 @@ def render_stack(
                 exporter_replicas=exporter_replicas,
                 flower_targets=flower_targets,
                 recorder_targets=recorder_targets or [],
-                prometheus_target=f"127.0.0.1:{ports.prometheus}",
-                alertmanager_target=f"127.0.0.1:{ports.alertmanager}",
+                prometheus_target=target(host, ports.prometheus),
+                alertmanager_target=target(host, ports.alertmanager),
                 scrape_interval=scrape_interval or config.prometheus.scrape_interval,
                 evaluation_interval=evaluation_interval or config.prometheus.evaluation_interval,
                 rule_files=[RULES_FILE, ALERTS_FILE],
@@ -138,33 +146,40 @@ def _pagerduty_key_file(am_dir: Path, configured: str, key: str | None) -> str:
 
 
 def prometheus_argv(
-    files: StackFiles, port: int, retention: str = "2d", resend_delay: str = "1m"
+    files: StackFiles,
+    port: int,
+    retention: str = "2d",
+    resend_delay: str = "1m",
+    host: str = LOOPBACK,
 ) -> list[str]:
+    # POST /-/reload and /-/quit have no authentication: only on loopback, where nobody else
+    # reaches them. Elsewhere reload with SIGHUP (kill -HUP, systemctl reload).
+    lifecycle = ["--web.enable-lifecycle"] if is_loopback(host) else []
     return [
         binary(PROMETHEUS_BINARY, "prometheus"),
         f"--config.file={files.prometheus_config}",
         f"--storage.tsdb.path={files.prometheus_data}",
         f"--storage.tsdb.retention.time={retention}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-lifecycle",
+        f"--web.listen-address={target(host, port)}",
+        *lifecycle,
         # How often a still-firing alert is re-sent to Alertmanager (new alerts go at once).
         f"--rules.alert.resend-delay={resend_delay}",
     ]
 
 
-def alertmanager_argv(files: StackFiles, port: int) -> list[str]:
+def alertmanager_argv(files: StackFiles, port: int, host: str = LOOPBACK) -> list[str]:
     return [
         binary(ALERTMANAGER_BINARY, "prometheus-alertmanager"),
         f"--config.file={files.alertmanager_config}",
         f"--storage.path={files.alertmanager_data}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.listen-address={target(host, port)}",
         # A single local instance: no gossip port (it would otherwise bind 0.0.0.0:9094).
         "--cluster.listen-address=",
     ]
 
 
-def pager_argv(port: int, pages_log: Path) -> list[str]:
-    return [*fleetops_command(), "pager", "--host", "127.0.0.1", "--port", str(port),
+def pager_argv(port: int, pages_log: Path, host: str = LOOPBACK) -> list[str]:
+    return [*fleetops_command(), "pager", "--host", host, "--port", str(port),
             "--log-file", str(pages_log)]  # fmt: skip
 
 

@@ -14,7 +14,17 @@ from dashboards import variables
 from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
 from dashboards.panels import Query, stat_panel, timeseries_panel, value_thresholds
-from dashboards.promql import JOB, RECORDER_JOB, max_by, or_zero, rate, sel, sum_by
+from dashboards.promql import (
+    APP,
+    APP_OR_NONE,
+    JOB,
+    RECORDER_JOB,
+    max_by,
+    or_zero,
+    rate,
+    sel,
+    sum_by,
+)
 from dashboards.runbooks import Topic
 
 
@@ -29,9 +39,13 @@ class Process:
     parts: str  # what it is and its threads (the `part` label), as the stalled stat lists them
     when_stalled: str  # what a stalled part means to the reader
     stalled_alert: str
+    # The app matcher of its own series: every exporter series names its app; the recorder's
+    # writer serves every app and its series carry none (promql.sel).
+    app: str = APP
 
     def metric(self, name: str) -> str:
-        return sel(name, self.job)
+        # `up` is written per scrape target, which serves every app: it never carries one.
+        return sel(name, self.job, app=None if name == "up" else self.app)
 
     def title(self, text: str) -> str:
         return f"{self.title_prefix} {text}".strip().capitalize()
@@ -54,6 +68,7 @@ RECORDER = Process(
     "recorder (reader, consumer, writer)",
     "events are not being recorded",
     "FleetopsHistoryRecorderStalled",
+    app=APP_OR_NONE,
 )
 
 
@@ -114,7 +129,7 @@ def build(options: BuildOptions) -> models.Dashboard:
             [
                 Query(f"max({sel('fleetops_exporter_scrape_duration_seconds', JOB)})", "render"),
                 Query(
-                    f"max({sel('scrape_duration_seconds', JOB, per_app=False)})",
+                    f"max({sel('scrape_duration_seconds', JOB, app=None)})",
                     "Prometheus scrape",
                 ),
             ],
@@ -126,7 +141,7 @@ def build(options: BuildOptions) -> models.Dashboard:
             "short",
             [
                 Query(f"sum({sel('fleetops_exporter_series', JOB)})", "held"),
-                Query(f"sum({sel('scrape_samples_scraped', JOB, per_app=False)})", "scraped"),
+                Query(f"sum({sel('scrape_samples_scraped', JOB, app=None)})", "scraped"),
             ],
             width=8,
         ),

@@ -13,6 +13,7 @@ from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
 from dashboards.panels import Query, stat_panel, timeseries_panel
 from dashboards.promql import (
+    APP_OR_NONE,
     FLOWER_TASK,
     FLOWER_WORKER,
     JOB,
@@ -30,7 +31,11 @@ TASK_EVENTS = 'type=~"task-.*"'
 
 def _flower(metric: str, *matchers: str) -> str:
     """A Flower series under the dashboard's job and worker (and any further matchers)."""
-    return sel(metric, JOB, FLOWER_WORKER, *matchers)
+    # Flower knows nothing of apps: its series carry none unless the scrape adds one.
+    return sel(metric, JOB, FLOWER_WORKER, *matchers, app=APP_OR_NONE)
+
+
+_flower_events = sel("flower_events_total", JOB, TASK_EVENTS, app=APP_OR_NONE)
 
 
 def _per_worker(metric: str, *matchers: str) -> Query:
@@ -99,7 +104,10 @@ def build(options: BuildOptions) -> models.Dashboard:
             " feeds read the same stream; a gap means one of them falls behind or drops events.",
             "ops",
             [
-                Query(f"sum({rate(sel('flower_events_total', JOB, TASK_EVENTS))})", "Flower"),
+                Query(
+                    f"sum({rate(sel('flower_events_total', JOB, TASK_EVENTS, app=APP_OR_NONE))})",
+                    "Flower",
+                ),
                 Query(
                     f"sum({fleet_rate(sel('fleetops_exporter_events_total', TASK_EVENTS))})",
                     "fleetops exporter",

@@ -148,7 +148,7 @@ def build(options: BuildOptions) -> models.Dashboard:
                     ["alertname", "severity", "app", "queue_name", "hostname"],
                     # The selected apps' alerts and those of no app (the exporter, Prometheus):
                     # a fleet-wide alert concerns every app.
-                    sel("ALERTS", 'alertstate="firing"', APP_OR_NONE, per_app=False),
+                    sel("ALERTS", 'alertstate="firing"', app=APP_OR_NONE),
                 ),
                 "{{alertname}}",
             ),

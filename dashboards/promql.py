@@ -28,13 +28,22 @@ FLOWER_TASK = 'task=~"$task"'
 
 RATE_INTERVAL = "$__rate_interval"
 
+# Two apps may both have a queue "celery" or a worker "celery@web": per-queue and per-worker
+# series stay apart per app, and their legends say which app.
+BY_QUEUE = (APP_LABEL, "queue_name")
+BY_WORKER = (APP_LABEL, "hostname")
+QUEUE_LEGEND = "{{app}}/{{queue_name}}"
+WORKER_LEGEND = "{{app}}/{{hostname}}"
 
-def sel(metric: str, *matchers: str, per_app: bool = True) -> str:
+
+def sel(metric: str, *matchers: str, app: str | None = APP) -> str:
     """A vector selector of the selected apps: ``metric{app=~"$app", m1, m2}``.
 
-    ``per_app=False`` only for the series Prometheus writes per scrape target (``up``,
-    ``scrape_*``): one exporter serves every app in one target, so they carry no app."""
-    matchers = (APP, *matchers) if per_app else matchers
+    ``app=None`` only for the series Prometheus writes per scrape target (``up``, ``scrape_*``):
+    one exporter serves every app in one target, so they carry no app. ``app=APP_OR_NONE`` for
+    series only some of which carry an app (the recorder's, whose writer serves every app) or
+    none (Flower's): a one-app fleet selects "default", which would blank them otherwise."""
+    matchers = (app, *matchers) if app else matchers
     return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
 
 
@@ -80,8 +89,11 @@ def fleet_quantile(q: float, bucket_selector: str, by: tuple[str, ...] = ()) -> 
 
 def or_zero(expr: str) -> str:
     """Counters of rare events (decode errors, drops) exist only once they happen; a flat 0
-    tells the reader the pipeline works and nothing went wrong, where "No data" would not."""
-    return f"({expr}) or on() vector(0)"
+    tells the reader the pipeline works and nothing went wrong, where "No data" would not.
+
+    Parenthesised whole: ``or`` binds weaker than every arithmetic operator, so without them
+    ``A or on() vector(0) / B`` would read as ``A or (0 / B)``."""
+    return f"(({expr}) or on() vector(0))"
 
 
 def breaking_point(signal: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from alerts.recording import FAILED_COUNTER, SUCCEEDED_COUNTER
 from dashboards.panels import Query
 from dashboards.promql import (
+    BY_QUEUE,
+    BY_WORKER,
     JOB,
     QUEUE,
     WORKER,
@@ -19,12 +21,12 @@ from dashboards.promql import (
 
 def per_queue(metric: str, operator: str = "sum", *, least: bool = False) -> str:
     """A queue gauge over the selected queues, one series per queue."""
-    return aggregate(operator, ["queue_name"], fleet(sel(metric, JOB, QUEUE), least=least))
+    return aggregate(operator, list(BY_QUEUE), fleet(sel(metric, JOB, QUEUE), least=least))
 
 
 def per_worker(metric: str, operator: str = "max", *, least: bool = False) -> str:
     """A worker gauge over the selected workers, one series per worker."""
-    return aggregate(operator, ["hostname"], fleet(sel(metric, JOB, WORKER), least=least))
+    return aggregate(operator, list(BY_WORKER), fleet(sel(metric, JOB, WORKER), least=least))
 
 
 def failure_ratio(*matchers: str) -> str:

@@ -15,7 +15,18 @@ from dashboards.panels import (
     timeseries_panel,
     up_thresholds,
 )
-from dashboards.promql import JOB, QUEUE, fleet, fleet_quantile, fleet_rate, or_zero, sel, sum_by
+from dashboards.promql import (
+    BY_QUEUE,
+    JOB,
+    QUEUE,
+    QUEUE_LEGEND,
+    fleet,
+    fleet_quantile,
+    fleet_rate,
+    or_zero,
+    sel,
+    sum_by,
+)
 from dashboards.queries import per_queue
 from dashboards.runbooks import Topic
 from fleetops.breaking_points import current
@@ -36,10 +47,10 @@ def build(options: BuildOptions) -> models.Dashboard:
             [
                 Query(
                     sum_by(
-                        ["queue_name", "priority"],
+                        [*BY_QUEUE, "priority"],
                         fleet(sel("fleetops_queue_length_by_priority", JOB, QUEUE)),
                     ),
-                    "{{queue_name}} priority {{priority}}",
+                    f"{QUEUE_LEGEND} priority {{{{priority}}}}",
                 )
             ],
             stacked=True,
@@ -52,7 +63,7 @@ def build(options: BuildOptions) -> models.Dashboard:
             [
                 Query(
                     per_queue("fleetops_queue_oldest_message_age_seconds", "max"),
-                    "{{queue_name}}",
+                    QUEUE_LEGEND,
                 )
             ],
             width=8,
@@ -64,14 +75,14 @@ def build(options: BuildOptions) -> models.Dashboard:
             "Messages handed to a worker and not yet acknowledged (prefetched or running). They"
             " come back to the queue if their worker dies.",
             "short",
-            [Query(per_queue("fleetops_queue_unacked"), "{{queue_name}}")],
+            [Query(per_queue("fleetops_queue_unacked"), QUEUE_LEGEND)],
             width=8,
         ),
         timeseries_panel(
             "Consumers",
             "Workers consuming the queue. Waiting messages with no consumer never run.",
             "short",
-            [Query(per_queue("celery_active_consumer_count"), "{{queue_name}}")],
+            [Query(per_queue("celery_active_consumer_count"), QUEUE_LEGEND)],
             width=8,
             thresholds=up_thresholds(),
             links=options.runbooks(Topic.QUEUE_CONSUMERS),
@@ -95,9 +106,9 @@ def build(options: BuildOptions) -> models.Dashboard:
                     fleet_quantile(
                         0.95,
                         sel("celery_task_queue_wait_time_bucket", JOB, QUEUE),
-                        ("queue_name",),
+                        BY_QUEUE,
                     ),
-                    "{{queue_name}}",
+                    QUEUE_LEGEND,
                 )
             ],
         ),
@@ -121,7 +132,7 @@ def build(options: BuildOptions) -> models.Dashboard:
             "Tasks parked in the dead-letter queue after their last retry, by the queue they"
             " came from. They will not run again until someone requeues them.",
             "short",
-            [Query(or_zero(per_queue("fleetops_dead_letter_length")), "{{queue_name}}")],
+            [Query(or_zero(per_queue("fleetops_dead_letter_length")), QUEUE_LEGEND)],
             width=24,
             links=options.runbooks(Topic.DEAD_LETTER),
         )

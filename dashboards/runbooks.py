@@ -59,6 +59,7 @@ ALERTS_BY_TOPIC: dict[Topic, list[str]] = {
     Topic.HISTORY: [
         "FleetopsHistoryEventsDropped",
         "FleetopsHistoryDatabaseDown",
+        "FleetopsHistoryBrokerDown",
         "FleetopsRecorderDown",
     ],
     Topic.TASK_ORPHANS: ["CeleryTaskOrphaned", "CeleryTaskLost"],

@@ -17,7 +17,7 @@ from dashboards.panels import (
     timeseries_panel,
     value_thresholds,
 )
-from dashboards.promql import max_by, sel
+from dashboards.promql import BY_WORKER, QUEUE_LEGEND, WORKER_LEGEND, max_by, sel
 from dashboards.queries import error_budget, failure_ratio, per_queue
 from dashboards.runbooks import Topic
 from fleetops.breaking_points import current
@@ -35,7 +35,7 @@ def queue_depth(
         title,
         description + describe_levels(current().queue_depth) + after_levels,
         "short",
-        [Query(per_queue("celery_queue_length"), "{{queue_name}}")],
+        [Query(per_queue("celery_queue_length"), QUEUE_LEGEND)],
         with_breaking_points="queue_depth",
         links=options.runbooks(Topic.QUEUE_DEPTH),
         data_links=data_links,
@@ -56,7 +56,7 @@ def time_to_drain(
         "Time to drain",
         description + describe_levels(latency),
         "s",
-        [Query(per_queue("fleetops_queue_drain_seconds", "max", least=True), "{{queue_name}}")],
+        [Query(per_queue("fleetops_queue_drain_seconds", "max", least=True), QUEUE_LEGEND)],
         width=width,
         thresholds=signal_thresholds(latency),
         links=options.runbooks(Topic.QUEUE_DRAIN),
@@ -72,8 +72,8 @@ def arrival_vs_completion(
         description,
         "ops",
         [
-            Query(per_queue("fleetops_queue_arrival_rate"), "{{queue_name}} arrivals"),
-            Query(per_queue("fleetops_queue_completion_rate"), "{{queue_name}} completions"),
+            Query(per_queue("fleetops_queue_arrival_rate"), f"{QUEUE_LEGEND} arrivals"),
+            Query(per_queue("fleetops_queue_completion_rate"), f"{QUEUE_LEGEND} completions"),
         ],
         width=width,
         data_links=data_links,
@@ -93,8 +93,8 @@ def worker_memory(
         "percent",
         [
             Query(
-                max_by(["hostname"], sel("fleetops_worker_memory_percent", *matchers)),
-                "{{hostname}}",
+                max_by(list(BY_WORKER), sel("fleetops_worker_memory_percent", *matchers)),
+                WORKER_LEGEND,
             )
         ],
         width=8,

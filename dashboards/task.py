@@ -9,7 +9,18 @@ from dashboards.base import BuildOptions, assemble
 from dashboards.config import Uid
 from dashboards.links import drill_down
 from dashboards.panels import Query, describe_levels, timeseries_panel
-from dashboards.promql import JOB, QUEUE, TASK, fleet_quantile, fleet_rate, or_zero, sel, sum_by
+from dashboards.promql import (
+    BY_WORKER,
+    JOB,
+    QUEUE,
+    TASK,
+    WORKER_LEGEND,
+    fleet_quantile,
+    fleet_rate,
+    or_zero,
+    sel,
+    sum_by,
+)
 from dashboards.queries import percentiles
 from dashboards.runbooks import Topic
 from fleetops.breaking_points import current
@@ -105,8 +116,10 @@ def build(options: BuildOptions) -> models.Dashboard:
             "ops",
             [
                 Query(
-                    sum_by(["hostname"], fleet_rate(sel("celery_task_succeeded_total", *SELECTED))),
-                    "{{hostname}}",
+                    sum_by(
+                        list(BY_WORKER), fleet_rate(sel("celery_task_succeeded_total", *SELECTED))
+                    ),
+                    WORKER_LEGEND,
                 )
             ],
             width=24,

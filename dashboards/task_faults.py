@@ -17,6 +17,7 @@ from dashboards.base import BuildOptions
 from dashboards.panels import Query, stat_panel, timeseries_panel, value_thresholds
 from dashboards.promql import JOB, QUEUE, fleet, fleet_rate, max_by, or_zero, sel, sum_by
 from dashboards.runbooks import Topic
+from fleetops.apps import APP_LABEL
 from fleetops.breaking_points import current
 from fleetops.task_faults import NEAR_VISIBILITY_TIMEOUT_RATIO
 
@@ -29,8 +30,8 @@ RUNNING_LONGEST = "fleetops_task_running_longest_seconds"
 TIME_LIMIT = "fleetops_task_time_limit_seconds"
 VISIBILITY_TIMEOUT = "fleetops_broker_visibility_timeout_seconds"
 
-BY_TASK = ("name", "queue_name")
-TASK_LEGEND = "{{name}} ({{queue_name}})"
+BY_TASK = (APP_LABEL, "name", "queue_name")
+TASK_LEGEND = "{{name}} ({{app}}/{{queue_name}})"
 
 
 def _any() -> ThresholdsConfig:

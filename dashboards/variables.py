@@ -7,7 +7,7 @@ from grafana_foundation_sdk.builders.dashboard import DatasourceVariable, QueryV
 from grafana_foundation_sdk.models.dashboard import VariableRefresh, VariableSort
 
 from dashboards.panels import DATASOURCE
-from dashboards.promql import JOB, QUEUE, sel
+from dashboards.promql import APP, APP_OR_NONE, JOB, QUEUE, sel
 from fleetops.apps import APP_LABEL
 
 ALL = ".*"
@@ -49,9 +49,9 @@ def app() -> QueryVariable:
     )
 
 
-def _job(metric: str, description: str, name: str = "job") -> QueryVariable:
-    """The Prometheus job of the process that serves ``metric``."""
-    return label_values_variable(name, sel(metric), "job", description)
+def _job(metric: str, description: str, name: str = "job", app: str = APP) -> QueryVariable:
+    """The Prometheus job of the process that serves ``metric`` (app: see promql.sel)."""
+    return label_values_variable(name, sel(metric, app=app), "job", description)
 
 
 def job() -> QueryVariable:
@@ -68,11 +68,12 @@ def recorder_job() -> QueryVariable:
         "fleetops_history_database_up",
         "Prometheus job of the task-history recorder (fleetops recorder).",
         name="recorder_job",
+        app=APP_OR_NONE,
     )
 
 
 def flower_job() -> QueryVariable:
-    return _job("flower_events_total", "Prometheus job of Flower.")
+    return _job("flower_events_total", "Prometheus job of Flower.", app=APP_OR_NONE)
 
 
 def queue() -> QueryVariable:
@@ -98,7 +99,7 @@ def task() -> QueryVariable:
 
 def _flower(name: str, metric: str, description: str) -> QueryVariable:
     # Flower labels its series with the variable's own name (worker, task).
-    return label_values_variable(name, sel(metric, JOB), name, description)
+    return label_values_variable(name, sel(metric, JOB, app=APP_OR_NONE), name, description)
 
 
 def flower_worker() -> QueryVariable:

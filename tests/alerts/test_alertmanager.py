@@ -201,3 +201,37 @@ def test_secrets_are_read_from_files_amtool_accepts(tmp_path: Path) -> None:
         [tool("amtool"), "check-config", str(config)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_inhibitions_stay_within_one_app(alertmanager: str) -> None:
+    """Two apps may share a queue name and an exporter job: one app's critical or broken broker
+    silences none of the other app's alerts."""
+    job = "fleetops-exporter-apps"
+    queue = {"job": job, "queue_name": "shared"}
+    _post(
+        alertmanager,
+        {"alertname": "CeleryQueueDepthCritical", "severity": "critical", "app": "shop",
+         "signal": "queue_depth", "level": "critical", **queue},
+        {"alertname": "CeleryQueueDepthWarning", "severity": "warning", "app": "shop",
+         "signal": "queue_depth", "level": "warning", **queue},
+        {"alertname": "CeleryQueueDepthWarning", "severity": "warning", "app": "mail",
+         "signal": "queue_depth", "level": "warning", **queue},
+        {"alertname": "FleetopsBrokerDown", "severity": "critical", "app": "shop", "job": job},
+        {"alertname": "CeleryWorkerDown", "severity": "warning", "app": "shop", "job": job,
+         "hostname": "celery@shared"},
+        {"alertname": "CeleryWorkerDown", "severity": "warning", "app": "mail", "job": job,
+         "hostname": "celery@shared"},
+    )  # fmt: skip
+    _expect(alertmanager, "shop's symptoms inhibited by shop's critical and broker down",
+            inhibited=[("CeleryQueueDepthWarning", {"app": "shop", **queue}),
+                       ("CeleryWorkerDown", {"app": "shop", "job": job})],
+            active=[("CeleryQueueDepthWarning", {"app": "mail", **queue}),
+                    ("CeleryWorkerDown", {"app": "mail", "job": job})])  # fmt: skip
+
+
+def test_every_inhibition_compares_the_app() -> None:
+    """Every inhibition but the stalled exporter's (one exporter process serves every app, and
+    its frozen reader freezes them all) names `app` in `equal`."""
+    for rule in yaml.safe_load(CONFIG.read_text())["inhibit_rules"]:
+        if 'alertname="FleetopsExporterStalled"' not in rule["source_matchers"]:
+            assert "app" in rule["equal"], rule

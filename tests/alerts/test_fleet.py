@@ -82,3 +82,14 @@ def test_a_pagerduty_key_from_the_environment_goes_to_a_private_file(tmp_path: P
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_lifecycle_api_stays_on_loopback(tmp_path: Path) -> None:
+    """POST /-/quit and /-/reload have no auth: a Prometheus reachable by other hosts (the fleet
+    on a non-loopback address; TEST-NET-1 here, nothing is started) must not enable them."""
+    near = {spec.name: spec for spec in _fleet(tmp_path / "near")[1]}
+    assert "--web.enable-lifecycle" in near["prometheus"].argv
+    ctx = FleetContext(run_dir=tmp_path / "far", env={}, endpoints={}, host="192.0.2.10")
+    far = {spec.name: spec for spec in processes(ctx)}
+    assert "--web.listen-address=192.0.2.10:9090" in far["prometheus"].argv
+    assert "--web.enable-lifecycle" not in far["prometheus"].argv

@@ -49,7 +49,8 @@ COMMANDS = (
 
 def metrics_read(expr: str) -> set[str]:
     """The series an alert's expression reads: exported metrics and recorded series alike."""
-    bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr)  # label matchers and ranges
+    bare = re.sub(r'"[^"]*"', " ", expr)  # label names and regexes of label_replace/label_join
+    bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", bare)  # label matchers and ranges
     bare = re.sub(r"\b(by|on|without|ignoring)\s*\([^)]*\)", " ", bare)  # grouping labels
     # A name followed by "(" is a function (rate, vector, time...).
     names = re.findall(r"(?<![\w:.])([a-zA-Z_:][\w:]*)(?![\w:]|\s*\()", bare)

@@ -74,7 +74,9 @@ def test_variables_datasource_first_then_cascading_label_values(name: str) -> No
         assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         assert variable["refresh"] == 2, f"{variable['name']} must refresh on time range change"
         if variable["name"] != "app":  # every other variable lists the selected apps' values
-            assert 'app=~"$app"' in variable["query"], f"{variable['name']} must follow $app"
+            assert re.search(r'app=~"\$app\|?"', variable["query"]), (
+                f"{variable['name']} must follow $app"
+            )
         if not variable["name"].endswith("job") and variable["name"] != "app":
             # a job variable picks a scrape job itself
             assert 'job=~"$job"' in variable["query"], f"{variable['name']} must follow $job"
@@ -95,6 +97,40 @@ def test_every_panel_query_filters_by_the_app_variable(name: str) -> None:
             for selector in selectors:
                 if not PER_TARGET.match(selector):
                     assert re.search(r'app=~"\$app\|?"', selector), f"{panel['title']}: {selector}"
+
+
+# Series that carry no app, or carry it only on some of them: the recorder's (its writer serves
+# every app) and Flower's (it knows nothing of apps).
+APP_OR_NONE_SERIES = re.compile(r"\b(fleetops_history_\w+|flower_\w+)\{")
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_series_without_an_app_are_not_filtered_to_one(name: str) -> None:
+    """A selected app (a one-app fleet selects "default") must not blank the panels and
+    variables of series that carry no app label: `up`, scrape_*, the recorder's, Flower's."""
+    exprs = [target["expr"] for panel in panels(BUILT[name]) for target in panel["targets"]]
+    exprs += [variable["query"] for variable in query_variables(BUILT[name])]
+    for expr in exprs:
+        for selector in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*\{[^}]*\}", expr):
+            if PER_TARGET.match(selector):
+                assert "app=" not in selector, selector
+            elif APP_OR_NONE_SERIES.match(selector):
+                assert 'app=~"$app|"' in selector, selector
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_queues_and_workers_stay_apart_per_app(name: str) -> None:
+    """Two apps may both have a queue "celery" or a worker "celery@web": with All apps selected
+    a panel keeps them apart (grouped and labelled by app), never adds them up."""
+    for panel in panels(BUILT[name]):
+        for target in panel["targets"]:
+            for grouping in re.findall(r"\bby \(([^)]*)\)", target["expr"]):
+                labels = {label.strip() for label in grouping.split(",")}
+                if labels & {"queue_name", "hostname"}:
+                    assert "app" in labels, f"{panel['title']}: by ({grouping})"
+            legend = target.get("legendFormat", "")
+            if "{{queue_name}}" in legend or "{{hostname}}" in legend:
+                assert "{{app}}" in legend, f"{panel['title']}: {legend}"
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
