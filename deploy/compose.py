@@ -96,7 +96,6 @@ def compose(config: AlertsConfig) -> dict:
         "command": [
             "--config.file=/etc/prometheus/prometheus.yml",
             "--storage.tsdb.path=/prometheus",
-            "--web.enable-lifecycle",
         ],
         "volumes": [
             f"./{PROMETHEUS_FILE}:/etc/prometheus/prometheus.yml:ro",
