@@ -11,6 +11,8 @@ that already labels its series keeps ours: Prometheus files its own under ``expo
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,7 +36,9 @@ from tests.console.apptest import login, page, run, texts
 from tests.console.conftest import Workload
 from tests.console.fleet import Fleet
 from tests.helpers import wait_for
+from tests.history.events import task_lifecycle
 from tests.processes import processes_in
+from tests.stream.checked import CheckedHistoryWriter as HistoryWriter
 
 pytestmark = pytest.mark.slow
 
@@ -253,9 +257,9 @@ def test_an_app_only_prometheus_knows_is_read_but_not_acted_on() -> None:
         apps.app_matcher('x"} or vector(1)')
 
 
-def test_history_queries_get_the_app_when_they_take_it(console_env: Fleet) -> None:
-    """The adapter in front of the history store passes ``app`` to queries that take it
-    (exporters/history/queries.py) and leaves it out for those that do not."""
+def test_history_queries_get_the_app_or_refuse_it(console_env: Fleet) -> None:
+    """The adapter in front of the history store passes ``app`` to every query; one without
+    the keyword asked for one app is an error, not a read of every app."""
     engine = create_history_engine(console_env.history_url)
     seen: list[object] = []
 
@@ -269,8 +273,51 @@ def test_history_queries_get_the_app_when_they_take_it(console_env: Fleet) -> No
         assert seen == ["billing", None]
         names = history.call(engine, history.task_names, app="billing")
         assert isinstance(names, list)
+
+        def unscoped(engine: object) -> str:
+            return "every app's rows"
+
+        assert history.call(engine, unscoped) == "every app's rows"
+        with pytest.raises(history.NoAppFilter, match="unscoped"):
+            history.call(engine, unscoped, app="billing")
     finally:
         engine.dispose()
+
+
+def test_a_task_is_retried_and_revoked_only_through_its_own_app(two_app_console: Fleet) -> None:
+    """Real history rows of two apps (the store's writer, as the recorder writes them): the
+    task page acts on a task only with the task's own app chosen, and the audit names it."""
+    fleet = two_app_console
+    audit_log = load().audit_log
+    engine = create_history_engine(fleet.history_url)
+    billing_task, default_task = f"billing-{uuid.uuid4()}", f"default-{uuid.uuid4()}"
+    try:
+        HistoryWriter(engine, default_app="billing").write(
+            task_lifecycle(billing_task, start=time.time() - 60, outcome="failed")
+        )
+        HistoryWriter(engine, default_app="default").write(
+            task_lifecycle(default_task, start=time.time() - 60, outcome="failed")
+        )
+    finally:
+        engine.dispose()
+
+    for task_id, chosen, owner in ((billing_task, "default", "billing"),
+                                   (default_task, "billing", "default")):  # fmt: skip
+        app = login(run(page("tasks", task_id=task_id, app=chosen)), fleet.console_password)
+        assert app.checkbox(key="revoke_confirm").disabled
+        assert f"belongs to app {owner!r}" in texts(app)
+        run(_forced(app.checkbox(key="revoke_confirm")).check())
+        run(_forced(app.button(key="revoke_run")).click())
+    assert [e for e in audit.read(audit_log) if "action_id" in e] == []
+
+    # Its own app chosen: the task's row is shown and the action goes to billing's broker
+    # (nobody listens there: it fails), audited with the app acted on and the task's app.
+    app = login(run(page("tasks", task_id=billing_task, app="billing")), fleet.console_password)
+    run(app.checkbox(key="retry_confirm").check())
+    run(app.button(key="retry_run").click())
+    [failed] = audit.results(audit_log)
+    assert failed["app"] == failed["target_app"] == "billing", failed
+    assert failed["task_id"] == billing_task
 
 
 def _forced(widget: Any) -> Any:
