@@ -164,6 +164,16 @@ def _execute(
     _tell(kind, message)
 
 
+def named(what: str, app: AppChoice | None) -> str:
+    """The action's text with the app it acts on, when there are apps to choose from.
+
+    The confirmation is armed with this text: ticked for "purge dead letters: ALL" with app A
+    chosen, it must not purge B's after a switch in the sidebar, so the app is part of it.
+    With one app there is nothing to mix up and the text stays as it was."""
+    acting = None if app is None or not app.several else app.acting
+    return what if acting is None else f"{what} (app {acting.name})"
+
+
 def guarded(
     settings: ConsoleSettings,
     *,
@@ -183,6 +193,7 @@ def guarded(
     that is not (a silence): every caller says which. ``owner`` is the app the target
     belongs to when the console knows it (a task's row in the history): the action is refused
     unless that is the app acted on, and the audit records it as ``target_app``."""
+    what = named(what, app)
     confirm, run_key, armed = _keys(key)
     # Before the checkbox exists in this run: a confirmation given for another target is void.
     if st.session_state.get(armed) != what:

@@ -320,6 +320,21 @@ def test_a_task_is_retried_and_revoked_only_through_its_own_app(two_app_console:
     assert failed["task_id"] == billing_task
 
 
+def test_a_confirmation_does_not_follow_a_switch_of_app(two_app_console: Fleet) -> None:
+    """Ticked with one app chosen, a confirmation is void once the sidebar names another: the
+    text it was armed with names the app."""
+    fleet = two_app_console
+    task_id = f"unknown-{uuid.uuid4()}"  # not in the history: revocable on the chosen broker
+    app = login(run(page("tasks", task_id=task_id, app="default")), fleet.console_password)
+    assert app.checkbox(key="revoke_confirm").label.endswith("(app default)")
+    run(app.checkbox(key="revoke_confirm").check())
+    run(app.selectbox(key=ui.APP_WIDGET).select("billing"))
+    assert app.checkbox(key="revoke_confirm").label.endswith("(app billing)")
+    assert not app.checkbox(key="revoke_confirm").value
+    run(_forced(app.button(key="revoke_run")).click())
+    assert [e for e in audit.read(load().audit_log) if "action_id" in e] == []
+
+
 def _forced(widget: Any) -> Any:
     """The test's copy of a disabled widget, enabled as a crafted message would press it."""
     widget.proto.disabled = False
