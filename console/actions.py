@@ -84,9 +84,21 @@ def is_armed(key: str, what: str) -> bool:
     return bool(st.session_state.get(confirm)) and st.session_state.get(armed) == what
 
 
-def _refusal(app: AppChoice | None) -> str | None:
-    """Why an action on a broker cannot run for the app chosen (several apps, none chosen)."""
-    return None if app is None else app.refusal()
+def _refusal(app: AppChoice | None, owner: str | None = None) -> str | None:
+    """Why an action on a broker cannot run for the app chosen (several apps, none chosen), or
+    on a target of another app (``owner``: the app the target belongs to, e.g. a task's row)."""
+    if app is None:
+        return None
+    reason = app.refusal()
+    if reason is not None or owner is None:
+        return reason
+    acting = app.acting
+    if acting is not None and acting.name != owner:
+        return (
+            f"This belongs to app {owner!r}, not to {acting.name!r} whose broker the console"
+            f" acts on: choose {owner!r} (sidebar) to act on it."
+        )
+    return None
 
 
 def _app_details(app: AppChoice | None) -> dict[str, Any]:
@@ -102,11 +114,12 @@ def _execute(
     run: Callable[[], object],
     details: Mapping[str, Any],
     app: AppChoice | None = None,
+    owner: str | None = None,
 ) -> None:
     """The button's callback: check everything again, then intent, run, result."""
     # Checked again here: a disabled widget is presentation, not access control.
     identity = auth.current(settings)
-    reason = auth.refusal(identity) or _refusal(app)
+    reason = auth.refusal(identity) or _refusal(app, owner)
     if reason is not None or identity is None:
         _tell("error", f"{reason} Nothing was done.")
         return
@@ -117,7 +130,8 @@ def _execute(
     # One confirmation, one run: disarmed before running, so neither a failure nor a second
     # click can reuse it.
     _disarm(key)
-    details = {"via": identity.via, **_app_details(app), **details}
+    owned = {} if owner is None else {"target_app": owner}
+    details = {"via": identity.via, **_app_details(app), **owned, **details}
     try:
         action_id = audit.intent(settings.audit_log, who=identity.who, what=what, **details)
     except OSError as exc:
@@ -150,6 +164,16 @@ def _execute(
     _tell(kind, message)
 
 
+def named(what: str, app: AppChoice | None) -> str:
+    """The action's text with the app it acts on, when there are apps to choose from.
+
+    The confirmation is armed with this text: ticked for "purge dead letters: ALL" with app A
+    chosen, it must not purge B's after a switch in the sidebar, so the app is part of it.
+    With one app there is nothing to mix up and the text stays as it was."""
+    acting = None if app is None or not app.several else app.acting
+    return what if acting is None else f"{what} (app {acting.name})"
+
+
 def guarded(
     settings: ConsoleSettings,
     *,
@@ -159,19 +183,23 @@ def guarded(
     run: Callable[[], object],
     app: AppChoice | None,
     details: dict | None = None,
+    owner: str | None = None,
 ) -> None:
     """Render the confirmation and button of one action; run it only when allowed.
 
     ``run`` returns the result text (or an Outcome); show_outcomes (every page calls it
     through ui.page) shows it in the next page run. ``app`` is the page's app choice for an
     action on a broker (refused unless it names one app whose broker is known), None for one
-    that is not (a silence): every caller says which."""
+    that is not (a silence): every caller says which. ``owner`` is the app the target
+    belongs to when the console knows it (a task's row in the history): the action is refused
+    unless that is the app acted on, and the audit records it as ``target_app``."""
+    what = named(what, app)
     confirm, run_key, armed = _keys(key)
     # Before the checkbox exists in this run: a confirmation given for another target is void.
     if st.session_state.get(armed) != what:
         _disarm(key)
     identity = auth.current(settings)
-    reason = auth.refusal(identity) or _refusal(app)
+    reason = auth.refusal(identity) or _refusal(app, owner)
     confirmed = st.checkbox(
         f"I confirm: {what}",
         key=confirm,
@@ -184,7 +212,7 @@ def guarded(
         key=run_key,
         disabled=reason is not None or not confirmed,
         on_click=_execute,
-        args=(settings, key, what, run, dict(details or {}), app),
+        args=(settings, key, what, run, dict(details or {}), app, owner),
     )
     if reason is not None:
         st.caption(reason)

@@ -162,17 +162,36 @@ def axis_top(bands: Bands, values: Iterable[float]) -> float:
 BAR_COLUMNS = ["name", "value", "level", "link"]
 
 
+def shown_name(name: str, app: str | None) -> str:
+    """A queue's or worker's name on a chart: with several apps shown at once, "name @ app"."""
+    return name if app is None else f"{name} @ {app}"
+
+
+def own_link(link: Callable[[str], str], name: str, app: str | None) -> str:
+    """``link(name)`` opening the row's own app (None: the page's choice)."""
+    with links.app_of(app):
+        return link(name)
+
+
 def _bars(
-    rows: Iterable[tuple[str, object]], bands: Bands, link: Callable[[str], str]
+    rows: Iterable[tuple[str, object] | tuple[str, object, str | None]],
+    bands: Bands,
+    link: Callable[[str], str],
 ) -> pd.DataFrame:
     """Rows worst first (largest value), those that are not a number left out, at most
-    MAX_ROWS."""
-    kept = [(str(name), value) for name, raw in rows if (value := measure(raw)) is not None]
+    MAX_ROWS. A row may name its app (several apps shown at once): its bar is then
+    "name @ app" and its link opens that app."""
+    kept = []
+    for name, raw, *app in rows:
+        if (value := measure(raw)) is None:
+            continue
+        own = app[0] if app else None
+        kept.append((shown_name(str(name), own), value, own_link(link, str(name), own)))
     kept.sort(key=lambda row: (-row[1], row[0]))
     return pd.DataFrame(
         [
-            {"name": name, "value": value, "level": bands.level_of(value).value, "link": link(name)}
-            for name, value in kept[:MAX_ROWS]
+            {"name": name, "value": value, "level": bands.level_of(value).value, "link": url}
+            for name, value, url in kept[:MAX_ROWS]
         ],
         columns=BAR_COLUMNS,
     )
@@ -181,19 +200,21 @@ def _bars(
 def depth_frame(queues: Sequence[QueueState], points: BreakingPoints) -> pd.DataFrame:
     """Current depth of every queue (messages)."""
     bands = signal_bands(points.queue_depth)
-    return _bars(((q.queue, q.depth) for q in queues), bands, links.queue)
+    return _bars(((q.queue, q.depth, q.app) for q in queues), bands, links.queue)
 
 
 def latency_frame(queues: Sequence[QueueState], points: BreakingPoints) -> pd.DataFrame:
     """p95 end-to-end latency per queue, in minutes (queues with no recent task left out)."""
-    rows = ((q.queue, None if (v := finite(q.p95_latency)) is None else v / 60) for q in queues)
+    rows = (
+        (q.queue, None if (v := finite(q.p95_latency)) is None else v / 60, q.app) for q in queues
+    )
     return _bars(rows, latency_bands(points), links.queue)
 
 
 def memory_frame(workers: Sequence[WorkerState], points: BreakingPoints) -> pd.DataFrame:
     """Memory of every worker, percent of its limit."""
     bands = signal_bands(points.worker_memory)
-    return _bars(((w.hostname, w.memory_percent) for w in workers), bands, links.worker)
+    return _bars(((w.hostname, w.memory_percent, w.app) for w in workers), bands, links.worker)
 
 
 def failure_frame(ratios: dict[str, float], points: BreakingPoints) -> pd.DataFrame:
@@ -224,9 +245,12 @@ def wait_frame(queues: Sequence[QueueState], points: BreakingPoints) -> pd.DataF
             continue
         if not never:
             minutes /= 60
-        rows.append((q.queue, minutes, never, minutes_text(wait)))
+        rows.append(
+            (shown_name(q.queue, q.app), minutes, never, minutes_text(wait),
+             own_link(links.queue, q.queue, q.app))
+        )  # fmt: skip
     rows.sort(key=lambda row: (-row[1], row[0]))
-    top = axis_top(bands, [m for _, m, never, _ in rows if not never])
+    top = axis_top(bands, [m for _, m, never, _, _ in rows if not never])
     return pd.DataFrame(
         [
             {
@@ -236,9 +260,9 @@ def wait_frame(queues: Sequence[QueueState], points: BreakingPoints) -> pd.DataF
                 "never": never,
                 "text": text,
                 "level": bands.level_of(minutes).value,
-                "link": links.queue(name),
+                "link": url,
             }
-            for name, minutes, never, text in rows[:MAX_ROWS]
+            for name, minutes, never, text, url in rows[:MAX_ROWS]
         ],
         columns=WAIT_COLUMNS,
     )
@@ -256,12 +280,15 @@ def flow_frame(queues: Sequence[QueueState]) -> pd.DataFrame:
         arrival, completion = measure(q.arrival_rate), measure(q.completion_rate)
         if not arrival and not completion:
             continue
-        rows.append((q.queue, arrival or 0.0, completion or 0.0))
+        rows.append(
+            (shown_name(q.queue, q.app), arrival or 0.0, completion or 0.0,
+             own_link(links.queue, q.queue, q.app))
+        )  # fmt: skip
     rows.sort(key=lambda row: (-(row[1] - row[2]), row[0]))
     return pd.DataFrame(
         [
-            {"name": name, "direction": direction, "rate": rate, "link": links.queue(name)}
-            for name, arrival, completion in rows[:MAX_ROWS]
+            {"name": name, "direction": direction, "rate": rate, "link": url}
+            for name, arrival, completion, url in rows[:MAX_ROWS]
             for direction, rate in ((ARRIVAL, arrival), (COMPLETION, completion))
         ],
         columns=FLOW_COLUMNS,

@@ -10,6 +10,7 @@ from alerts import recording
 from alerts.replicas import freshest, one
 from console.apps import with_app
 from console.sources.prometheus import Prometheus
+from fleetops.apps import APP_LABEL, check_app_name
 from fleetops.breaking_points import BreakingPoints, Level
 
 
@@ -19,23 +20,40 @@ def exporter_selector(points: BreakingPoints, app: str | None = None) -> str:
     return with_app(points.alerts.selectors.exporter, app)
 
 
-def recorded(name: str, app: str | None) -> str:
-    """A recording rule's series per queue (alerts/recording.py), of ``app`` when one is chosen.
+def grouping(label: str, per_app: bool) -> tuple[str, ...]:
+    """The labels a per-queue (or per-worker) query groups by: with several apps shown at once
+    also the app, so two apps' queues (workers) of one name stay two rows, never one sum."""
+    return (APP_LABEL, label) if per_app else (label,)
 
-    The largest per queue: with all apps shown, two apps' queues of one name are one row, and
-    the worse number is the one to see."""
+
+def recorded(name: str, app: str | None, per_app: bool = False) -> str:
+    """A recording rule's series per queue (alerts/recording.py), of ``app`` when one is chosen
+    (per app and queue with ``per_app``).
+
+    The largest per queue: a queue's series of several replicas, the worse is the one to see."""
     matchers = with_app("", app)
-    return (
-        f"max by (queue_name) ({name}{{{matchers}}})"
-        if matchers
-        else f"max by (queue_name) ({name})"
-    )
+    by = ", ".join(grouping("queue_name", per_app))
+    return f"max by ({by}) ({name}{{{matchers}}})" if matchers else f"max by ({by}) ({name})"
 
 
-def per_queue(prom: Prometheus, aggregation: str, metric: str, selector: str) -> dict[str, float]:
-    return prom.by_label(
-        f"{aggregation} by (queue_name) ({one(f'{metric}{{{selector}}}')})", "queue_name"
+def row_app(value: str) -> str | None:
+    """A series' ``app`` label as a row's app: None when empty or not an app name (it goes
+    into links and onto the page only when it is one)."""
+    try:
+        return check_app_name(value) if value else None
+    except ValueError:
+        return None
+
+
+def per_queue(
+    prom: Prometheus, aggregation: str, metric: str, selector: str, per_app: bool = False
+) -> dict[tuple[str | None, str], float]:
+    """One number per (app, queue); the app is None unless ``per_app``."""
+    labels = grouping("queue_name", per_app)
+    found = prom.by_labels(
+        f"{aggregation} by ({', '.join(labels)}) ({one(f'{metric}{{{selector}}}')})", labels
     )
+    return {(row_app(key[0]) if per_app else None, key[-1]): value for key, value in found.items()}
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,7 @@ class QueueState:
     p95_latency: float | None  # seconds, None when nothing finished lately
     latency_band: Level | None
     consumers: float
+    app: str | None = None  # set when several apps are shown at once (per_app)
 
 
 def wait_for_new_task(depth: float, completion_rate: float) -> float:
@@ -76,46 +95,51 @@ def work_queue_selector(points: BreakingPoints, app: str | None = None) -> str:
     return with_app(own, app)
 
 
-def queue_states(prom: Prometheus, points: BreakingPoints) -> list[QueueState]:
+def queue_states(
+    prom: Prometheus, points: BreakingPoints, *, per_app: bool = False
+) -> list[QueueState]:
+    """One state per queue; with ``per_app`` (several apps shown at once) one per app and
+    queue: 600 messages in two apps' ``images`` are two queues of 600, not one of 1,200."""
     sel = work_queue_selector(points, prom.app)
+    by = ", ".join(labels := grouping("queue_name", per_app))
 
     def fleet(metric: str) -> str:
         # One copy per series however many exporter replicas serve it, as the alerts read it.
         return one(f"{metric}{{{sel}}}")
 
-    found = prom.many(
+    found = prom.many_by(
         {
-            "depth": f"sum by (queue_name) ({fleet('celery_queue_length')})",
-            "arrival": f"sum by (queue_name) ({fleet('fleetops_queue_arrival_rate')})",
-            "completion": f"sum by (queue_name) ({fleet('fleetops_queue_completion_rate')})",
+            "depth": f"sum by ({by}) ({fleet('celery_queue_length')})",
+            "arrival": f"sum by ({by}) ({fleet('fleetops_queue_arrival_rate')})",
+            "completion": f"sum by ({by}) ({fleet('fleetops_queue_completion_rate')})",
             # The shortest estimate, as CeleryQueueDrainTooSlow reads it.
-            "drain": "max by (queue_name) ("
-            + freshest(f"fleetops_queue_drain_seconds{{{sel}}}")
-            + ")",
-            "consumers": f"sum by (queue_name) ({fleet('celery_active_consumer_count')})",
+            "drain": f"max by ({by}) (" + freshest(f"fleetops_queue_drain_seconds{{{sel}}}") + ")",
+            "consumers": f"sum by ({by}) ({fleet('celery_active_consumer_count')})",
             # Recorded per queue by alerts/recording.py, as the latency alerts read it.
-            "p95": recorded(recording.LATENCY_P95, prom.app),
+            "p95": recorded(recording.LATENCY_P95, prom.app, per_app),
         },
-        "queue_name",
+        labels,
     )
     depth, arrival, completion = found["depth"], found["arrival"], found["completion"]
     drain, consumers, p95 = found["drain"], found["consumers"], found["p95"]
     states = []
-    for queue in sorted(set(depth) | set(arrival) | set(completion)):
-        d, done = depth.get(queue, 0.0), completion.get(queue, 0.0)
-        latency = p95.get(queue)
+    for key in sorted(set(depth) | set(arrival) | set(completion)):
+        d, done = depth.get(key, 0.0), completion.get(key, 0.0)
+        latency = p95.get(key)
+        queue = key[-1]
         states.append(
             QueueState(
+                app=row_app(key[0]) if per_app else None,
                 queue=queue,
                 depth=d,
                 band=points.queue_depth.level_of(d),
-                arrival_rate=arrival.get(queue, 0.0),
+                arrival_rate=arrival.get(key, 0.0),
                 completion_rate=done,
-                drain_seconds=drain.get(queue, 0.0 if d == 0 else math.inf),
+                drain_seconds=drain.get(key, 0.0 if d == 0 else math.inf),
                 wait_seconds=wait_for_new_task(d, done),
                 p95_latency=latency,
                 latency_band=None if latency is None else points.task_latency.level_of(latency),
-                consumers=consumers.get(queue, 0.0),
+                consumers=consumers.get(key, 0.0),
             )
         )
     return states
@@ -131,10 +155,15 @@ class WorkerState:
     active: float
     processed: float
     pool_size: float | None
+    app: str | None = None  # set when several apps are shown at once (per_app)
 
 
-def worker_states(prom: Prometheus, points: BreakingPoints) -> list[WorkerState]:
+def worker_states(
+    prom: Prometheus, points: BreakingPoints, *, per_app: bool = False
+) -> list[WorkerState]:
+    """One state per worker; with ``per_app`` one per app and worker name."""
     sel = exporter_selector(points, prom.app)
+    by = ", ".join(labels := grouping("hostname", per_app))
 
     names = {
         "up": "celery_worker_up",
@@ -146,28 +175,29 @@ def worker_states(prom: Prometheus, points: BreakingPoints) -> list[WorkerState]
     }
     # The largest copy of each across exporter replicas; the heartbeat age is the smallest,
     # as heard by the replica that heard the worker last.
-    found = prom.many(
+    found = prom.many_by(
         {
-            key: f"{'min' if key == 'age' else 'max'} by (hostname) ({metric}{{{sel}}})"
+            key: f"{'min' if key == 'age' else 'max'} by ({by}) ({metric}{{{sel}}})"
             for key, metric in names.items()
         },
-        "hostname",
+        labels,
     )
     up, memory, age = found["up"], found["memory"], found["age"]
     active, processed, pool = found["active"], found["processed"], found["pool"]
     states = []
-    for host in sorted(set(up) | set(memory)):
-        mem = memory.get(host)
+    for key in sorted(set(up) | set(memory)):
+        mem = memory.get(key)
         states.append(
             WorkerState(
-                hostname=host,
-                up=up.get(host, 0.0) >= 1,
+                app=row_app(key[0]) if per_app else None,
+                hostname=key[-1],
+                up=up.get(key, 0.0) >= 1,
                 memory_percent=mem,
                 memory_band=None if mem is None else points.worker_memory.level_of(mem),
-                heartbeat_age=age.get(host),
-                active=active.get(host, 0.0),
-                processed=processed.get(host, 0.0),
-                pool_size=pool.get(host),
+                heartbeat_age=age.get(key),
+                active=active.get(key, 0.0),
+                processed=processed.get(key, 0.0),
+                pool_size=pool.get(key),
             )
         )
     return states
@@ -183,10 +213,12 @@ def failure_ratios(prom: Prometheus) -> dict[str, float]:
     return prom.by_label(recorded(recording.failure_ratio(FAILURE_WINDOW), prom.app), "queue_name")
 
 
-def depth_expr(points: BreakingPoints, app: str | None = None) -> str:
-    """Depth per queue, every queue of the exporter (the dead-letter queue too)."""
+def depth_expr(points: BreakingPoints, app: str | None = None, per_app: bool = False) -> str:
+    """Depth per queue (per app and queue with ``per_app``), every queue of the exporter (the
+    dead-letter queue too)."""
     sel = exporter_selector(points, app)
-    return f"sum by (queue_name) ({one(f'celery_queue_length{{{sel}}}')})"
+    by = ", ".join(grouping("queue_name", per_app))
+    return f"sum by ({by}) ({one(f'celery_queue_length{{{sel}}}')})"
 
 
 def memory_expr(points: BreakingPoints, app: str | None = None) -> str:

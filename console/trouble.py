@@ -34,19 +34,27 @@ class Trouble:
         return f"- {badge(self.level)} {self.what}"
 
 
-def _queue_link(name: str) -> str:
-    return (
-        f"queue {links.markdown(name, links.queue(name))} "
-        f"({links.markdown('tasks', links.tasks(queue=name))}, "
-        f"{links.markdown('failures', links.failures(queue=name))})"
-    )
+def _of_app(app: str | None) -> str:
+    # With several apps shown at once a row names its app (plain: it is a label value).
+    return "" if app is None else f" of app {plain(app)}"
 
 
-def _worker_link(name: str) -> str:
-    return (
-        f"worker {links.markdown(name, links.worker(name))} "
-        f"({links.markdown('tasks', links.tasks(worker=name))})"
-    )
+def _queue_link(name: str, app: str | None = None) -> str:
+    # Links of another app's row open that app (links.app_of), not the page's choice.
+    with links.app_of(app):
+        return (
+            f"queue {links.markdown(name, links.queue(name))}{_of_app(app)} "
+            f"({links.markdown('tasks', links.tasks(queue=name))}, "
+            f"{links.markdown('failures', links.failures(queue=name))})"
+        )
+
+
+def _worker_link(name: str, app: str | None = None) -> str:
+    with links.app_of(app):
+        return (
+            f"worker {links.markdown(name, links.worker(name))}{_of_app(app)} "
+            f"({links.markdown('tasks', links.tasks(worker=name))})"
+        )
 
 
 def troubles(
@@ -67,7 +75,7 @@ def troubles(
                     level,
                     "queue",
                     q.queue,
-                    f"{_queue_link(q.queue)}: {d:,.0f} messages waiting ({level.value} from "
+                    f"{_queue_link(q.queue, q.app)}: {d:,.0f} messages waiting ({level.value} from "
                     f"{getattr(depth, level.value):,.0f}); a task enqueued now waits about "
                     f"{minutes_text(q.wait_seconds)}",
                 )
@@ -79,14 +87,16 @@ def troubles(
                     level,
                     "queue",
                     q.queue,
-                    f"{_queue_link(q.queue)}: p95 latency {p95 / 60:.1f} min ({level.value} "
+                    f"{_queue_link(q.queue, q.app)}: p95 latency {p95 / 60:.1f} min ({level.value} "
                     f"from {getattr(latency, level.value):g} min)",
                 )
             )
     for w in workers:
         if not w.up:
             found.append(
-                Trouble(WORKER_DOWN, "worker", w.hostname, f"{_worker_link(w.hostname)}: down")
+                Trouble(
+                    WORKER_DOWN, "worker", w.hostname, f"{_worker_link(w.hostname, w.app)}: down"
+                )
             )
         mem = finite(w.memory_percent)
         if mem is not None and (level := memory.level_of(mem)) is not Level.SAFE:
@@ -95,7 +105,7 @@ def troubles(
                     level,
                     "worker",
                     w.hostname,
-                    f"{_worker_link(w.hostname)}: memory {mem:.0f} % of its limit "
+                    f"{_worker_link(w.hostname, w.app)}: memory {mem:.0f} % of its limit "
                     f"({level.value} from {getattr(memory, level.value):g} %)",
                 )
             )

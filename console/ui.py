@@ -43,6 +43,12 @@ class Context:
         return self.apps.selected
 
     @property
+    def per_app(self) -> bool:
+        """Several apps shown at once: queues and workers are told apart by app, one row per
+        (app, name), never one sum of same-named queues or workers."""
+        return self.apps.several and self.apps.selected is None
+
+    @property
     def history(self) -> Engine:
         return history.engine_for(self.settings.effective_history_database_url)
 

@@ -25,10 +25,12 @@ def engine_for(url: str) -> Engine:
     return create_history_engine(url)
 
 
-def takes_app(query: Callable[..., object]) -> bool:
-    """Whether a history query filters by app (a keyword ``app``, exporters/history/queries.py).
+class NoAppFilter(TypeError):
+    """A history query that cannot filter by app was asked for one app's rows."""
 
-    A store from before the app column has queries without it: they read every app."""
+
+def takes_app(query: Callable[..., object]) -> bool:
+    """Whether a history query filters by app (a keyword ``app``, exporters/history/queries.py)."""
     try:
         return "app" in inspect.signature(query).parameters
     except (TypeError, ValueError):
@@ -44,8 +46,13 @@ def call(
 ) -> T:
     """Run one of exporters.history.queries, turning a database failure into SourceDown.
 
-    ``app`` (None: all apps) is passed only to a query that takes it."""
-    if app is not None and takes_app(query):
+    ``app`` (None: all apps) is passed as the query's keyword ``app``. A query without that
+    keyword asked for one app is an error, never a read of every app: the page would show
+    other apps' rows under a sidebar naming one (every query of the store takes it)."""
+    if app is not None:
+        if not takes_app(query):
+            name = getattr(query, "__name__", repr(query))
+            raise NoAppFilter(f"history query {name} cannot filter by app {app!r}")
         kwargs["app"] = app
     try:
         return query(engine, *args, **kwargs)

@@ -64,6 +64,24 @@ class Prometheus:
             futures = {key: pool.submit(self.by_label, expr, label) for key, expr in exprs.items()}
             return {key: future.result() for key, future in futures.items()}
 
+    def many_by(
+        self, exprs: dict[str, str], labels: tuple[str, ...]
+    ) -> dict[str, dict[tuple[str, ...], float]]:
+        """``many`` keyed by several labels' values (e.g. app and queue)."""
+        with ThreadPoolExecutor(max_workers=min(8, len(exprs))) as pool:
+            futures = {
+                key: pool.submit(self.by_labels, expr, labels) for key, expr in exprs.items()
+            }
+            return {key: future.result() for key, future in futures.items()}
+
+    def by_labels(self, expr: str, labels: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+        """One number per combination of ``labels``' values (NaN samples dropped)."""
+        return {
+            tuple(sample.labels.get(label, "") for label in labels): sample.value
+            for sample in self.query(expr)
+            if not math.isnan(sample.value)
+        }
+
     def by_label(self, expr: str, label: str) -> dict[str, float]:
         """One number per value of ``label`` (NaN samples dropped: nothing to show)."""
         return {
@@ -74,9 +92,10 @@ class Prometheus:
 
 
 def range_frame(
-    prom: Prometheus, expr: str, label: str, *, seconds: float, step: float
+    prom: Prometheus, expr: str, label: str | tuple[str, ...], *, seconds: float, step: float
 ) -> pd.DataFrame:
-    """A range query as a pandas frame: one column per ``label`` value, indexed by time."""
+    """A range query as a pandas frame: one column per ``label`` value, indexed by time (with
+    several labels, their non-empty values joined by " @ ", e.g. "images @ billing")."""
     end = time.time()
     try:
         response = prom.http.get(
@@ -91,5 +110,7 @@ def range_frame(
     columns = {}
     for series in body["data"]["result"]:
         points = {pd.Timestamp(float(t), unit="s", tz="UTC"): float(v) for t, v in series["values"]}
-        columns[series["metric"].get(label, "")] = pd.Series(points)
+        labels = (label,) if isinstance(label, str) else label
+        values = [series["metric"].get(name, "") for name in labels]
+        columns[" @ ".join(v for v in values if v)] = pd.Series(points)
     return pd.DataFrame(columns)

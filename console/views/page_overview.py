@@ -24,8 +24,8 @@ def _minutes(seconds: float | None) -> float | None:
 def read_prometheus() -> tuple[list[metrics.QueueState], list[metrics.WorkerState], dict]:
     # One fetch for the three: a Prometheus that is down shows one banner, not three.
     return (
-        metrics.queue_states(ctx.prometheus, points),
-        metrics.worker_states(ctx.prometheus, points),
+        metrics.queue_states(ctx.prometheus, points, per_app=ctx.per_app),
+        metrics.worker_states(ctx.prometheus, points, per_app=ctx.per_app),
         metrics.failure_ratios(ctx.prometheus),
     )
 
@@ -80,12 +80,12 @@ def queue_charts(queues: list[metrics.QueueState], ratios: dict[str, float]) -> 
             key="overview_wait",
             description="How long a task enqueued now waits, per queue, against the latency bands.",
         )
-        by_name = {q.queue: q for q in queues}
+        by_name = {charts.shown_name(q.queue, q.app): q for q in queues}
         lines = []
-        for name in waits["name"]:
+        for name, url in zip(waits["name"], waits["link"], strict=True):
             q = by_name[name]
             lines.append(
-                f"- {links.markdown(name, links.queue(name))}: the last task enqueued now waits "
+                f"- {links.markdown(name, url)}: the last task enqueued now waits "
                 f"about **{metrics.minutes_text(q.wait_seconds)}** ({q.depth:g} ahead of it, "
                 f"{q.completion_rate:.2f} done/s; "
                 f"time to drain: {metrics.minutes_text(q.drain_seconds)})."
@@ -146,6 +146,7 @@ def queue_table(queues: list[metrics.QueueState]) -> None:
     frame = pd.DataFrame(
         [
             {
+                **({"app": q.app} if ctx.per_app else {}),
                 "queue": q.queue,
                 "depth": q.depth,
                 "band": ui.band(q.band),
@@ -158,7 +159,7 @@ def queue_table(queues: list[metrics.QueueState]) -> None:
                 "p95 latency (min)": _minutes(q.p95_latency),
                 "latency band": ui.band(q.latency_band),
                 "consumers": q.consumers,
-                "open": links.queue(q.queue),
+                "open": charts.own_link(links.queue, q.queue, q.app),
             }
             for q in queues
         ]

@@ -18,25 +18,31 @@ HISTORY_LINES = 10
 
 
 def snapshot() -> pd.DataFrame:
-    prom = ctx.prometheus
+    """One row per queue; with several apps shown at once one per (app, queue), each row's
+    links opening its own app: same-named queues of two apps are never added up."""
+    prom, per_app = ctx.prometheus, ctx.per_app
     by_queue = {
-        "depth": metrics.per_queue(prom, "sum", "celery_queue_length", sel),
-        "unacked": metrics.per_queue(prom, "sum", "fleetops_queue_unacked", sel),
+        "depth": metrics.per_queue(prom, "sum", "celery_queue_length", sel, per_app),
+        "unacked": metrics.per_queue(prom, "sum", "fleetops_queue_unacked", sel, per_app),
         "oldest message age (s)": metrics.per_queue(
-            prom, "max", "fleetops_queue_oldest_message_age_seconds", sel
+            prom, "max", "fleetops_queue_oldest_message_age_seconds", sel, per_app
         ),
-        "consumers": metrics.per_queue(prom, "sum", "celery_active_consumer_count", sel),
+        "consumers": metrics.per_queue(prom, "sum", "celery_active_consumer_count", sel, per_app),
     }
     priorities = prom.query(f"fleetops_queue_length_by_priority{{{sel}}}")
     rows = []
-    for queue in sorted(set().union(*by_queue.values())):
-        row: dict[str, object] = {"queue": queue}
-        row.update({column: values.get(queue, 0.0) for column, values in by_queue.items()})
+    for app, queue in sorted(set().union(*by_queue.values()), key=lambda k: (k[1], k[0] or "")):
+        row: dict[str, object] = {"app": app} if per_app else {}
+        row["queue"] = queue
+        row.update({column: values.get((app, queue), 0.0) for column, values in by_queue.items()})
         row["band"] = ui.band(ctx.points.queue_depth.level_of(float(row["depth"])))  # type: ignore[arg-type]
         for sample in priorities:
-            if sample.labels.get("queue_name") == queue:
+            if sample.labels.get("queue_name") == queue and (
+                not per_app or metrics.row_app(sample.labels.get("app", "")) == app
+            ):
                 row[f"priority {sample.labels.get('priority')}"] = sample.value
-        row["open"] = links.queue(queue)
+        with links.app_of(app):
+            row["open"] = links.queue(queue)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -53,8 +59,8 @@ def focus_name() -> str | None:
 def depth_history(hours: int) -> pd.DataFrame:
     return range_frame(
         ctx.prometheus,
-        metrics.depth_expr(ctx.points, ctx.app),
-        "queue_name",
+        metrics.depth_expr(ctx.points, ctx.app, ctx.per_app),
+        metrics.grouping("queue_name", ctx.per_app)[::-1],  # "images @ billing"
         seconds=hours * 3600,
         step=max(15, hours * 3600 / 240),
     )
@@ -114,7 +120,10 @@ if frame is not None:
     history = ui.fetch(lambda: depth_history(hours))
     name = focus_name()
     known = frame.set_index("queue") if not frame.empty else None
-    if name is not None:
+    if name is not None and ctx.per_app:
+        # Several apps, none chosen: the queue's rows below open it in their own app.
+        st.info(f"Queue {trouble.plain(name)}: choose an app (sidebar or a row below).")
+    elif name is not None:
         if known is not None and name in known.index:
             focus(name, known.loc[name], history)
             st.divider()

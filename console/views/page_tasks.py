@@ -143,8 +143,16 @@ if task_id and task_id != url_task_id.get(links.TASK_ID):
 elif not task_id and url_task_id:
     del st.query_params[links.TASK_ID]
     st.session_state[APPLIED] = (url_filters, {})
+owner: str | None = None  # the app the task's row belongs to: the only one acting on it
 if task_id:
     detail = ui.fetch(lambda: ctx.read_history(history.task_detail, task_id))
+    if detail is None and ctx.app is not None:
+        # A task id is one task across apps (the history's key): found under another app,
+        # it is that app's task, and no other app's broker may retry or revoke it.
+        other = ui.fetch(lambda: history.call(ctx.history, history.task_detail, task_id))
+        owner = None if other is None else (other.fields.get("app") or None)
+    elif detail is not None:
+        owner = detail.fields.get("app") or None
     if detail is None:
         st.info(f"No task {task_id} in the history (or the history is down).")
     else:
@@ -207,6 +215,7 @@ if task_id:
                     fields.get("queue"),
                 ),
                 details={"task_id": task_id},
+                owner=owner,
             )  # fmt: skip
 
     st.subheader("Revoke")
@@ -220,4 +229,5 @@ if task_id:
         what=f"{verb} task {task_id}",
         run=lambda: control.revoke(ctx.celery, task_id, terminate=terminate) or "sent",
         details={"task_id": task_id, "terminate": terminate},
+        owner=owner,
     )

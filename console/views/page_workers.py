@@ -139,8 +139,14 @@ def focus(w: metrics.WorkerState) -> None:
             )
 
 
+def _links_of(w: metrics.WorkerState) -> dict[str, str]:
+    # A row of another app (several apps shown at once) opens that app.
+    with links.app_of(w.app):
+        return {"open": links.worker(w.hostname), "tasks": links.tasks(worker=w.hostname)}
+
+
 memory_bands = charts.signal_bands(memory)
-workers = ui.fetch(lambda: metrics.worker_states(ctx.prometheus, ctx.points))
+workers = ui.fetch(lambda: metrics.worker_states(ctx.prometheus, ctx.points, per_app=ctx.per_app))
 if workers is not None:
     name = focus_name()
     by_host = {w.hostname: w for w in workers}
@@ -162,6 +168,7 @@ if workers is not None:
     frame = pd.DataFrame(
         [
             {
+                **({"app": w.app} if ctx.per_app else {}),
                 "worker": w.hostname,
                 "up": w.up,
                 "memory %": None if w.memory_percent is None else round(w.memory_percent, 1),
@@ -170,8 +177,7 @@ if workers is not None:
                 "active": w.active,
                 "processed": w.processed,
                 "pool": w.pool_size,
-                "open": links.worker(w.hostname),
-                "tasks": links.tasks(worker=w.hostname),
+                **_links_of(w),
             }
             for w in workers
         ]

@@ -1,22 +1,23 @@
 """The console's app selector against a real Prometheus holding two apps' series.
 
-App ``default`` is the shared console fleet (its real exporter, worker and Redis). App
-``billing`` has no Celery of its own here: a plain HTTP server in this process serves its
-series in the exposition format (a queue and a worker), so nothing but scraping stands in for
-a second fleet. One real Prometheus scrapes both as the exporter's job, with the target label
-``app`` telling them apart, as one exporter following two apps labels its series (an exporter
-that already labels its series keeps ours: Prometheus files its own under ``exported_app``).
-``billing``'s broker is a port nobody listens on: no action may reach it."""
+App ``default`` is the shared console fleet (its worker and Redis); app ``billing`` has a Redis
+of its own and one solo worker consuming ``invoices``. One real exporter follows both
+(FLEETOPS_APPS) and labels its series with each app, as in a deployment; Prometheus scrapes it
+with no target labels, so the exporter's own ``app`` label is the one the console reads.
+Billing's ``images`` queue holds BILLING_IMAGES messages nobody consumes: a queue of the same
+name as the default app's, which "All apps" must show as two rows, never one sum."""
 
 from __future__ import annotations
 
-import threading
+import json
+import time
+import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 from streamlit.testing.v1 import AppTest
 
@@ -33,91 +34,97 @@ from fleetops.fleet.spec import free_port
 from tests.console.apptest import login, page, run, texts
 from tests.console.conftest import Workload
 from tests.console.fleet import Fleet
+from tests.exporter.process import run_exporter
 from tests.helpers import wait_for
+from tests.history.events import task_lifecycle
 from tests.processes import processes_in
+from tests.servers import RedisServer, run_worker
+from tests.stream.checked import CheckedHistoryWriter as HistoryWriter
 
 pytestmark = pytest.mark.slow
 
 BILLING_QUEUE = "invoices"
-BILLING_WORKER = "billing-worker@10.0.0.2"
-BILLING_SERIES = f"""\
-# TYPE celery_queue_length gauge
-celery_queue_length{{queue_name="{BILLING_QUEUE}"}} 7
-# TYPE celery_active_consumer_count gauge
-celery_active_consumer_count{{queue_name="{BILLING_QUEUE}"}} 1
-# TYPE celery_worker_up gauge
-celery_worker_up{{hostname="{BILLING_WORKER}"}} 1
-# TYPE fleetops_worker_memory_percent gauge
-fleetops_worker_memory_percent{{hostname="{BILLING_WORKER}"}} 12.5
-"""
-NOBODY = "redis://127.0.0.1:1/0"
+BILLING_WORKER = "billing-worker@127.0.0.1"
+BILLING_IMAGES = 600
 OPERATOR = "on-call"
-
-
-class _Billing(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = BILLING_SERIES.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+# The tasks this module writes into the shared history: a name and queue of their own, so the
+# other console tests' counts of the fleet's tasks do not see them.
+OWN_TASK = {"name": "apps.retry_probe", "queue": "apps-retry"}
 
 
 @pytest.fixture(scope="module")
-def two_apps(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Prometheus scraping the fleet's exporter as app ``default`` and billing's series."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Billing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def billing(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """Billing's broker, worker and one exporter following both apps, scraped by a Prometheus:
+    (billing's broker URL, the Prometheus URL)."""
     directory = tmp_path_factory.mktemp("two-apps")
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {
-                "job_name": EXPORTER_JOB,
-                "static_configs": [
-                    {"targets": [f"127.0.0.1:{fleet.exporter.port}"], "labels": {"app": "default"}},
-                    {"targets": [f"127.0.0.1:{server.server_port}"], "labels": {"app": "billing"}},
-                ],
-            }
-        ],
-    }
-    config_file = directory / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(config))
-    files = StackFiles(config_file, directory / "data", Path(), Path(), Path())
-    try:
-        with processes_in(directory) as processes:
-            processes.start(prometheus_spec(files, port))
-            url = f"http://127.0.0.1:{port}"
-            # The query the console asks, not its cached answer (an early empty one would stay).
-            expr = apps.reported_expr(f'job="{EXPORTER_JOB}"')
-            wait_for(
-                lambda: (
-                    {s.labels.get("app") for s in Prometheus(url).query(expr)}
-                    == {"billing", "default"}
-                ),
-                timeout=60,
-                message="Prometheus scraped both apps",
-            )
-            yield url
-    finally:
-        server.shutdown()
+    with processes_in(directory) as processes:
+        redis = RedisServer(processes).start()
+        data = directory / "billing"
+        data.mkdir()
+        worker = run_worker(
+            processes, BILLING_WORKER, BILLING_QUEUE,
+            {"FLEETOPS_BROKER_URL": redis.url, "FLEETOPS_DATA_DIR": str(data),
+             "FLEETOPS_DATABASE_URL": f"sqlite:///{data / 'fleetops.db'}"},
+            concurrency=1, pool="solo", wait=False,
+        )  # fmt: skip
+        # Waiting messages nobody consumes (their content is never read: only counted).
+        redis.client().lpush("images", *[b"{}"] * BILLING_IMAGES)
+        exporter = run_exporter(
+            processes,
+            fleet.redis.url,
+            env={
+                "FLEETOPS_APPS": f"default={fleet.redis.url},billing={redis.url}",
+                "FLEETOPS_EXPORTER_QUEUES": json.dumps(["images", BILLING_QUEUE]),
+            },
+            wait=False,
+        )
+        port = free_port()
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": EXPORTER_JOB,
+                    "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
+                }
+            ],
+        }
+        config_file = directory / "prometheus.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        files = StackFiles(config_file, directory / "data", Path(), Path(), Path())
+        processes.start(prometheus_spec(files, port))
+        url = f"http://127.0.0.1:{port}"
+        worker.child.wait_ready()
+        exporter.child.wait_ready()
+        prom = Prometheus(url)
+        wait_for(
+            lambda: (
+                prom.by_labels(
+                    'max by (app, hostname) (celery_worker_up{app="billing"})',
+                    ("app", "hostname"),
+                ).get(("billing", BILLING_WORKER))
+                == 1
+                and prom.by_labels(
+                    'max by (app) (celery_queue_length{queue_name="images"})', ("app",)
+                ).get(("billing",))
+                == BILLING_IMAGES
+            ),
+            timeout=60,
+            message="Prometheus scraped billing's worker and queue from the exporter",
+        )
+        yield redis.url, url
 
 
 @pytest.fixture
 def two_app_console(
     console_env: Fleet,
     workload: Workload,
-    two_apps: str,
+    billing: tuple[str, str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Fleet:
-    monkeypatch.setenv("FLEETOPS_PROMETHEUS_URL", two_apps)
-    monkeypatch.setenv("FLEETOPS_APPS", f"default={console_env.redis.url},billing={NOBODY}")
+    broker, prometheus = billing
+    monkeypatch.setenv("FLEETOPS_PROMETHEUS_URL", prometheus)
+    monkeypatch.setenv("FLEETOPS_APPS", f"default={console_env.redis.url},billing={broker}")
     monkeypatch.setenv("FLEETOPS_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("FLEETOPS_CONSOLE_LOCAL_OPERATOR", OPERATOR)
     # A fresh login throttle: it is per process, and AppTest runs in this one.
@@ -131,27 +138,53 @@ def _links(app: AppTest) -> str:
     return texts(app) + "\n".join(frames)
 
 
+def _table(app: AppTest, column: str) -> Any:
+    [table] = [frame.value for frame in app.dataframe if column in frame.value.columns]
+    return table
+
+
 def test_the_selector_filters_every_page_by_app(two_app_console: Fleet) -> None:
     queues = run(page("queues"))
     # Several apps: the sidebar offers them, configured first, with all apps by default.
     selector = queues.selectbox(key=ui.APP_WIDGET)
     assert selector.options == [apps.ALL_APPS, "default", "billing"]
     assert selector.value == apps.ALL_APPS
-    everything = _links(queues)
-    assert BILLING_QUEUE in everything and "images" in everything
+    # All apps: one row per app and queue, each opening its own app; the two apps' "images"
+    # are two rows, billing's with its own depth and no consumer (never a sum of the two).
+    table = _table(queues, "open")
+    rows = {(r["app"], r["queue"]): r for r in table.to_dict("records")}
+    assert {("default", "images"), ("billing", "images"), ("billing", BILLING_QUEUE)} <= set(rows)
+    assert rows["billing", "images"]["depth"] == BILLING_IMAGES
+    assert rows["billing", "images"]["consumers"] == 0
+    assert rows["billing", "images"]["open"] == "/queues?queue=images&app=billing"
+    assert rows["default", "images"]["open"] == "/queues?queue=images&app=default"
+    # The Overview's queue table and worker rows too.
+    overview = _table(run(page("overview")), "open")
+    assert {("billing", "images"), ("default", "images")} <= set(
+        zip(overview["app"], overview["queue"], strict=True)
+    )
+    workers = _table(run(page("workers")), "open")
+    by_worker = dict(zip(workers["worker"], workers["app"], strict=True))
+    assert by_worker[BILLING_WORKER] == "billing"
+    assert by_worker[two_app_console.worker.hostname] == "default"
 
-    billing = _links(run(page("queues", app="billing")))
-    assert BILLING_QUEUE in billing and "images" not in billing
-    own = _links(run(page("queues", app="default")))
-    assert "images" in own and BILLING_QUEUE not in own
+    # One app chosen: its own numbers only (the exporter reports both queues for both apps).
+    billing = _table(run(page("queues", app="billing")), "open").set_index("queue")
+    assert billing.loc["images", "depth"] == BILLING_IMAGES
+    own = _table(run(page("queues", app="default")), "open").set_index("queue")
+    assert own.loc["images", "depth"] < BILLING_IMAGES
+    assert all(link.endswith("&app=default") for link in own["open"])
 
     workers = _links(run(page("workers", app="billing")))
     assert BILLING_WORKER in workers and two_app_console.worker.hostname not in workers
+    overview = run(page("overview", app="default"))
+    assert BILLING_WORKER not in _links(overview)
+    assert "app" not in _table(overview, "open").columns
 
     # Choosing in the sidebar writes the URL, so the address bar opens the same view.
     run(queues.selectbox(key=ui.APP_WIDGET).select("billing"))
     assert queues.query_params.get(links.APP) in ("billing", ["billing"])
-    assert "images" not in _links(queues)
+    assert "app=default" not in _links(queues)
 
     # A name nobody knows is not used (and never reaches a query): all apps, with a warning.
     hostile = run(page("queues", app='x"} or vector(1) #'))
@@ -161,21 +194,23 @@ def test_the_selector_filters_every_page_by_app(two_app_console: Fleet) -> None:
 
 def test_links_keep_the_app(two_app_console: Fleet) -> None:
     app = run(page("queues", app="billing"))
-    [table] = [frame.value for frame in app.dataframe if "open" in frame.value.columns]
-    assert list(table["open"]) == [f"/queues?queue={BILLING_QUEUE}&app=billing"]
+    table = _table(app, "open")
+    assert list(table["open"]) == [f"/queues?queue={q}&app=billing" for q in table["queue"]]
+    assert {"images", BILLING_QUEUE} <= set(table["queue"])
 
     focused = run(page("queues", queue="images", app="default"))
     shown = texts(focused)
     assert "/tasks?queue=images&app=default" in shown
     assert "/tasks?queue=images&state=FAILURE&app=default" in shown
-    # Without a choice, links carry no app (one app's links stay as they were).
-    assert "&app=" not in texts(run(page("queues", queue="images")))
 
 
-def test_actions_go_only_to_the_one_chosen_apps_broker(two_app_console: Fleet) -> None:
+def test_actions_go_only_to_the_one_chosen_apps_broker(
+    two_app_console: Fleet, billing: tuple[str, str]
+) -> None:
     fleet = two_app_console
     audit_log = load().audit_log
     host = fleet.worker.hostname
+    broker = billing[0]
 
     # Two apps and none chosen: nothing can be confirmed, and a forced click does nothing.
     app = login(run(page("workers", worker=host)), fleet.console_password)
@@ -187,36 +222,30 @@ def test_actions_go_only_to_the_one_chosen_apps_broker(two_app_console: Fleet) -
     run(_forced(app.checkbox(key="worker_confirm")).check())
     run(_forced(app.button(key="worker_run")).click())
     assert [e for e in audit.read(audit_log) if "action_id" in e] == []
-    assert "apps-extra" not in _queues(fleet)
+    assert "apps-extra" not in _queues(fleet.redis.url, host)
 
-    # Billing chosen: its broker, not the default app's (nobody listens there: it fails,
-    # and the audit says so with the app).
+    # Billing chosen: its broker and its worker, not the default app's.
     app = login(run(page("workers", worker=BILLING_WORKER, app="billing")), fleet.console_password)
     run(app.selectbox(key="worker_action").select("Add consumer"))
     run(app.text_input(key="consumer_queue").input("apps-extra"))
     run(app.checkbox(key="worker_confirm").check())
     run(app.button(key="worker_run").click())
-    [failed] = audit.results(audit_log)
-    assert failed["app"] == "billing", failed
-    assert "Broker (Celery control) is unavailable" in failed["result"], failed
-    assert "127.0.0.1:1" in failed["result"], failed
-    assert failed["worker"] == BILLING_WORKER
-    assert "apps-extra" not in _queues(fleet)
-
-    # One app chosen: the action runs on its broker and the audit names the app.
-    app = login(run(page("workers", worker=host, app="default")), fleet.console_password)
-    run(app.selectbox(key="worker_action").select("Add consumer"))
-    run(app.text_input(key="consumer_queue").input("apps-extra"))
-    run(app.checkbox(key="worker_confirm").check())
-    run(app.button(key="worker_run").click())
-    wait_for(lambda: "apps-extra" in _queues(fleet), timeout=30, message="consuming")
+    wait_for(
+        lambda: "apps-extra" in _queues(broker, BILLING_WORKER), timeout=30, message="consuming"
+    )
     run(app.selectbox(key="worker_action").select("Cancel consumer"))
     run(app.checkbox(key="worker_confirm").check())
     run(app.button(key="worker_run").click())
-    wait_for(lambda: "apps-extra" not in _queues(fleet), timeout=30, message="cancelled")
-    entries = [e for e in audit.read(audit_log) if "action_id" in e][2:]
+    wait_for(
+        lambda: "apps-extra" not in _queues(broker, BILLING_WORKER),
+        timeout=30,
+        message="cancelled",
+    )
+    assert "apps-extra" not in _queues(fleet.redis.url, host)
+    entries = [e for e in audit.read(audit_log) if "action_id" in e]
     assert len(entries) == 4
-    assert {e["app"] for e in entries} == {"default"}
+    assert {e["app"] for e in entries} == {"billing"}
+    assert {e["worker"] for e in entries} == {BILLING_WORKER}
     assert {e["who"] for e in entries} == {f"local:{OPERATOR}"}
 
 
@@ -253,9 +282,9 @@ def test_an_app_only_prometheus_knows_is_read_but_not_acted_on() -> None:
         apps.app_matcher('x"} or vector(1)')
 
 
-def test_history_queries_get_the_app_when_they_take_it(console_env: Fleet) -> None:
-    """The adapter in front of the history store passes ``app`` to queries that take it
-    (exporters/history/queries.py) and leaves it out for those that do not."""
+def test_history_queries_get_the_app_or_refuse_it(console_env: Fleet) -> None:
+    """The adapter in front of the history store passes ``app`` to every query; one without
+    the keyword asked for one app is an error, not a read of every app."""
     engine = create_history_engine(console_env.history_url)
     seen: list[object] = []
 
@@ -269,8 +298,71 @@ def test_history_queries_get_the_app_when_they_take_it(console_env: Fleet) -> No
         assert seen == ["billing", None]
         names = history.call(engine, history.task_names, app="billing")
         assert isinstance(names, list)
+
+        def unscoped(engine: object) -> str:
+            return "every app's rows"
+
+        assert history.call(engine, unscoped) == "every app's rows"
+        with pytest.raises(history.NoAppFilter, match="unscoped"):
+            history.call(engine, unscoped, app="billing")
     finally:
         engine.dispose()
+
+
+def test_a_task_is_retried_and_revoked_only_through_its_own_app(
+    two_app_console: Fleet, billing: tuple[str, str]
+) -> None:
+    """Real history rows of two apps (the store's writer, as the recorder writes them): the
+    task page acts on a task only with the task's own app chosen, and the audit names it."""
+    fleet = two_app_console
+    audit_log = load().audit_log
+    engine = create_history_engine(fleet.history_url)
+    billing_task, default_task = f"billing-{uuid.uuid4()}", f"default-{uuid.uuid4()}"
+    try:
+        HistoryWriter(engine, default_app="billing").write(
+            task_lifecycle(billing_task, start=time.time() - 60, outcome="failed", **OWN_TASK)
+        )
+        HistoryWriter(engine, default_app="default").write(
+            task_lifecycle(default_task, start=time.time() - 60, outcome="failed", **OWN_TASK)
+        )
+    finally:
+        engine.dispose()
+
+    for task_id, chosen, owner in ((billing_task, "default", "billing"),
+                                   (default_task, "billing", "default")):  # fmt: skip
+        app = login(run(page("tasks", task_id=task_id, app=chosen)), fleet.console_password)
+        assert app.checkbox(key="revoke_confirm").disabled
+        assert f"belongs to app {owner!r}" in texts(app)
+        run(_forced(app.checkbox(key="revoke_confirm")).check())
+        run(_forced(app.button(key="revoke_run")).click())
+    assert [e for e in audit.read(audit_log) if "action_id" in e] == []
+
+    # Its own app chosen: the task's row is shown and it is sent again on billing's broker
+    # (no billing worker consumes its queue: it waits there), audited with both apps.
+    app = login(run(page("tasks", task_id=billing_task, app="billing")), fleet.console_password)
+    run(app.checkbox(key="retry_confirm").check())
+    run(app.button(key="retry_run").click())
+    [sent] = audit.results(audit_log)
+    assert sent["app"] == sent["target_app"] == "billing", sent
+    assert sent["task_id"] == billing_task and sent["result"].startswith("sent as"), sent
+    # On billing's broker, in the task's queue (or one of its priority sub-queues).
+    broker = redis.Redis.from_url(billing[0])
+    assert sum(broker.llen(key) for key in broker.scan_iter(match="apps-retry*")) == 1
+
+
+def test_a_confirmation_does_not_follow_a_switch_of_app(two_app_console: Fleet) -> None:
+    """Ticked with one app chosen, a confirmation is void once the sidebar names another: the
+    text it was armed with names the app."""
+    fleet = two_app_console
+    task_id = f"unknown-{uuid.uuid4()}"  # not in the history: revocable on the chosen broker
+    app = login(run(page("tasks", task_id=task_id, app="default")), fleet.console_password)
+    assert app.checkbox(key="revoke_confirm").label.endswith("(app default)")
+    run(app.checkbox(key="revoke_confirm").check())
+    run(app.selectbox(key=ui.APP_WIDGET).select("billing"))
+    assert app.checkbox(key="revoke_confirm").label.endswith("(app billing)")
+    assert not app.checkbox(key="revoke_confirm").value
+    run(_forced(app.button(key="revoke_run")).click())
+    assert [e for e in audit.read(load().audit_log) if "action_id" in e] == []
 
 
 def _forced(widget: Any) -> Any:
@@ -279,10 +371,6 @@ def _forced(widget: Any) -> Any:
     return widget
 
 
-def _queues(fleet: Fleet) -> set[str]:
-    host = fleet.worker.hostname
-    replies = (
-        control.app_for(fleet.redis.url).control.inspect([host], timeout=5, limit=1).active_queues()
-        or {}
-    )
-    return {queue["name"] for queue in replies.get(host, [])}
+def _queues(broker: str, host: str) -> set[str]:
+    replies = control.app_for(broker).control.inspect([host], timeout=5, limit=1).active_queues()
+    return {queue["name"] for queue in (replies or {}).get(host, [])}

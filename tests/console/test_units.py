@@ -59,7 +59,7 @@ def test_the_console_reads_latency_from_a_recorded_series() -> None:
     class Recording:
         app: str | None = None
 
-        def many(self, wanted: dict[str, str], label: str) -> dict[str, dict[str, float]]:
+        def many_by(self, wanted: dict[str, str], labels: tuple) -> dict[str, dict]:
             queries.update(wanted)
             return {key: {} for key in wanted}
 
@@ -238,3 +238,22 @@ def test_a_dead_letter_batch_without_a_filter_needs_all() -> None:
 def test_operators_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEETOPS_CONSOLE_OPERATORS", " a@example.com,,b@example.com ")
     assert load_settings(ConsoleSettings).console_operators == ["a@example.com", "b@example.com"]
+
+
+def test_trouble_names_each_apps_queue_and_worker_with_its_own_link() -> None:
+    """Several apps shown at once: a row per (app, queue) and (app, worker), each linking to its
+    own app; 600 messages in two apps' ``images`` are two safe queues, not 1,200."""
+    from console.metrics import QueueState, WorkerState
+    from console.trouble import troubles
+    from fleetops.breaking_points import Level
+
+    def queue(app: str, depth: float) -> QueueState:
+        return QueueState("images", depth, Level.SAFE, 0, 0, 0, math.inf, None, None, 0, app)
+
+    points = current()
+    assert troubles([queue("a", 600), queue("b", 600)], [], [], points) == []
+    [deep] = troubles([queue("a", 600), queue("b", 1200)], [], [], points)
+    assert "of app b" in deep.what and "/queues?queue=images&app=b" in deep.what
+    down = WorkerState("w@h", False, None, None, None, 0, 0, None, "b")
+    [gone] = troubles([], [down], [], points)
+    assert "/workers?worker=w%40h&app=b" in gone.what or "worker=w@h&app=b" in gone.what
