@@ -26,12 +26,14 @@ class App:
     broker_url: str
 
 
+_NOT_AN_APP_NAME = (
+    "not an app name: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+)
+
+
 def check_app_name(name: str) -> str:
     if not isinstance(name, str) or not APP_NAME.match(name):
-        raise ValueError(
-            f"{str(name)[:80]!r} is not an app name: 1 to 63 letters, digits, '_', '.' or '-',"
-            " starting with a letter or digit"
-        )
+        raise ValueError(f"{str(name)[:80]!r} is {_NOT_AN_APP_NAME}")
     return name
 
 
@@ -50,11 +52,16 @@ def parse_apps(value: object) -> dict[str, str]:
             except ValueError as exc:
                 raise ValueError(f"FLEETOPS_APPS is not a JSON object: {exc}") from exc
         else:
+            # Messages name an entry by its place, never by its text: an entry without its "="
+            # is a bare URL, and its password may hold any character a redaction could miss.
             pairs: dict[str, str] = {}
-            for item in filter(None, (part.strip() for part in text.split(","))):
+            entries = filter(None, (part.strip() for part in text.split(",")))
+            for index, item in enumerate(entries, start=1):
                 name, sep, url = item.partition("=")
                 if not sep or not name.strip() or not url.strip():
-                    raise ValueError(f"{item[:80]!r}: expected name=broker-url")
+                    raise ValueError(f"entry {index}: expected name=broker-url")
+                if not APP_NAME.match(name.strip()):
+                    raise ValueError(f"entry {index}: {_NOT_AN_APP_NAME}")
                 if name.strip() in pairs:
                     raise ValueError(f"app {name.strip()!r} is given twice")
                 pairs[name.strip()] = url.strip()
@@ -64,8 +71,9 @@ def parse_apps(value: object) -> dict[str, str]:
     if len(value) > MAX_APPS:
         raise ValueError(f"{len(value)} apps given; at most {MAX_APPS}")
     apps: dict[str, str] = {}
-    for name, url in value.items():
-        check_app_name(name)
+    for index, (name, url) in enumerate(value.items(), start=1):
+        if not isinstance(name, str) or not APP_NAME.match(name):
+            raise ValueError(f"entry {index}: {_NOT_AN_APP_NAME}")
         if not isinstance(url, str) or not url:
             raise ValueError(f"app {name!r}: the broker URL must be a non-empty string")
         # Events carry no app: two apps on one broker would each count the other's tasks.
