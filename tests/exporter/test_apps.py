@@ -251,6 +251,9 @@ def test_merging_keeps_samples_that_share_a_part_with_their_header() -> None:
         ({"apps": "a b=redis://h/0"}, "not an app name"),
         ({"apps": "a=kafka://u:s3cret@h"}, "unsupported scheme"),
         ({"apps": "a=redis://:s3cret@h/0,b=redis://:s3cret@h/0"}, "same broker URL"),
+        # One broker written two ways is still one broker.
+        ({"apps": "a=redis://h/0,b=redis://:s3cret@H:6379"}, "same broker URL"),
+        ({"apps": "a=amqp://h//,b=pyamqp://u:s3cret@h:5672/%2F"}, "same broker URL"),
         ({"apps": "redis://:s3cret@h/0"}, "expected name=broker-url"),
         # A password holds what a list's separators are: neither may show it.
         ({"apps": "a=redis://:s3c;ret@h/0,b!=redis://h2/0"}, "entry 2: not an app name"),
@@ -289,3 +292,8 @@ def test_the_help_documents_several_apps() -> None:
     }
     assert "name=broker-url pairs" in helps["--apps"] and "$FLEETOPS_APPS" in helps["--apps"]
     assert "`app` label" in helps["--app-name"] and "$FLEETOPS_APP_NAME" in helps["--app-name"]
+
+
+def test_apps_on_different_databases_ports_or_hosts_are_told_apart() -> None:
+    settings = load(apps="a=redis://h/0,b=redis://h/1,c=redis://h:6380/0,d=redis://g/0")
+    assert [app.name for app in settings.effective_apps] == ["a", "b", "c", "d"]
