@@ -297,3 +297,55 @@ def test_the_help_documents_several_apps() -> None:
 def test_apps_on_different_databases_ports_or_hosts_are_told_apart() -> None:
     settings = load(apps="a=redis://h/0,b=redis://h/1,c=redis://h:6380/0,d=redis://g/0")
     assert [app.name for app in settings.effective_apps] == ["a", "b", "c", "d"]
+
+
+class _TimedWaits:
+    """A real lock or thread whose waits are recorded: what each wait was allowed, summed,
+    tells whether the apps share one deadline, without timing the test."""
+
+    def __init__(self, real: object, allowed: list[float]) -> None:
+        self.real, self.allowed = real, allowed
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.allowed.append(timeout)
+        return self.real.acquire(blocking, timeout)  # type: ignore[attr-defined]
+
+    def release(self) -> None:
+        self.real.release()  # type: ignore[attr-defined]
+
+    def join(self, timeout: float | None = None) -> None:
+        self.allowed.append(timeout or 0.0)
+        self.real.join(timeout)  # type: ignore[attr-defined]
+
+
+def test_stuck_apps_share_one_deadline_to_render_and_to_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from exporters.metrics import apps as apps_module
+
+    budget = 0.05
+    monkeypatch.setattr(apps_module, "RENDER_LOCK_TIMEOUT", budget)
+    monkeypatch.setattr(apps_module, "STOP_TIMEOUT", budget)
+    urls = ",".join(f"a{i}=redis://127.0.0.1:1/{i}" for i in range(4))
+    exporters = Exporters(load(apps=urls))
+    allowed: list[float] = []
+    stuck = threading.Event()
+    for pipeline in exporters.pipelines:  # four frozen appliers, each holding its lock
+        pipeline.lock.acquire()
+        pipeline.lock = _TimedWaits(pipeline.lock, allowed)  # type: ignore[assignment]
+    samples = parse(exporters.render().decode())
+    assert _apps_of(samples, "fleetops_exporter_stalled") == {"a0", "a1", "a2", "a3"}
+    assert len(allowed) == 4 and sum(allowed) <= budget * 1.5, allowed
+
+    allowed.clear()
+    for pipeline in exporters.pipelines:  # four pollers that never end
+        thread = threading.Thread(target=stuck.wait, daemon=True)
+        thread.start()
+        pipeline._poller_thread = _TimedWaits(thread, allowed)  # type: ignore[assignment]
+    try:
+        exporters.stop()
+    finally:
+        stuck.set()
+    assert len(allowed) == 4 and sum(allowed) <= budget * 1.5, allowed
