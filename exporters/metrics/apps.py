@@ -20,6 +20,7 @@ from itertools import chain, pairwise
 
 from exporters.metrics.app import RENDER_LOCK_TIMEOUT, STOP_TIMEOUT, Exporter
 from exporters.metrics.settings import ExporterSettings
+from exporters.stream.collector import take_over_for
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,9 @@ class Exporters:
         return [p.app.name for p in self.pipelines]
 
     def take_over_collector(self) -> None:
-        """The process's garbage collector, scheduled on one consumer thread (collector.py):
-        a collection is process-wide, one schedule is enough for every app."""
-        self.pipelines[0].stream.collector.take_over()
+        """The process's garbage collector, on one schedule that every app's consumer thread
+        ticks (collector.py): one frozen or dead consumer must not stop the collections."""
+        take_over_for(p.stream for p in self.pipelines)
 
     def start(self) -> None:
         for pipeline in self.pipelines:
