@@ -338,3 +338,12 @@ def test_spooled_events_keep_their_app_and_a_bad_one_is_counted(tmp_path: Path) 
             Recorder(HistorySettings(apps="a=redis://h:1/0,b=redis://h:1/0", data_dir=tmp_path))
     finally:
         recorder.spool_lock.release()
+
+
+def test_the_recorder_refuses_one_broker_written_two_ways() -> None:
+    from exporters.history.sources import check_distinct_brokers
+    from fleetops.apps import App
+
+    with pytest.raises(ValueError, match="same broker URL"):
+        check_distinct_brokers([App("a", "redis://h/0"), App("b", "redis://:pw@H:6379")])
+    check_distinct_brokers([App("a", "redis://h/0"), App("b", "redis://h/1")])
