@@ -418,6 +418,21 @@ def test_fleet_adds_flower_and_the_exporter(tmp_path: Path) -> None:
         assert not any("redis://" in arg for arg in spec.argv)
 
 
+def test_the_fleets_exporter_and_recorder_follow_the_fleets_broker_not_the_shells_apps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FLEETOPS_APPS exported in the operator's shell reaches every child (child_env merges
+    os.environ): it would turn the local fleet's exporter and recorder to other brokers."""
+    from exporters.history.fleet import processes as recorder_specs
+    from exporters.metrics.fleet import processes as exporter_specs
+
+    monkeypatch.setenv("FLEETOPS_APPS", "prod=redis://prod.example:6379/0")
+    ctx = FleetContext(run_dir=tmp_path, env={"FLEETOPS_BROKER_URL": "redis://127.0.0.1:1/0"})
+    specs = {s.name: s for s in [*exporter_specs(ctx), *recorder_specs(ctx)]}
+    for name in ("exporter", "recorder"):
+        assert ctx.child_env(specs[name].env)["FLEETOPS_APPS"] == "", name
+
+
 def test_beat_runs_and_intervals_become_metrics() -> None:
     state = FleetState(bounds=BOUNDS)
     beat = {"type": "beat-sent", "hostname": "beat@h", "task": "reminders.send_due_soon"}
