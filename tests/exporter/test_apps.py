@@ -9,8 +9,6 @@ transport option, and a Sentinel group costs three more servers (docs/exporter.m
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,7 +24,14 @@ from exporters.metrics.settings import load
 from fleetops.errors import ConfigError
 from tests import rabbitmq
 from tests.dashboards.prometheus_server import PrometheusServer
-from tests.exporter.process import ExporterProcess, Samples, parse, run_exporter, total
+from tests.exporter.process import (
+    ExporterProcess,
+    Samples,
+    parse,
+    promtool_accepts,
+    run_exporter,
+    total,
+)
 from tests.helpers import wait_for
 from tests.processes import Processes, processes_in
 from tests.servers import CeleryProcess, RedisServer, run_worker
@@ -120,17 +125,6 @@ def _families_once(text: str) -> None:
     assert len(series) == len(set(series))
 
 
-def _promtool_accepts(text: str) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed")
-    checked = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=120
-    )
-    # Its linter only advises about names (the peer's, without units); a parse error says so.
-    assert b"error while linting" not in checked.stdout + checked.stderr, checked
-
-
 def _apps_of(samples: Samples, name: str) -> set[str]:
     return {dict(labels).get("app", "") for n, labels in samples if n == name}
 
@@ -159,7 +153,7 @@ def test_each_app_counts_only_its_own_tasks(fleet: Fleet) -> None:
     assert _apps_of(samples, "fleetops_exporter_stalled") == set(APPS)
     assert _apps_of(samples, "fleetops_exporter_events_rejected_total") <= set(APPS)
     _families_once(text)
-    _promtool_accepts(text)
+    promtool_accepts(text)
     assert fleet.healthz() == (200, "ok\n")
     # A real Prometheus takes the scrape whole, and tells the apps apart.
     query = fleet.prometheus.query
@@ -215,7 +209,7 @@ def test_sentinel_and_amqp_apps_get_their_own_pipelines_and_one_valid_exposition
     assert len({id(p.lock) for p in exporters.pipelines}) == 3
     text = exporters.render().decode()
     _families_once(text)
-    _promtool_accepts(text)
+    promtool_accepts(text)
     samples = parse(text)
     assert _apps_of(samples, "fleetops_exporter_broker_up") == {"cache", "ha", "mq"}
     assert _apps_of(samples, "fleetops_breaking_point") == {"cache", "ha", "mq"}
