@@ -219,7 +219,7 @@ def _check_tree(nodes: Iterable, shown: str, *, inside_repeat: bool) -> int:
 class WorkerGroups:
     """Maps a hostname label to its group, once per hostname (a bounded cache)."""
 
-    __slots__ = ("_cache", "_patterns", "groups")
+    __slots__ = ("_cache", "_patterns")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self._patterns = [
@@ -227,9 +227,6 @@ class WorkerGroups:
             for compiled in map(check_pattern, patterns)
         ]
         self._cache: dict[str, str] = {}
-        # Every group name a pattern has produced: a worker that keeps its own name and shares
-        # one of these must not take the group's series with it when it is purged.
-        self.groups: set[str] = set()
 
     def group_of(self, hostname: str) -> str:
         group = self._cache.get(hostname)
@@ -248,10 +245,5 @@ class WorkerGroups:
             if match is not None:
                 group = match.group(which)
                 if group:
-                    if len(self.groups) < CACHE_SIZE:
-                        self.groups.add(group)
                     return group
         return hostname
-
-    def is_group(self, name: str) -> bool:
-        return name in self.groups

@@ -531,3 +531,24 @@ def test_scrape_duration_reports_the_previous_full_scrape() -> None:
     assert exporter.last_scrape_seconds == full
     second = parse(exporter.render().decode())
     assert value(second, "fleetops_exporter_scrape_duration_seconds") == round(full, 6)
+
+
+def test_purging_a_worker_named_like_a_group_keeps_the_groups_task_series() -> None:
+    """However many groups came before it (a cap on the groups remembered once let a late
+    group's series go with a worker of the same name)."""
+    state = FleetState(bounds=BOUNDS, limits=Limits(worker_groups=("celery@([a-z0-9]+)-[0-9]+",)))
+    for i in range(10_000):  # groups seen before, e.g. from crafted hostnames
+        state.worker_group(f"celery@g{i}-1")
+    host = "celery@web-1"
+    state.apply_all(
+        [
+            _event("task-sent", "u1", 999.0, host="gen77@web1", name="app.add", queue="math"),
+            _event("task-received", "u1", 1000.0, host=host, name="app.add"),
+            _event("task-started", "u1", 1001.0, host=host),
+            _event("task-succeeded", "u1", 1002.0, host=host, runtime=0.5),
+        ],
+        1002.0,
+    )
+    assert "web" in {key[1] for key in state.task_series}
+    state.purge_worker("web")  # a worker whose own name, ungrouped, is "web"
+    assert "web" in {key[1] for key in state.task_series}
