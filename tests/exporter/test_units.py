@@ -422,6 +422,12 @@ def test_the_fleets_exporter_and_recorder_follow_the_fleets_broker_not_the_shell
     specs = {s.name: s for s in [*exporter_specs(ctx), *recorder_specs(ctx)]}
     for name in ("exporter", "recorder"):
         assert ctx.child_env(specs[name].env)["FLEETOPS_APPS"] == "", name
+    # Apps the fleet itself is given (as the tests give them) are followed.
+    given = {"FLEETOPS_APPS": "a=redis://127.0.0.1:1/0", "FLEETOPS_BROKER_URL": "redis://h/0"}
+    ctx = FleetContext(run_dir=tmp_path, env=given)
+    for spec in [*exporter_specs(ctx), *recorder_specs(ctx)]:
+        if spec.name != "flower":
+            assert ctx.child_env(spec.env)["FLEETOPS_APPS"] == "a=redis://127.0.0.1:1/0"
 
 
 def test_beat_runs_and_intervals_become_metrics() -> None:
