@@ -116,7 +116,13 @@ def run_exporter(
     """The fleet's exporter polling the broker every 0.5 s (tests wait on queue lengths), with
     ``args`` after the fleet's own."""
     spec = fleet_exporters(broker_url, processes.run_dir)["exporter"]
-    spec = dataclasses.replace(spec, argv=[*spec.argv, "--poll-interval", "0.5", *args])
+    # ``env`` is the test's configuration: over the spec's own (which sets FLEETOPS_APPS, empty
+    # for the local fleet, so that the shell's does not leak in).
+    spec = dataclasses.replace(
+        spec,
+        argv=[*spec.argv, "--poll-interval", "0.5", *args],
+        env={**spec.env, **(env or {})},
+    )
     # Killed when the test is over (a test that checks its stop stops it itself): a clean stop
     # costs about a second of a busy machine, in every test that runs one.
     return ExporterProcess(processes.start(spec, env, wait=wait, teardown_signal=signal.SIGKILL))
