@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 APP_LABEL = "app"
 DEFAULT_APP = "default"
@@ -26,12 +27,14 @@ class App:
     broker_url: str
 
 
+_NOT_AN_APP_NAME = (
+    "not an app name: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+)
+
+
 def check_app_name(name: str) -> str:
     if not isinstance(name, str) or not APP_NAME.match(name):
-        raise ValueError(
-            f"{str(name)[:80]!r} is not an app name: 1 to 63 letters, digits, '_', '.' or '-',"
-            " starting with a letter or digit"
-        )
+        raise ValueError(f"{str(name)[:80]!r} is {_NOT_AN_APP_NAME}")
     return name
 
 
@@ -50,11 +53,16 @@ def parse_apps(value: object) -> dict[str, str]:
             except ValueError as exc:
                 raise ValueError(f"FLEETOPS_APPS is not a JSON object: {exc}") from exc
         else:
+            # Messages name an entry by its place, never by its text: an entry without its "="
+            # is a bare URL, and its password may hold any character a redaction could miss.
             pairs: dict[str, str] = {}
-            for item in filter(None, (part.strip() for part in text.split(","))):
+            entries = filter(None, (part.strip() for part in text.split(",")))
+            for index, item in enumerate(entries, start=1):
                 name, sep, url = item.partition("=")
                 if not sep or not name.strip() or not url.strip():
-                    raise ValueError(f"{item[:80]!r}: expected name=broker-url")
+                    raise ValueError(f"entry {index}: expected name=broker-url")
+                if not APP_NAME.match(name.strip()):
+                    raise ValueError(f"entry {index}: {_NOT_AN_APP_NAME}")
                 if name.strip() in pairs:
                     raise ValueError(f"app {name.strip()!r} is given twice")
                 pairs[name.strip()] = url.strip()
@@ -64,16 +72,47 @@ def parse_apps(value: object) -> dict[str, str]:
     if len(value) > MAX_APPS:
         raise ValueError(f"{len(value)} apps given; at most {MAX_APPS}")
     apps: dict[str, str] = {}
-    for name, url in value.items():
-        check_app_name(name)
+    for index, (name, url) in enumerate(value.items(), start=1):
+        if not isinstance(name, str) or not APP_NAME.match(name):
+            raise ValueError(f"entry {index}: {_NOT_AN_APP_NAME}")
         if not isinstance(url, str) or not url:
             raise ValueError(f"app {name!r}: the broker URL must be a non-empty string")
         # Events carry no app: two apps on one broker would each count the other's tasks.
-        twin = next((other for other, known in apps.items() if known == url), None)
+        # The same broker is often written two ways (a default port, a host's case, a password).
+        identity = broker_identity(url)
+        twin = next((o for o, known in apps.items() if broker_identity(known) == identity), None)
         if twin is not None:
             raise ValueError(f"apps {twin!r} and {name!r} have the same broker URL")
         apps[name] = url
     return apps
+
+
+# Schemes that reach one broker the same way, and the port each listens on when none is given.
+_SCHEME_FAMILY = {"redis": "redis", "rediss": "redis", "amqp": "amqp", "pyamqp": "amqp"}
+_DEFAULT_PORT = {"redis": 6379, "rediss": 6379, "amqp": 5672, "pyamqp": 5672, "amqps": 5671}
+
+
+def broker_identity(url: str) -> tuple[object, ...]:
+    """What tells two brokers apart: scheme family, lower-case hosts, ports (defaults filled in),
+    database or virtual host. No user information: one broker with two logins is one broker.
+    Each ";"-separated URL of a Sentinel list counts; unreadable text stands for itself."""
+    parts: list[object] = []
+    for one in url.split(";"):
+        try:
+            split = urlsplit(one.strip())
+            scheme = split.scheme.lower().split("+", 1)[0]
+            port = split.port or _DEFAULT_PORT.get(scheme)
+            host = (split.hostname or "").lower()
+        except ValueError:
+            return (url,)
+        family = _SCHEME_FAMILY.get(scheme, scheme)
+        path = split.path.strip("/")
+        if family == "redis":
+            path = path or "0"  # redis://h is database 0
+        elif family == "amqp":
+            path = unquote(path) or "/"  # amqp://h is the virtual host "/"
+        parts.append((family, host, port, path))
+    return tuple(sorted(parts, key=repr))
 
 
 def apps_of(apps: Mapping[str, str], app_name: str, broker_url: str) -> list[App]:

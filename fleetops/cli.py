@@ -142,6 +142,9 @@ def up(
 
     run_dir = (run_dir or RUNS_DIR / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    # The local fleet is one app on its own broker: a FLEETOPS_APPS exported for another
+    # deployment would turn its exporter and recorder to those brokers.
+    env.pop(f"{ENV_PREFIX}APPS", None)
     env.setdefault(f"{ENV_PREFIX}DATA_DIR", str(run_dir / "data"))
     # Not a setting: how `up` tells workers/fleet.py which load process to add.
     env[f"{ENV_PREFIX}LOAD_SCENARIO"] = load

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from fleetops.urls import redact_urls
+from fleetops.urls import MASK, redact_urls
+
+
+def _may_hold_a_password(redacted: str) -> bool:
+    """An "@" the redaction left unmasked: text it could not read as URLs ("redis:/:pw@h")."""
+    return redacted.count("@") != redacted.count(MASK + "@")
 
 
 class ConfigError(Exception):
@@ -23,6 +28,11 @@ class ConfigError(Exception):
             if isinstance(given, str):
                 # A rejected broker URL (or list of them: FLEETOPS_APPS) must not print a password.
                 given = redact_urls(given)
-            shown = f" (got {given!r})" if not isinstance(given, dict) and given is not None else ""
+            if isinstance(given, str) and _may_hold_a_password(given):
+                shown = f" (got {len(given)} characters, not shown: they may hold a password)"
+            elif not isinstance(given, dict) and given is not None:
+                shown = f" (got {given!r})"
+            else:
+                shown = ""
             lines.append(f"{key}: {redact_urls(err['msg'])}{shown}")
         return cls(f"invalid configuration in {source}:\n  " + "\n  ".join(lines))

@@ -102,10 +102,12 @@ class FleetSettings(BaseSettings):
     def _apps(cls, value: object) -> dict[str, str]:
         apps = fleet_apps.parse_apps(value)
         for name, url in apps.items():
-            try:
-                require_scheme(url, KNOWN_BROKER_SCHEMES, f"use one of {KNOWN_BROKER_SCHEMES}")
-            except ValueError as exc:
-                raise ValueError(f"app {name!r}: {exc}") from exc
+            # Not require_scheme's message: without a "://" the whole URL would be the scheme.
+            if url_scheme(url) not in KNOWN_BROKER_SCHEMES:
+                raise ValueError(
+                    f"app {name!r}: unsupported scheme in its broker URL;"
+                    f" use one of {KNOWN_BROKER_SCHEMES}"
+                )
         return apps
 
     @property

@@ -55,8 +55,9 @@ def _mask_userinfo(url: object) -> str:
 
 # The user information of each URL in a list (FLEETOPS_APPS' "a=redis://u:pw@h,b=amqp://..."
 # or its JSON form, a Sentinel "sentinel://u:pw@h1;sentinel://u:pw@h2"): up to the last "@"
-# before a separator.
-_EACH_USERINFO = re.compile(r"(?<=://)[^\s,;\"'{}]*@")
+# before the next "://". Not up to a separator: a password may hold ",", ";", quotes, braces
+# and spaces. Masking too much (an "@" in a later entry's name) is the safe mistake.
+_EACH_USERINFO = re.compile(r"(?<=://)(?:(?!://).)*@", re.DOTALL)
 _ONE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 

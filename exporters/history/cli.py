@@ -70,6 +70,7 @@ def recorder(
     import signal
 
     from exporters.history.recorder import Recorder
+    from exporters.stream.collector import take_over_for
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -79,7 +80,8 @@ def recorder(
 
     settings = _settings(database_url)
     instance = Recorder(settings)
-    instance.stream.collector.take_over()  # this process is the recorder's alone
+    # This process is the recorder's alone; every app's consumer ticks the one collector.
+    take_over_for(source.stream for source in instance.sources)
     server = None
     if settings.history_metrics_port:
         server = listen_or_exit(

@@ -32,4 +32,7 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
     url = ctx.url(port, "/metrics")
     ctx.endpoints["history_metrics"] = url
     argv = [sys.executable, "-c", "from fleetops.cli import main; main()", "recorder"]
+    # The fleet's apps (`fleetops up` gives none: the one app on FLEETOPS_BROKER_URL), not a
+    # FLEETOPS_APPS left in the operator's shell, which the children inherit.
+    env = {**env, ENV_PREFIX + "APPS": ctx.env.get(ENV_PREFIX + "APPS", "")}
     return [ProcessSpec("recorder", argv, env=env, ready=http_ready(url), url=url)]

@@ -179,27 +179,25 @@ class Recorder:
         return [part for part, _ in self._app_parts()]
 
     def health(self) -> tuple[bool, str]:
-        """Unhealthy (503) when a part is stalled, or when no app's stream is connected. One
-        app's broker down while others are up is said (naming the app) but stays 200: a
-        restart would not bring that broker back, and would interrupt the apps that work
-        (fleetops_history_broker_up{app} alerts on it)."""
+        """Unhealthy (503) when a part is stalled or any app's stream is down, each named with
+        its app, as the exporter answers: a monitor must not say healthy while an app's history
+        is being lost. (Kubernetes probes another path, deploy/parts.py: a broker outage must
+        not restart the recorder and interrupt the apps that work.)"""
         now = time.monotonic()
         found = []
         for part, app in self._app_parts():
             problem = part.problem(now)
             if problem is not None:
                 found.append(f"app {app}: {problem}" if app else problem)
-        down = []
         for source in self.sources:
             status = source.stream.status
             if not status.connected:
                 error = status.last_error or "not connected yet"
-                down.append(f"app {source.name}: event stream down: {error}")
-        if found or len(down) == len(self.sources):
-            return False, "unhealthy: " + "; ".join(found + down)
+                found.append(f"app {source.name}: event stream down: {error}")
+        if found:
+            return False, "unhealthy: " + "; ".join(found)
         database = "up" if self._outage.started is None else "unavailable, buffering"
-        state = "degraded: " + "; ".join(down) + " " if down else "ok "
-        return True, f"{state}(database {database}, {self.backlog()} events waiting)"
+        return True, f"ok (database {database}, {self.backlog()} events waiting)"
 
     def _dropped(self, count: int, reason: str = "buffer_full", app: str = "") -> None:
         self.metrics.dropped.labels(reason).inc(count)

@@ -21,7 +21,7 @@ from exporters.history.settings import HistorySettings
 from exporters.stream.acks import Delivery
 from exporters.stream.consumer import EventStream, is_amqp_url
 from exporters.stream.events import KNOWN_TYPES
-from fleetops.apps import App
+from fleetops.apps import App, broker_identity
 
 if TYPE_CHECKING:
     from exporters.history.buffer import SpillingBuffer
@@ -40,14 +40,15 @@ def queue_name(settings: HistorySettings, app: str) -> str:
 
 def check_distinct_brokers(apps: list[App]) -> None:
     """Two apps on one broker URL would be one event stream recorded twice under two names."""
-    seen: dict[str, str] = {}
+    seen: dict[tuple[object, ...], str] = {}
     for app in apps:
-        if app.broker_url in seen:
+        identity = broker_identity(app.broker_url)  # one broker however its URL is written
+        if identity in seen:
             raise ValueError(
-                f"apps {seen[app.broker_url]!r} and {app.name!r} have the same broker URL: the"
+                f"apps {seen[identity]!r} and {app.name!r} have the same broker URL: the"
                 " recorder could not tell their events apart"
             )
-        seen[app.broker_url] = app.name
+        seen[identity] = app.name
 
 
 class AppSource:

@@ -44,6 +44,8 @@ HOUSEKEEPING_EVERY = 1.0
 # Splits render_health()'s text into families, each part starting with its "# HELP" line.
 HEALTH_FAMILY_START = re.compile(r"(?m)^(?=# HELP )")
 RENDER_LOCK_TIMEOUT = 3.0
+# How long stopping waits for the threads, in all (several apps share one deadline).
+STOP_TIMEOUT = 10.0
 
 
 def load_thresholds() -> Thresholds:
@@ -119,11 +121,13 @@ class Exporter:
         self._poller_thread = threading.Thread(target=self._poll_loop, name="poller", daemon=True)
         self._poller_thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Waits at most ``timeout`` in all for the threads (the caller may share a deadline)."""
+        deadline = time.monotonic() + timeout
         self.stop_event.set()
-        self.stream.join(timeout=10)
+        self.stream.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._poller_thread is not None:
-            self._poller_thread.join(timeout=10)
+            self._poller_thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self.poller.close()
         self.worker_queues.close()
 
@@ -223,10 +227,15 @@ class Exporter:
             self.last_scrape_seconds = time.perf_counter() - started
         return body
 
-    def render_parts(self, names: frozenset[str] | None = None) -> list[str]:
+    def render_parts(
+        self, names: frozenset[str] | None = None, deadline: float | None = None
+    ) -> list[str]:
         """The rendered text in parts, each family starting with its own ``# HELP`` part (as
-        render.only() and apps.merge_families() read it)."""
+        render.only() and apps.merge_families() read it). ``deadline`` (monotonic) bounds the
+        wait for the lock; several apps rendered in one scrape share one."""
         started = time.perf_counter()
+        if deadline is None:
+            deadline = time.monotonic() + RENDER_LOCK_TIMEOUT
         now = time.monotonic()
         parts = self.parts()
         stalled = health.problems(parts, now)
@@ -250,7 +259,7 @@ class Exporter:
         )
         # A frozen applier may hold the lock: answer with the health families rather than
         # hang, so Prometheus sees fleetops_exporter_stalled instead of a scrape timeout.
-        if not self.lock.acquire(timeout=RENDER_LOCK_TIMEOUT):
+        if not self.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             return HEALTH_FAMILY_START.split(self.renderer.render_health(extras))[1:]
         try:
             lines = self.renderer.render(self.state, extras, time.monotonic(), time.time(), names)

@@ -14,11 +14,13 @@ common case keeps its hot path.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from itertools import chain, pairwise
 
-from exporters.metrics.app import Exporter
+from exporters.metrics.app import RENDER_LOCK_TIMEOUT, STOP_TIMEOUT, Exporter
 from exporters.metrics.settings import ExporterSettings
+from exporters.stream.collector import take_over_for
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,9 @@ class Exporters:
         return [p.app.name for p in self.pipelines]
 
     def take_over_collector(self) -> None:
-        """The process's garbage collector, scheduled on one consumer thread (collector.py):
-        a collection is process-wide, one schedule is enough for every app."""
-        self.pipelines[0].stream.collector.take_over()
+        """The process's garbage collector, on one schedule that every app's consumer thread
+        ticks (collector.py): one frozen or dead consumer must not stop the collections."""
+        take_over_for(p.stream for p in self.pipelines)
 
     def start(self) -> None:
         for pipeline in self.pipelines:
@@ -70,16 +72,21 @@ class Exporters:
     def stop(self) -> None:
         for pipeline in self.pipelines:  # all told first: their threads wind down together
             pipeline.stop_event.set()
+        # One deadline for all: stuck apps in turn must not hold the process for minutes.
+        deadline = time.monotonic() + STOP_TIMEOUT
         for pipeline in self.pipelines:
             try:
-                pipeline.stop()
+                pipeline.stop(timeout=max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # one app's broker must not keep the others running
                 log.warning("app %s did not stop cleanly: %s", pipeline.app.name, exc)
 
     def render(self, names: frozenset[str] | None = None) -> bytes:
         if len(self.pipelines) == 1:
             return self.pipelines[0].render(names)
-        return merge_families(p.render_parts(names) for p in self.pipelines).encode()
+        # One lock deadline for the whole scrape: several stuck appliers waited for in turn
+        # would pass Prometheus' scrape timeout and blank every app, the healthy ones too.
+        deadline = time.monotonic() + RENDER_LOCK_TIMEOUT
+        return merge_families(p.render_parts(names, deadline) for p in self.pipelines).encode()
 
     def health(self) -> tuple[bool, str]:
         """Healthy while every app is; otherwise each unhealthy app, by name, with its reasons."""

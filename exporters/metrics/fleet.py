@@ -40,7 +40,9 @@ def processes(ctx: FleetContext) -> list[ProcessSpec]:
         ProcessSpec(
             "exporter",
             exporter_argv,
-            env=env,
+            # The fleet's apps (`fleetops up` gives none: the one app on FLEETOPS_BROKER_URL),
+            # not a FLEETOPS_APPS left in the operator's shell, which the children inherit.
+            env={**env, ENV_PREFIX + "APPS": ctx.env.get(ENV_PREFIX + "APPS", "")},
             ready=http_ready(f"{exporter_url}/metrics"),
             url=f"{exporter_url}/metrics",
         ),

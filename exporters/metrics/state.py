@@ -345,6 +345,8 @@ class FleetState:
             WorkerGroups(self.limits.worker_groups) if self.limits.worker_groups else None
         )
         self._task_hosts = self._hosts if self.worker_groups is None else self._grouped_host
+        # The hostname labels of task series that count other workers' tasks (_new_task_series).
+        self.shared_task_hosts: set[str] = set()
         self.anomalies: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
         self.series_count = 0
@@ -504,7 +506,16 @@ class FleetState:
         # The lookup stays inline: it is the hot path, creation is not.
         series = self.task_series.get(key)
         if series is None:
-            return self._new_series(self.task_series, key, TASK_SERIES_WEIGHT, TaskSeries)
+            return self._new_task_series(key, event["host"])
+        return series
+
+    def _new_task_series(self, key: tuple[str, str, str], host: str) -> TaskSeries | None:
+        series = self._new_series(self.task_series, key, TASK_SERIES_WEIGHT, TaskSeries)
+        if series is not None and key[1] != host and self.worker_groups is not None:
+            # A label the series hold for others than a worker of that name (a group, or the
+            # overflow label): purging such a worker must leave them. Bounded as the task
+            # series are, and kept as they are (purge_worker never drops them).
+            self.shared_task_hosts.add(key[1])
         return series
 
     def _task_queue_key(self, name: str, queue: str) -> TaskQueueSeries | None:
@@ -618,7 +629,7 @@ class FleetState:
         )
         series = self.task_series.get(key)
         if series is None:
-            series = self._new_series(self.task_series, key, TASK_SERIES_WEIGHT, TaskSeries)
+            series = self._new_task_series(key, event["host"])
         if series is not None:
             series.started += 1
         # Always, so that the task-fault series of a task started are there, at 0, before a
@@ -1356,7 +1367,11 @@ class FleetState:
             self.series_count -= WORKER_SERIES_WEIGHT
             self.last_clock.pop(worker.node, None)
         groups = self.worker_groups
-        if groups is not None and groups.is_group(host):
+        if host in self.shared_task_hosts or (
+            # A group first counted by a worker of its own name: a live member still counts in it.
+            groups is not None
+            and any(groups.group_of(other) == host for other in self.workers if other != host)
+        ):
             # Its name is also a group's, whose task series live on with the group's workers.
             log.info("purged the series of worker %s, silent for too long", host)
             return

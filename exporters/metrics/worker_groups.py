@@ -33,6 +33,13 @@ MAX_OPEN_REPEATS = 3
 # And in all the patterns together, as a hostname no pattern matches is tried against them all.
 MAX_OPEN_REPEATS_IN_ALL = 6
 OPEN_REPEAT_OVER = 16
+# Every repetition of variable length (?, *, +, {m,n} with m != n) multiplies the ways the
+# engine may split a hostname among them, and a failing match tries them all: 24 "a?" before
+# 24 "a" are 2**24 ways, seconds per hostname. The ways a pattern's variable repetitions can
+# share MAX_HOSTNAME_CHARS characters are counted (widths_ways) and bounded; three open-ended
+# repetitions are C(258, 3) = 2.8 million, the most MAX_OPEN_REPEATS allows.
+MAX_WAYS = 3_000_000
+MAX_WAYS_IN_ALL = 2 * MAX_WAYS
 # Hostnames longer than any a check lets through (events.py: 255) are not matched at all.
 MAX_HOSTNAME_CHARS = 255
 # Hostnames whose group is remembered: the mapping runs once per hostname, not per event.
@@ -77,6 +84,12 @@ def parse_patterns(value: object) -> list[str]:
     if len(patterns) > MAX_PATTERNS:
         raise ValueError(f"{len(patterns)} patterns: at most {MAX_PATTERNS}")
     open_repeats = sum(_open_repeats(pattern) for pattern in patterns)
+    ways = sum(pattern_ways(pattern) for pattern in patterns)
+    if ways > MAX_WAYS_IN_ALL:
+        raise ValueError(
+            f"the patterns' variable repetitions (?, *, +, {{m,n}}) allow {ways:,} ways to split"
+            f" a hostname in all: at most {MAX_WAYS_IN_ALL:,}, so that matching stays fast"
+        )
     if open_repeats > MAX_OPEN_REPEATS_IN_ALL:
         raise ValueError(
             f"{open_repeats} open-ended repetitions (*, +, {{n,}}) in all the patterns: at most"
@@ -112,7 +125,63 @@ def check_pattern(pattern: str) -> re.Pattern[str]:
             f"pattern {shown} has {open_repeats} open-ended repetitions (*, +, {{n,}}):"
             f" at most {MAX_OPEN_REPEATS}, so that matching a hostname stays fast"
         )
+    ways = pattern_ways(pattern)
+    if ways > MAX_WAYS:
+        raise ValueError(
+            f"pattern {shown}'s variable repetitions (?, *, +, {{m,n}}) allow more than"
+            f" {MAX_WAYS:,} ways to split a hostname: too slow to match, not allowed"
+        )
     return compiled
+
+
+def pattern_ways(pattern: str) -> int:
+    """The ways (capped just over MAX_WAYS) a hostname can be split among the pattern's
+    variable repetitions: what a failing match may try."""
+    return widths_ways(_widths(sre_parser.parse(pattern), times=1))
+
+
+def _widths(nodes: Iterable, *, times: int) -> list[int]:
+    """How many lengths each variable repetition may take beyond its least, each repeated as
+    often as what holds it repeats. Alternatives count all their branches (an overestimate)
+    plus the choice among them."""
+    widths: list[int] = []
+    for op, arg in nodes:
+        if len(widths) > MAX_WAYS:
+            break
+        if op in _REPEATS:
+            low, high, body = arg
+            top = min(high, MAX_HOSTNAME_CHARS)
+            if top != low:
+                widths.extend([top - min(low, top)] * times)
+            widths.extend(_widths(body, times=min(times * max(top, 1), MAX_WAYS)))
+        elif op == sre_constants.BRANCH:
+            widths.extend([len(arg[1]) - 1] * times)
+            for branch in arg[1]:
+                widths.extend(_widths(branch, times=times))
+        elif op == sre_constants.SUBPATTERN:
+            widths.extend(_widths(arg[-1], times=times))
+        elif op == sre_constants.ATOMIC_GROUP:
+            widths.extend(_widths(arg, times=times))
+    return widths
+
+
+def widths_ways(widths: Iterable[int], length: int = MAX_HOSTNAME_CHARS) -> int:
+    """Tuples (x_i <= widths[i]) whose sum is at most ``length``; stops counting just over
+    MAX_WAYS_IN_ALL (adding a width never lowers the count)."""
+    ways = [1] + [0] * length  # ways[s]: tuples summing to exactly s
+    for width in widths:
+        if width <= 0:
+            continue
+        running, spread = 0, []
+        for total, count in enumerate(ways):  # spread[s] = sum(ways[s - width .. s])
+            running += count
+            if total > width:
+                running -= ways[total - width - 1]
+            spread.append(running)
+        ways = spread
+        if sum(ways) > MAX_WAYS_IN_ALL:
+            return MAX_WAYS_IN_ALL + 1
+    return sum(ways)
 
 
 def _check_tree(nodes: Iterable, shown: str, *, inside_repeat: bool) -> int:
@@ -150,7 +219,7 @@ def _check_tree(nodes: Iterable, shown: str, *, inside_repeat: bool) -> int:
 class WorkerGroups:
     """Maps a hostname label to its group, once per hostname (a bounded cache)."""
 
-    __slots__ = ("_cache", "_patterns", "groups")
+    __slots__ = ("_cache", "_patterns")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self._patterns = [
@@ -158,9 +227,6 @@ class WorkerGroups:
             for compiled in map(check_pattern, patterns)
         ]
         self._cache: dict[str, str] = {}
-        # Every group name a pattern has produced: a worker that keeps its own name and shares
-        # one of these must not take the group's series with it when it is purged.
-        self.groups: set[str] = set()
 
     def group_of(self, hostname: str) -> str:
         group = self._cache.get(hostname)
@@ -179,10 +245,5 @@ class WorkerGroups:
             if match is not None:
                 group = match.group(which)
                 if group:
-                    if len(self.groups) < CACHE_SIZE:
-                        self.groups.add(group)
                     return group
         return hostname
-
-    def is_group(self, name: str) -> bool:
-        return name in self.groups

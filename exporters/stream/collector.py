@@ -12,13 +12,20 @@ Nothing on the hot path makes reference cycles, so a consumer process takes the 
 library or a test that shares its interpreter) and the consumer thread collects everything
 every ``every`` seconds: whatever cycle a rare path (an exception, a reconnect) leaves behind
 lives at most that long. ``collections`` and ``last_pause`` say what it costs.
+
+A process with several apps has a consumer thread per app, and the collector is process-wide:
+:func:`take_over_for` gives them all one collector, which every consumer ticks and the first due
+tick runs, so a frozen or dead consumer does not leave the process without collections.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
+from collections.abc import Iterable
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,7 @@ class ScheduledCollector:
         self.collected = 0  # unreachable objects found, over all collections
         self.last_pause = 0.0  # seconds the last collection held the interpreter
         self._next_at = 0.0
+        self._collecting = threading.Lock()  # consumers of several apps tick it
 
     def take_over(self) -> None:
         """Stop this process's automatic collections; :meth:`tick` does them from now on. What
@@ -46,10 +54,31 @@ class ScheduledCollector:
         """On the consumer thread, between two batches."""
         if not self.active or now < self._next_at:
             return
-        self._next_at = now + self.every
-        started = time.perf_counter()
-        found = gc.collect()
-        self.last_pause = time.perf_counter() - started
-        self.collections += 1
-        self.collected += found
+        if not self._collecting.acquire(blocking=False):
+            return  # another consumer is collecting right now
+        try:
+            if now < self._next_at:  # another consumer collected since the check above
+                return
+            self._next_at = now + self.every
+            started = time.perf_counter()
+            found = gc.collect()
+            self.last_pause = time.perf_counter() - started
+            self.collections += 1
+            self.collected += found
+        finally:
+            self._collecting.release()
         log.debug("collected %d objects in %.3fs", found, self.last_pause)
+
+
+class _Collected(Protocol):
+    collector: ScheduledCollector
+
+
+def take_over_for(streams: Iterable[_Collected]) -> ScheduledCollector:
+    """One collector for every consumer of the process, taken over (once, by its entry point):
+    each consumer ticks it, so collections go on while any of them runs."""
+    collector = ScheduledCollector()
+    for stream in streams:
+        stream.collector = collector
+    collector.take_over()
+    return collector

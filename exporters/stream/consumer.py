@@ -113,8 +113,10 @@ class EventStream:
             self._threads[name] = thread
 
     def join(self, timeout: float = 10.0) -> None:
+        """Waits at most ``timeout`` in all, not for each thread in turn."""
+        deadline = time.monotonic() + timeout
         for thread in self._threads.values():
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def parts(self) -> list[Part]:
         """The reader and the consumer, for health (exporters/stream/health.py)."""

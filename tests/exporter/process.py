@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import signal
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.metrics.fleet import processes as exporter_specs
@@ -113,7 +116,31 @@ def run_exporter(
     """The fleet's exporter polling the broker every 0.5 s (tests wait on queue lengths), with
     ``args`` after the fleet's own."""
     spec = fleet_exporters(broker_url, processes.run_dir)["exporter"]
-    spec = dataclasses.replace(spec, argv=[*spec.argv, "--poll-interval", "0.5", *args])
+    # ``env`` is the test's configuration: over the spec's own (which sets FLEETOPS_APPS, empty
+    # for the local fleet, so that the shell's does not leak in).
+    spec = dataclasses.replace(
+        spec,
+        argv=[*spec.argv, "--poll-interval", "0.5", *args],
+        env={**spec.env, **(env or {})},
+    )
     # Killed when the test is over (a test that checks its stop stops it itself): a clean stop
     # costs about a second of a busy machine, in every test that runs one.
     return ExporterProcess(processes.start(spec, env, wait=wait, teardown_signal=signal.SIGKILL))
+
+
+# promtool check metrics: 0 clean, 3 only its linter's advice about names (the peer's, without
+# units), anything else (1: a parse error) is a text Prometheus would not take.
+PROMTOOL_ACCEPTED = (0, 3)
+
+
+def promtool_accepts(text: str) -> None:
+    """``text`` parses as Prometheus' text format, by promtool's exit code and its output."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed")
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=120
+    )
+    output = checked.stdout + checked.stderr
+    assert checked.returncode in PROMTOOL_ACCEPTED, (checked.returncode, output[-2000:])
+    assert b"error while linting" not in output, output[-2000:]

@@ -9,8 +9,6 @@ transport option, and a Sentinel group costs three more servers (docs/exporter.m
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,7 +24,14 @@ from exporters.metrics.settings import load
 from fleetops.errors import ConfigError
 from tests import rabbitmq
 from tests.dashboards.prometheus_server import PrometheusServer
-from tests.exporter.process import ExporterProcess, Samples, parse, run_exporter, total
+from tests.exporter.process import (
+    ExporterProcess,
+    Samples,
+    parse,
+    promtool_accepts,
+    run_exporter,
+    total,
+)
 from tests.helpers import wait_for
 from tests.processes import Processes, processes_in
 from tests.servers import CeleryProcess, RedisServer, run_worker
@@ -120,17 +125,6 @@ def _families_once(text: str) -> None:
     assert len(series) == len(set(series))
 
 
-def _promtool_accepts(text: str) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed")
-    checked = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=120
-    )
-    # Its linter only advises about names (the peer's, without units); a parse error says so.
-    assert b"error while linting" not in checked.stdout + checked.stderr, checked
-
-
 def _apps_of(samples: Samples, name: str) -> set[str]:
     return {dict(labels).get("app", "") for n, labels in samples if n == name}
 
@@ -159,7 +153,7 @@ def test_each_app_counts_only_its_own_tasks(fleet: Fleet) -> None:
     assert _apps_of(samples, "fleetops_exporter_stalled") == set(APPS)
     assert _apps_of(samples, "fleetops_exporter_events_rejected_total") <= set(APPS)
     _families_once(text)
-    _promtool_accepts(text)
+    promtool_accepts(text)
     assert fleet.healthz() == (200, "ok\n")
     # A real Prometheus takes the scrape whole, and tells the apps apart.
     query = fleet.prometheus.query
@@ -215,7 +209,7 @@ def test_sentinel_and_amqp_apps_get_their_own_pipelines_and_one_valid_exposition
     assert len({id(p.lock) for p in exporters.pipelines}) == 3
     text = exporters.render().decode()
     _families_once(text)
-    _promtool_accepts(text)
+    promtool_accepts(text)
     samples = parse(text)
     assert _apps_of(samples, "fleetops_exporter_broker_up") == {"cache", "ha", "mq"}
     assert _apps_of(samples, "fleetops_breaking_point") == {"cache", "ha", "mq"}
@@ -251,7 +245,16 @@ def test_merging_keeps_samples_that_share_a_part_with_their_header() -> None:
         ({"apps": "a b=redis://h/0"}, "not an app name"),
         ({"apps": "a=kafka://u:s3cret@h"}, "unsupported scheme"),
         ({"apps": "a=redis://:s3cret@h/0,b=redis://:s3cret@h/0"}, "same broker URL"),
+        # One broker written two ways is still one broker.
+        ({"apps": "a=redis://h/0,b=redis://:s3cret@H:6379"}, "same broker URL"),
+        ({"apps": "a=amqp://h//,b=pyamqp://u:s3cret@h:5672/%2F"}, "same broker URL"),
         ({"apps": "redis://:s3cret@h/0"}, "expected name=broker-url"),
+        # A password holds what a list's separators are: neither may show it.
+        ({"apps": "a=redis://:s3c;ret@h/0,b!=redis://h2/0"}, "entry 2: not an app name"),
+        ({"apps": "a=redis://:s3c}r e;t@h/0,a=redis://h/1"}, "given twice"),
+        ({"apps": "redis://:" + "x" * 80 + "s3cret@h/0"}, "entry 1: expected name"),
+        ({"apps": "a=redis:/:s3cret@h/0"}, "unsupported scheme"),
+        ({"apps": '{"a": "redis://:s3c\\"ret@h/0", "b c": "redis://h"}'}, "not an app name"),
         ({"apps": '{"a": 3}'}, "non-empty string"),
         ({"apps": '{"a": '}, "not a JSON object"),
         ({"apps": ",".join(f"a{i}=redis://h/{i}" for i in range(65))}, "at most 64"),
@@ -266,7 +269,7 @@ def test_bad_apps_are_refused_naming_the_variable_and_never_a_password(
     message = str(refused.value)
     variable = "EXPORTER_STATIC_LABELS" if "exporter_static_labels" in overrides else "APPS"
     assert f"FLEETOPS_{variable}" in message and says in message
-    assert "s3cret" not in message
+    assert "s3c" not in message
 
 
 def test_the_help_documents_several_apps() -> None:
@@ -283,3 +286,60 @@ def test_the_help_documents_several_apps() -> None:
     }
     assert "name=broker-url pairs" in helps["--apps"] and "$FLEETOPS_APPS" in helps["--apps"]
     assert "`app` label" in helps["--app-name"] and "$FLEETOPS_APP_NAME" in helps["--app-name"]
+
+
+def test_apps_on_different_databases_ports_or_hosts_are_told_apart() -> None:
+    settings = load(apps="a=redis://h/0,b=redis://h/1,c=redis://h:6380/0,d=redis://g/0")
+    assert [app.name for app in settings.effective_apps] == ["a", "b", "c", "d"]
+
+
+class _TimedWaits:
+    """A real lock or thread whose waits are recorded: what each wait was allowed, summed,
+    tells whether the apps share one deadline, without timing the test."""
+
+    def __init__(self, real: object, allowed: list[float]) -> None:
+        self.real, self.allowed = real, allowed
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.allowed.append(timeout)
+        return self.real.acquire(blocking, timeout)  # type: ignore[attr-defined]
+
+    def release(self) -> None:
+        self.real.release()  # type: ignore[attr-defined]
+
+    def join(self, timeout: float | None = None) -> None:
+        self.allowed.append(timeout or 0.0)
+        self.real.join(timeout)  # type: ignore[attr-defined]
+
+
+def test_stuck_apps_share_one_deadline_to_render_and_to_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from exporters.metrics import apps as apps_module
+
+    budget = 0.05
+    monkeypatch.setattr(apps_module, "RENDER_LOCK_TIMEOUT", budget)
+    monkeypatch.setattr(apps_module, "STOP_TIMEOUT", budget)
+    urls = ",".join(f"a{i}=redis://127.0.0.1:1/{i}" for i in range(4))
+    exporters = Exporters(load(apps=urls))
+    allowed: list[float] = []
+    stuck = threading.Event()
+    for pipeline in exporters.pipelines:  # four frozen appliers, each holding its lock
+        pipeline.lock.acquire()
+        pipeline.lock = _TimedWaits(pipeline.lock, allowed)  # type: ignore[assignment]
+    samples = parse(exporters.render().decode())
+    assert _apps_of(samples, "fleetops_exporter_stalled") == {"a0", "a1", "a2", "a3"}
+    assert len(allowed) == 4 and sum(allowed) <= budget * 1.5, allowed
+
+    allowed.clear()
+    for pipeline in exporters.pipelines:  # four pollers that never end
+        thread = threading.Thread(target=stuck.wait, daemon=True)
+        thread.start()
+        pipeline._poller_thread = _TimedWaits(thread, allowed)  # type: ignore[assignment]
+    try:
+        exporters.stop()
+    finally:
+        stuck.set()
+    assert len(allowed) == 4 and sum(allowed) <= budget * 1.5, allowed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ from exporters.stream.status import StreamStatus
 from fleetops import breaking_points
 from fleetops.errors import ConfigError
 from fleetops.fleet.spec import FleetContext
-from tests.exporter.process import parse, total, value
+from tests.exporter.process import parse, promtool_accepts, total, value
 from tests.servers import RedisServer
 from tests.stream.checked import CheckedFleetState as FleetState
 
@@ -349,15 +348,7 @@ def test_metrics_with_many_series_parse_and_pass_promtool(tmp_path: Path) -> Non
         le=first_breaking_point,
     )  # fmt: skip
     assert bucket == 20
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed")
-    checked = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=120
-    )
-    # promtool's linter only advises about naming (e.g. the peer's names without a unit);
-    # a format error would make it exit with output about the parse.
-    assert b"error while linting" not in checked.stderr + checked.stdout
+    promtool_accepts(text)
 
 
 def test_prefix_and_static_labels_apply_everywhere() -> None:
@@ -416,6 +407,27 @@ def test_fleet_adds_flower_and_the_exporter(tmp_path: Path) -> None:
     for spec in specs:
         assert spec.env["FLEETOPS_BROKER_URL"] == "redis://127.0.0.1:1/0"
         assert not any("redis://" in arg for arg in spec.argv)
+
+
+def test_the_fleets_exporter_and_recorder_follow_the_fleets_broker_not_the_shells_apps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FLEETOPS_APPS exported in the operator's shell reaches every child (child_env merges
+    os.environ): it would turn the local fleet's exporter and recorder to other brokers."""
+    from exporters.history.fleet import processes as recorder_specs
+    from exporters.metrics.fleet import processes as exporter_specs
+
+    monkeypatch.setenv("FLEETOPS_APPS", "prod=redis://prod.example:6379/0")
+    ctx = FleetContext(run_dir=tmp_path, env={"FLEETOPS_BROKER_URL": "redis://127.0.0.1:1/0"})
+    specs = {s.name: s for s in [*exporter_specs(ctx), *recorder_specs(ctx)]}
+    for name in ("exporter", "recorder"):
+        assert ctx.child_env(specs[name].env)["FLEETOPS_APPS"] == "", name
+    # Apps the fleet itself is given (as the tests give them) are followed.
+    given = {"FLEETOPS_APPS": "a=redis://127.0.0.1:1/0", "FLEETOPS_BROKER_URL": "redis://h/0"}
+    ctx = FleetContext(run_dir=tmp_path, env=given)
+    for spec in [*exporter_specs(ctx), *recorder_specs(ctx)]:
+        if spec.name != "flower":
+            assert ctx.child_env(spec.env)["FLEETOPS_APPS"] == "a=redis://127.0.0.1:1/0"
 
 
 def test_beat_runs_and_intervals_become_metrics() -> None:
@@ -525,3 +537,24 @@ def test_scrape_duration_reports_the_previous_full_scrape() -> None:
     assert exporter.last_scrape_seconds == full
     second = parse(exporter.render().decode())
     assert value(second, "fleetops_exporter_scrape_duration_seconds") == round(full, 6)
+
+
+def test_purging_a_worker_named_like_a_group_keeps_the_groups_task_series() -> None:
+    """However many groups came before it (a cap on the groups remembered once let a late
+    group's series go with a worker of the same name)."""
+    state = FleetState(bounds=BOUNDS, limits=Limits(worker_groups=("celery@([a-z0-9]+)-[0-9]+",)))
+    for i in range(10_000):  # groups seen before, e.g. from crafted hostnames
+        state.worker_group(f"celery@g{i}-1")
+    host = "celery@web-1"
+    state.apply_all(
+        [
+            _event("task-sent", "u1", 999.0, host="gen77@web1", name="app.add", queue="math"),
+            _event("task-received", "u1", 1000.0, host=host, name="app.add"),
+            _event("task-started", "u1", 1001.0, host=host),
+            _event("task-succeeded", "u1", 1002.0, host=host, runtime=0.5),
+        ],
+        1002.0,
+    )
+    assert "web" in {key[1] for key in state.task_series}
+    state.purge_worker("web")  # a worker whose own name, ungrouped, is "web"
+    assert "web" in {key[1] for key in state.task_series}

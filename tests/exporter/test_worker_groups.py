@@ -355,6 +355,11 @@ def test_without_groups_every_worker_grows_the_task_series(churn: Churn) -> None
         ("(?<=@)(.+)", "lookaround"),
         ("(.*)(.*)(.*)(.*)", "open-ended repetitions"),
         (json.dumps(["(.*)-(.*)-(.*)", "(.+)@(.+)@(.+)", "(.*)"]), "in all the patterns"),
+        # Bounded repetitions multiply the ways too: 2**24 here, seconds per hostname.
+        ("(a?)" + "a?" * 23 + "a" * 24, "ways to split a hostname"),
+        ("(a{0,16})" * 6, "ways to split a hostname"),
+        ("((a?){24})", "ways to split a hostname"),
+        (json.dumps(["(a?)" + "a?" * 20] * 3), "ways to split a hostname in all"),
         ("(" + "a" * 600 + ")", "characters"),
         (json.dumps(["(a)", 3]), "is not a regular expression (a string)"),
         ({"images": "(a)"}, "JSON array"),

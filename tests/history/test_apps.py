@@ -214,9 +214,11 @@ def test_one_brokers_outage_stops_no_other_app(fleet: Fleet) -> None:
 
     wait_for(b_down, timeout=60, message="the recorder seeing app b's broker down")
     answer = httpx.get(health, timeout=10)
-    # Still serving the others: 200, and the body names the app whose broker is down.
-    assert answer.status_code == 200, answer.text
+    # Unhealthy, as the exporter says, naming the app whose history is being lost; the
+    # recorder still serves the others.
+    assert answer.status_code == 503, answer.text
     assert "app b: event stream down" in answer.text, answer.text
+    assert "app a" not in answer.text and "app c" not in answer.text, answer.text
     assert _connected(fleet, "a", "c")
     ids = {app: _run_probe(fleet, app) for app in ("a", "c")}
     for app, task_id in ids.items():
@@ -338,3 +340,12 @@ def test_spooled_events_keep_their_app_and_a_bad_one_is_counted(tmp_path: Path) 
             Recorder(HistorySettings(apps="a=redis://h:1/0,b=redis://h:1/0", data_dir=tmp_path))
     finally:
         recorder.spool_lock.release()
+
+
+def test_the_recorder_refuses_one_broker_written_two_ways() -> None:
+    from exporters.history.sources import check_distinct_brokers
+    from fleetops.apps import App
+
+    with pytest.raises(ValueError, match="same broker URL"):
+        check_distinct_brokers([App("a", "redis://h/0"), App("b", "redis://:pw@H:6379")])
+    check_distinct_brokers([App("a", "redis://h/0"), App("b", "redis://h/1")])

@@ -64,3 +64,25 @@ def test_a_collector_taken_over_collects_on_its_schedule() -> None:
         gc.unfreeze()
         if enabled:
             gc.enable()
+
+
+def test_every_apps_consumer_ticks_one_collector() -> None:
+    """A process of several apps has one consumer per app: any of them keeps the collections
+    going (the first app's may be frozen), and two due at once collect once."""
+    from exporters.metrics.apps import Exporters
+    from exporters.metrics.settings import load
+
+    exporters = Exporters(load(apps="a=redis://127.0.0.1:1/0,b=redis://127.0.0.1:1/1"))
+    enabled = gc.isenabled()
+    try:
+        exporters.take_over_collector()
+        first, second = (p.stream.collector for p in exporters.pipelines)
+        assert not gc.isenabled()
+        due = time.monotonic() + 31
+        second.tick(due)  # the first app's consumer never ticks
+        first.tick(due)
+        assert second.collections == 1 and first.collections == 1
+    finally:
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
