@@ -185,7 +185,7 @@ def test_a_backlog_pages_with_its_runbook_and_resolves_when_drained(
     name = page["runbook_url"].rsplit("/", 1)[-1]
     assert (RUNBOOKS_DIR / name).is_file() and name == f"{ALERT}.md"
     assert runbook.text == (RUNBOOKS_DIR / name).read_text()
-    assert page["dashboard_url"].endswith(f"/d/fleetops-queue?var-queue={QUEUE}")
+    assert page["dashboard_url"].endswith(f"/d/fleetops-queue?var-app=default&var-queue={QUEUE}")
 
     # The mitigation of the runbook: start a worker on the queue; it drains the backlog.
     draining_at = time.monotonic()

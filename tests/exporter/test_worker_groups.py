@@ -255,6 +255,10 @@ class Stream(threading.Thread):
             self.error = exc
 
 
+# Every series carries its app; this module's exporters follow the one default app.
+ONE_APP = frozenset({("app", "default")})
+
+
 def series(samples: Samples, metric: str) -> dict[frozenset, float]:
     return {labels: v for (name, labels), v in samples.items() if name == metric}
 
@@ -322,13 +326,13 @@ def test_with_groups_live_workers_show_and_departed_ones_are_purged(churn: Churn
     # Flat: what is held is the series of the groups (and of the producer, whose task-sent
     # counts under its own hostname) and the workers shown, whatever came and went.
     task_hosts = set(by_host(samples, "celery_task_sent_total")) | set(GROUPS)
-    held = samples[("fleetops_exporter_series", frozenset())]
+    held = samples[("fleetops_exporter_series", ONE_APP)]
     assert held == (
         len(task_hosts) * TASK_SERIES_WEIGHT
         + TASK_QUEUE_SERIES_WEIGHT
         + len(shown) * WORKER_SERIES_WEIGHT
     )
-    hostnames = frozenset({("label", "hostname")})
+    hostnames = frozenset({("label", "hostname")}) | ONE_APP
     held_names = samples[("fleetops_exporter_label_values", hostnames)]
     assert held_names == len(task_hosts) + len(shown)
     assert samples[("fleetops_exporter_label_overflow_total", hostnames)] == 0
