@@ -38,6 +38,27 @@ def check_app_name(name: str) -> str:
     return name
 
 
+def name_value_pairs(text: str, what: str) -> dict[str, str]:
+    """``name=value,name=value`` -> {name: value}, each name an app name given once.
+
+    Messages name an entry by its place, never by its text: an entry without its "=" is a bare
+    URL, and its password may hold any character a redaction could miss.
+    """
+    pairs: dict[str, str] = {}
+    entries = filter(None, (part.strip() for part in text.split(",")))
+    for index, item in enumerate(entries, start=1):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not value.strip():
+            raise ValueError(f"entry {index}: expected name={what}")
+        if not APP_NAME.match(name):
+            raise ValueError(f"entry {index}: {_NOT_AN_APP_NAME}")
+        if name in pairs:
+            raise ValueError(f"app {name!r} is given twice")
+        pairs[name] = value.strip()
+    return pairs
+
+
 def parse_apps(value: object) -> dict[str, str]:
     """``name=url,name=url`` or a JSON object -> {name: broker URL}, in the order given.
 
@@ -53,20 +74,7 @@ def parse_apps(value: object) -> dict[str, str]:
             except ValueError as exc:
                 raise ValueError(f"FLEETOPS_APPS is not a JSON object: {exc}") from exc
         else:
-            # Messages name an entry by its place, never by its text: an entry without its "="
-            # is a bare URL, and its password may hold any character a redaction could miss.
-            pairs: dict[str, str] = {}
-            entries = filter(None, (part.strip() for part in text.split(",")))
-            for index, item in enumerate(entries, start=1):
-                name, sep, url = item.partition("=")
-                if not sep or not name.strip() or not url.strip():
-                    raise ValueError(f"entry {index}: expected name=broker-url")
-                if not APP_NAME.match(name.strip()):
-                    raise ValueError(f"entry {index}: {_NOT_AN_APP_NAME}")
-                if name.strip() in pairs:
-                    raise ValueError(f"app {name.strip()!r} is given twice")
-                pairs[name.strip()] = url.strip()
-            value = pairs
+            value = name_value_pairs(text, "broker-url")
     if not isinstance(value, Mapping):
         raise ValueError("expected name=broker-url pairs or a JSON object")
     if len(value) > MAX_APPS:

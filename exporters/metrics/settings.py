@@ -14,7 +14,7 @@ from exporters.metrics import worker_groups
 from exporters.metrics.histogram import DEFAULT_BUCKETS
 from exporters.stream.health import STALL_AFTER
 from fleetops import ports, task_faults
-from fleetops.apps import APP_LABEL, check_app_name
+from fleetops.apps import APP_LABEL, check_app_name, name_value_pairs
 from fleetops.settings import FleetSettings, load_settings, shown_as
 from workers.queues import DEAD_LETTER
 
@@ -199,13 +199,7 @@ def parse_management_urls(value: object) -> dict[str, str]:
         elif text.lower() == "off" or "://" in text.split("=", 1)[0]:
             value = {EVERY_APP: text}
         else:
-            pairs: dict[str, str] = {}
-            for item in filter(None, (part.strip() for part in text.split(","))):
-                app, sep, url = item.partition("=")
-                if not sep or not app.strip() or not url.strip():
-                    raise ValueError(f"{item[:80]!r}: expected app=management-url")
-                pairs[app.strip()] = url.strip()
-            value = pairs
+            value = name_value_pairs(text, "management-url")
     if not isinstance(value, dict):
         raise ValueError("expected app=management-url pairs, a JSON object or one URL")
     urls: dict[str, str] = {}
