@@ -38,6 +38,14 @@ def check_app_name(name: str) -> str:
     return name
 
 
+def check_entry_name(index: int, name: object) -> str:
+    """An app name given as the ``index``-th entry of a setting; the message names the place,
+    not the text, which may be a URL with its password."""
+    if not isinstance(name, str) or not APP_NAME.match(name):
+        raise ValueError(f"entry {index}: {_NOT_AN_APP_NAME}")
+    return name
+
+
 def name_value_pairs(text: str, what: str) -> dict[str, str]:
     """``name=value,name=value`` -> {name: value}, each name an app name given once.
 
@@ -51,8 +59,7 @@ def name_value_pairs(text: str, what: str) -> dict[str, str]:
         name = name.strip()
         if not sep or not name or not value.strip():
             raise ValueError(f"entry {index}: expected name={what}")
-        if not APP_NAME.match(name):
-            raise ValueError(f"entry {index}: {_NOT_AN_APP_NAME}")
+        check_entry_name(index, name)
         if name in pairs:
             raise ValueError(f"app {name!r} is given twice")
         pairs[name] = value.strip()
@@ -81,8 +88,7 @@ def parse_apps(value: object) -> dict[str, str]:
         raise ValueError(f"{len(value)} apps given; at most {MAX_APPS}")
     apps: dict[str, str] = {}
     for index, (name, url) in enumerate(value.items(), start=1):
-        if not isinstance(name, str) or not APP_NAME.match(name):
-            raise ValueError(f"entry {index}: {_NOT_AN_APP_NAME}")
+        check_entry_name(index, name)
         if not isinstance(url, str) or not url:
             raise ValueError(f"app {name!r}: the broker URL must be a non-empty string")
         # Events carry no app: two apps on one broker would each count the other's tasks.

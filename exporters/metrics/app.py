@@ -44,6 +44,10 @@ HOUSEKEEPING_EVERY = 1.0
 # Splits render_health()'s text into families, each part starting with its "# HELP" line.
 HEALTH_FAMILY_START = re.compile(r"(?m)^(?=# HELP )")
 RENDER_LOCK_TIMEOUT = 3.0
+# Every app waits at least this long for its lock, even once a stuck app has spent the shared
+# deadline: a healthy applier holds its lock only for one batch, and it must not lose its
+# series because another app froze.
+RENDER_LOCK_FLOOR = 0.25
 # How long stopping waits for the threads, in all (several apps share one deadline).
 STOP_TIMEOUT = 10.0
 
@@ -128,6 +132,11 @@ class Exporter:
         self.stream.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._poller_thread is not None:
             self._poller_thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if self._poller_thread.is_alive():
+                # Mid-poll past the deadline: closing its connections under it would only
+                # raise there; the process is on its way out and the OS closes them.
+                log.warning("the broker poller did not stop in time; leaving its connections")
+                return
         self.poller.close()
         self.worker_queues.close()
 
@@ -259,7 +268,8 @@ class Exporter:
         )
         # A frozen applier may hold the lock: answer with the health families rather than
         # hang, so Prometheus sees fleetops_exporter_stalled instead of a scrape timeout.
-        if not self.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        wait = max(RENDER_LOCK_FLOOR, deadline - time.monotonic())
+        if not self.lock.acquire(timeout=wait):
             return HEALTH_FAMILY_START.split(self.renderer.render_health(extras))[1:]
         try:
             lines = self.renderer.render(self.state, extras, time.monotonic(), time.time(), names)

@@ -14,7 +14,7 @@ from exporters.metrics import worker_groups
 from exporters.metrics.histogram import DEFAULT_BUCKETS
 from exporters.stream.health import STALL_AFTER
 from fleetops import ports, task_faults
-from fleetops.apps import APP_LABEL, check_app_name, name_value_pairs
+from fleetops.apps import APP_LABEL, check_entry_name, name_value_pairs
 from fleetops.settings import FleetSettings, load_settings, shown_as
 from workers.queues import DEAD_LETTER
 
@@ -203,9 +203,9 @@ def parse_management_urls(value: object) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError("expected app=management-url pairs, a JSON object or one URL")
     urls: dict[str, str] = {}
-    for app, url in value.items():
+    for index, (app, url) in enumerate(value.items(), start=1):
         if app != EVERY_APP:
-            check_app_name(app)
+            check_entry_name(index, app)
         if not isinstance(url, str) or not (
             url.lower() == "off" or url.startswith(("http://", "https://"))
         ):

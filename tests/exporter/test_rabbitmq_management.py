@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from celery import Celery
+from pydantic import ValidationError
 
 from exporters.metrics.pollers import broker_poller
 from exporters.metrics.queues import QueueSnapshot
@@ -354,3 +355,10 @@ def test_management_url_defaults_from_the_broker_url() -> None:
     assert (many.rabbitmq_management_url("b"), many.rabbitmq_management_url("c")) == ("off", None)
     with pytest.raises(ValueError, match="http"):
         ExporterSettings(exporter_rabbitmq_management_urls="a=ftp://m")  # type: ignore[arg-type]
+    # A misplaced URL where an app's name goes is named by its place, never shown.
+    for given in ('{"u:s3cret@h": "http://m:1"}', "u:s3cret@h=http://m:1"):
+        with pytest.raises(ValidationError) as refused:
+            ExporterSettings(exporter_rabbitmq_management_urls=given)  # type: ignore[arg-type]
+        # The message itself; ConfigError leaves out the input it was given (fleetops/errors.py).
+        message = refused.value.errors()[0]["msg"]
+        assert "s3cret" not in message and "entry 1" in message, message
