@@ -16,6 +16,8 @@ from alerts.replicas import one
 from deploy.parts import DATA_DIR, IMAGE, IMAGE_UID, WORK_QUEUES, Part, common_env, fleet_parts
 from fleetops.apps import APP_LABEL, DEFAULT_APP
 from fleetops.breaking_points import BreakingPoints
+from fleetops.settings import field_default
+from workers.config import WorkerSettings
 
 NAMESPACE = "fleetops"
 SECRET = "fleetops-secrets"
@@ -36,8 +38,9 @@ JOBS = {"exporter": EXPORTER_JOB, "recorder": RECORDER_JOB}
 # Target labels prometheus-operator adds that tell the exporter replicas' pods apart; the
 # rules drop only `instance` and `replica` (alerts/replicas.py), so these must not reach them.
 OPERATOR_TARGET_LABELS = "pod|container|endpoint|service|namespace"
-# A Celery worker drains its running tasks on SIGTERM: the longest task's time limit.
-WORKER_GRACE_SECONDS = 600
+# A Celery worker drains its running tasks on SIGTERM: give it the hard time limit of its
+# tasks (FLEETOPS_TASK_TIME_LIMIT's default) and a minute to finish and say goodbye.
+WORKER_GRACE_SECONDS = field_default(WorkerSettings, "task_time_limit") + 60
 # Probes render /metrics, which can take a second or more for a large fleet.
 PROBE_TIMEOUT_SECONDS = 10
 KEDA_MAX_REPLICAS = 20
@@ -90,7 +93,8 @@ def _container(part: Part) -> dict:
 
 
 def _deployment(part: Part) -> dict:
-    pod: dict = {"containers": [_container(part)]}
+    # A fresh volume belongs to root: the image's user must be able to write the data directory.
+    pod: dict = {"containers": [_container(part)], "securityContext": {"fsGroup": IMAGE_UID}}
     if part.name == "celery-worker":
         pod["terminationGracePeriodSeconds"] = WORKER_GRACE_SECONDS
     spec: dict = {

@@ -179,3 +179,19 @@ def test_the_scraped_series_look_as_the_rules_select_them() -> None:
                 for probe in ("livenessProbe", "readinessProbe"):
                     if probe in container:
                         assert container[probe]["timeoutSeconds"] >= 5
+
+
+def test_the_pods_can_write_their_volumes_and_workers_drain_their_tasks() -> None:
+    from deploy.parts import IMAGE_UID
+    from fleetops.settings import field_default
+    from workers.config import WorkerSettings
+
+    for doc in _kube_documents():
+        if doc["kind"] != "Deployment":
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        if pod.get("volumes"):
+            assert pod["securityContext"]["fsGroup"] == IMAGE_UID, doc["metadata"]["name"]
+        if doc["metadata"]["name"] == "celery-worker":
+            limit = field_default(WorkerSettings, "task_time_limit")
+            assert pod["terminationGracePeriodSeconds"] > limit
