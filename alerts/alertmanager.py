@@ -34,6 +34,7 @@ BROKER_SYMPTOMS = [
 # cause (and pages minutes earlier); these are its symptoms. A stalled poller stops neither.
 STALLED_EXPORTER_PARTS = ["reader", "applier"]
 STALLED_EXPORTER_SYMPTOMS = ["CeleryWorkerDown", "FleetopsEventsStopped"]
+HISTORY_BROKER_DOWN = "FleetopsHistoryBrokerDown"
 
 
 def inhibit_rules() -> list[dict]:
@@ -68,6 +69,13 @@ def inhibit_rules() -> list[dict]:
             "target_matchers": [f'alertname=~"{"|".join(BROKER_SYMPTOMS)}"'],
             # Each app has its own broker: its outage explains that app's symptoms only.
             "equal": [APP_LABEL, "job"],
+        },
+        # The recorder follows the same broker: the exporter's FleetopsBrokerDown is the cause
+        # of the recorder's lost stream of that app (another job, so compared on the app only).
+        {
+            "source_matchers": ['alertname="FleetopsBrokerDown"'],
+            "target_matchers": [f'alertname="{HISTORY_BROKER_DOWN}"'],
+            "equal": [APP_LABEL],
         },
         {
             "source_matchers": [

@@ -154,6 +154,21 @@ def test_broker_down_inhibits_its_symptoms_on_the_same_job_only(alertmanager: st
                     ("FleetopsBrokerDown", {})])  # fmt: skip
 
 
+def test_broker_down_inhibits_the_recorders_lost_stream_of_that_app_only(alertmanager: str) -> None:
+    _post(
+        alertmanager,
+        {"alertname": "FleetopsBrokerDown", "severity": "critical", "app": "orders",
+         "job": "fleetops-exporter"},
+        {"alertname": "FleetopsHistoryBrokerDown", "severity": "warning", "app": "orders",
+         "job": "fleetops-recorder"},
+        {"alertname": "FleetopsHistoryBrokerDown", "severity": "warning", "app": "billing",
+         "job": "fleetops-recorder"},
+    )  # fmt: skip
+    _expect(alertmanager, "the recorder's broker-down inhibited by the exporter's",
+            inhibited=[("FleetopsHistoryBrokerDown", {"app": "orders"})],
+            active=[("FleetopsHistoryBrokerDown", {"app": "billing"})])  # fmt: skip
+
+
 def test_a_stalled_exporter_inhibits_the_symptoms_of_its_frozen_events(alertmanager: str) -> None:
     # A job of its own: the broker-down test's alert, still active, silences job-wide.
     job = "fleetops-exporter-stall"
