@@ -207,10 +207,18 @@ def worker_states(
 FAILURE_WINDOW = "1h"
 
 
-def failure_ratios(prom: Prometheus) -> dict[str, float]:
-    """Failed per completed task per queue over FAILURE_WINDOW, as the burn-rate alerts read it
-    (recorded by alerts/recording.py; a queue that completed nothing has no ratio)."""
-    return prom.by_label(recorded(recording.failure_ratio(FAILURE_WINDOW), prom.app), "queue_name")
+def failure_ratios(
+    prom: Prometheus, *, per_app: bool = False
+) -> dict[tuple[str | None, str], float]:
+    """Failed per completed task per (app, queue) over FAILURE_WINDOW, as the burn-rate alerts
+    read it (recorded by alerts/recording.py; a queue that completed nothing has no ratio). The
+    app is None unless ``per_app``: then one app's failing queue is never shown as another's."""
+    labels = grouping("queue_name", per_app)
+    expr = recorded(recording.failure_ratio(FAILURE_WINDOW), prom.app, per_app)
+    return {
+        (row_app(key[0]) if per_app else None, key[-1]): value
+        for key, value in prom.by_labels(expr, labels).items()
+    }
 
 
 def depth_expr(points: BreakingPoints, app: str | None = None, per_app: bool = False) -> str:

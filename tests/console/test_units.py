@@ -257,3 +257,26 @@ def test_trouble_names_each_apps_queue_and_worker_with_its_own_link() -> None:
     down = WorkerState("w@h", False, None, None, None, 0, 0, None, "b")
     [gone] = troubles([], [down], [], points)
     assert "/workers?worker=w%40h&app=b" in gone.what or "worker=w@h&app=b" in gone.what
+
+
+def test_failure_ratios_keep_each_apps_queue_apart() -> None:
+    """All apps: billing's 40 % failures on ``images`` is billing's bar, not a plain ``images``
+    pinned on the healthy app too."""
+    from console.charts import failure_frame
+    from console.metrics import failure_ratios
+
+    asked: list[str] = []
+
+    class Recording:
+        app: str | None = None
+
+        def by_labels(self, expr: str, labels: tuple) -> dict[tuple, float]:
+            asked.append(expr)
+            return {("billing", "images"): 0.4, ("shop", "images"): 0.0}
+
+    ratios = failure_ratios(Recording(), per_app=True)  # type: ignore[arg-type]
+    assert asked[0].startswith("max by (app, queue_name) ("), asked
+    frame = failure_frame(ratios, current())
+    worst = frame.iloc[0]
+    assert worst["name"] == "images @ billing" and "app=billing" in worst["link"], worst
+    assert "app=shop" in frame.iloc[1]["link"]
