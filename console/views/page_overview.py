@@ -32,7 +32,7 @@ def read_prometheus() -> tuple[list[metrics.QueueState], list[metrics.WorkerStat
 
 def in_trouble(queues: list, workers: list, alerts: list, complete: bool) -> None:
     st.subheader("In trouble, worst first")
-    found = trouble.troubles(queues, workers, alerts, points)
+    found = trouble.troubles(queues, workers, alerts, points, per_app=ctx.per_app)
     if found:
         # One block, not one element per line: 50 queues must not mean 50 elements to send.
         st.markdown("\n".join(t.markdown() for t in found))

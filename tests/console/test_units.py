@@ -280,3 +280,23 @@ def test_failure_ratios_keep_each_apps_queue_apart() -> None:
     worst = frame.iloc[0]
     assert worst["name"] == "images @ billing" and "app=billing" in worst["link"], worst
     assert "app=shop" in frame.iloc[1]["link"]
+
+
+def test_an_alerts_trouble_row_links_to_its_own_app() -> None:
+    """All apps: billing's alert on ``images`` names billing and opens billing's pages; a label
+    that is not an app name goes nowhere near a link."""
+    from console.sources.alertmanager import Alert
+    from console.trouble import troubles
+
+    def alert(app: str) -> Alert:
+        labels = {"app": app, "queue_name": "images", "hostname": "w@h"}
+        return Alert("CeleryQueueDepthWarning", "active", "warning", labels, "deep", "", [])
+
+    [row] = troubles([], [], [alert("billing")], current(), per_app=True)
+    assert "of app billing" in row.what and "/queues?queue=images&app=billing" in row.what
+    assert "app=billing" in row.what.split("worker", 1)[1], row.what
+    [hostile] = troubles([], [], [alert("no such](app)")], current(), per_app=True)
+    assert "app=" not in hostile.what and "of app" not in hostile.what, hostile.what
+    # One app shown: as before, the page's own app.
+    [one] = troubles([], [], [alert("billing")], current())
+    assert "app=" not in one.what and "of app" not in one.what, one.what
