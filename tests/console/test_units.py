@@ -300,3 +300,17 @@ def test_an_alerts_trouble_row_links_to_its_own_app() -> None:
     # One app shown: as before, the page's own app.
     [one] = troubles([], [], [alert("billing")], current())
     assert "app=" not in one.what and "of app" not in one.what, one.what
+
+
+def test_a_task_recorded_before_apps_belongs_to_the_one_configured_app() -> None:
+    """Rows recorded before the history had an ``app`` column read 'default': with one app named
+    'prod' they are prod's tasks (Retry/Revoke allowed); with several apps they stay 'default'."""
+    from console.apps import task_owner
+    from fleetops.apps import DEFAULT_APP, App
+
+    prod = [App("prod", "redis://x")]
+    assert task_owner(DEFAULT_APP, prod) == "prod"
+    assert task_owner("prod", prod) == "prod" and task_owner(None, prod) is None
+    assert task_owner("", prod) is None
+    several = [*prod, App("billing", "redis://y")]
+    assert task_owner(DEFAULT_APP, several) == DEFAULT_APP
