@@ -4,6 +4,7 @@ rules of alerts/, with the exporter selector and thresholds from the breaking po
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from alerts import recording
@@ -203,6 +204,12 @@ def worker_states(
     return states
 
 
+def workers_named(workers: Sequence[WorkerState], name: str) -> list[WorkerState]:
+    """The workers called ``name``: with several apps shown at once one per app that runs a
+    worker of that name (celery@x of billing and of shop), each its own worker to focus on."""
+    return [w for w in workers if w.hostname == name]
+
+
 # The window of the failure ratio the Overview draws: the long window of the fastest page.
 FAILURE_WINDOW = "1h"
 
@@ -230,7 +237,8 @@ def depth_expr(points: BreakingPoints, app: str | None = None, per_app: bool = F
 
 
 def memory_expr(points: BreakingPoints, app: str | None = None) -> str:
-    """Memory percent per worker, the largest copy across exporter replicas."""
+    """Memory percent per worker, the largest copy across exporter replicas. Keyed by worker
+    name only: a worker focused among several apps passes its own ``app``."""
     sel = exporter_selector(points, app)
     return f"max by (hostname) (fleetops_worker_memory_percent{{{sel}}})"
 

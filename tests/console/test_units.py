@@ -314,3 +314,18 @@ def test_a_task_recorded_before_apps_belongs_to_the_one_configured_app() -> None
     assert task_owner("", prod) is None
     several = [*prod, App("billing", "redis://y")]
     assert task_owner(DEFAULT_APP, several) == DEFAULT_APP
+
+
+def test_a_worker_name_in_several_apps_is_not_focused_at_random() -> None:
+    """All apps: ``?worker=celery@x`` run by billing and shop names two workers, not one chosen
+    by dict order; the focused worker's memory history reads its own app only."""
+    from console.metrics import WorkerState, memory_expr, workers_named
+
+    def worker(app: str | None, host: str = "celery@x") -> WorkerState:
+        return WorkerState(host, True, 10.0, None, None, 0, 0, None, app)
+
+    both = [worker("billing"), worker("shop"), worker("shop", "celery@y")]
+    assert [w.app for w in workers_named(both, "celery@x")] == ["billing", "shop"]
+    assert workers_named([worker(None)], "celery@x") == [worker(None)]
+    assert workers_named(both, "celery@z") == []
+    assert 'app=~"shop|"' in memory_expr(current(), "shop")
