@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from console.sources import SourceDown
 from console.sources.prometheus import Prometheus
-from fleetops.apps import APP_LABEL, MAX_APPS, App, check_app_name
+from fleetops.apps import APP_LABEL, DEFAULT_APP, MAX_APPS, App, check_app_name
 
 # How long the apps Prometheus reports are reused: one cheap query per page run is still a
 # query, and the list changes only when an app is added.
@@ -142,3 +143,17 @@ def problem(asked: str, options: tuple[str, ...]) -> str | None:
         shown = ", ".join(options) or "none"
         return f"The app {asked!r} in the link is not known (known: {shown}); showing all apps."
     return None
+
+
+def task_owner(recorded: str | None, configured: Sequence[App]) -> str | None:
+    """The app a task's history row belongs to, from its ``app`` column (None: unknown).
+
+    Rows recorded before the history had the column read DEFAULT_APP (its server default):
+    with one configured app they are that app's, whatever it is named now, or naming the app
+    (FLEETOPS_APP_NAME=prod) would refuse Retry and Revoke on every older task. With several
+    apps 'default' stays what it says: no app of the list can claim the row."""
+    if not recorded:
+        return None
+    if recorded == DEFAULT_APP and len(configured) == 1:
+        return configured[0].name
+    return recorded

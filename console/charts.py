@@ -16,7 +16,7 @@ Decisions (docs/console.md, "Charts"):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import altair as alt
@@ -217,9 +217,15 @@ def memory_frame(workers: Sequence[WorkerState], points: BreakingPoints) -> pd.D
     return _bars(((w.hostname, w.memory_percent, w.app) for w in workers), bands, links.worker)
 
 
-def failure_frame(ratios: dict[str, float], points: BreakingPoints) -> pd.DataFrame:
-    """Failed per completed task over the last hour, per queue, in percent."""
-    rows = ((queue, None if (v := measure(r)) is None else v * 100) for queue, r in ratios.items())
+def failure_frame(
+    ratios: Mapping[tuple[str | None, str], float], points: BreakingPoints
+) -> pd.DataFrame:
+    """Failed per completed task over the last hour, per (app, queue) as metrics.failure_ratios
+    keys it, in percent."""
+    rows = (
+        (queue, None if (v := measure(r)) is None else v * 100, app)
+        for (app, queue), r in ratios.items()
+    )
     return _bars(
         rows, failure_bands(points), lambda q: links.failures(queue=q, since=FAILURE_WINDOW)
     )

@@ -4,6 +4,7 @@ rules of alerts/, with the exporter selector and thresholds from the breaking po
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from alerts import recording
@@ -203,14 +204,28 @@ def worker_states(
     return states
 
 
+def workers_named(workers: Sequence[WorkerState], name: str) -> list[WorkerState]:
+    """The workers called ``name``: with several apps shown at once one per app that runs a
+    worker of that name (celery@x of billing and of shop), each its own worker to focus on."""
+    return [w for w in workers if w.hostname == name]
+
+
 # The window of the failure ratio the Overview draws: the long window of the fastest page.
 FAILURE_WINDOW = "1h"
 
 
-def failure_ratios(prom: Prometheus) -> dict[str, float]:
-    """Failed per completed task per queue over FAILURE_WINDOW, as the burn-rate alerts read it
-    (recorded by alerts/recording.py; a queue that completed nothing has no ratio)."""
-    return prom.by_label(recorded(recording.failure_ratio(FAILURE_WINDOW), prom.app), "queue_name")
+def failure_ratios(
+    prom: Prometheus, *, per_app: bool = False
+) -> dict[tuple[str | None, str], float]:
+    """Failed per completed task per (app, queue) over FAILURE_WINDOW, as the burn-rate alerts
+    read it (recorded by alerts/recording.py; a queue that completed nothing has no ratio). The
+    app is None unless ``per_app``: then one app's failing queue is never shown as another's."""
+    labels = grouping("queue_name", per_app)
+    expr = recorded(recording.failure_ratio(FAILURE_WINDOW), prom.app, per_app)
+    return {
+        (row_app(key[0]) if per_app else None, key[-1]): value
+        for key, value in prom.by_labels(expr, labels).items()
+    }
 
 
 def depth_expr(points: BreakingPoints, app: str | None = None, per_app: bool = False) -> str:
@@ -222,7 +237,8 @@ def depth_expr(points: BreakingPoints, app: str | None = None, per_app: bool = F
 
 
 def memory_expr(points: BreakingPoints, app: str | None = None) -> str:
-    """Memory percent per worker, the largest copy across exporter replicas."""
+    """Memory percent per worker, the largest copy across exporter replicas. Keyed by worker
+    name only: a worker focused among several apps passes its own ``app``."""
     sel = exporter_selector(points, app)
     return f"max by (hostname) (fleetops_worker_memory_percent{{{sel}}})"
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from console import links
 from console.charts import LEVEL_RANK, badge, finite, latency_bands, signal_bands
-from console.metrics import QueueState, WorkerState, minutes_text
+from console.metrics import QueueState, WorkerState, minutes_text, row_app
 from console.sources.alertmanager import Alert
+from fleetops.apps import APP_LABEL
 from fleetops.breaking_points import BreakingPoints, Level
 
 # An alert's severity label as a level (conventions: critical pages, warning tickets; info is
@@ -62,7 +63,11 @@ def troubles(
     workers: Sequence[WorkerState],
     alerts: Sequence[Alert],
     points: BreakingPoints,
+    *,
+    per_app: bool = False,
 ) -> list[Trouble]:
+    """``per_app``: several apps are shown at once, so an alert's row names its own app and
+    links to it, as the queue and worker rows do (theirs come with the rows)."""
     found: list[Trouble] = []
     depth = signal_bands(points.queue_depth)
     latency = latency_bands(points)
@@ -117,10 +122,14 @@ def troubles(
         if alert.name in links.TASK_FAULT_ALERTS:
             # The alert counts tasks; the page lists them, worst first.
             where.append(links.markdown(links.TASK_FAULTS_TEXT, links.task_faults()))
+        # The label is outside text: it names an app only when it is an app name.
+        own = row_app(alert.labels.get(APP_LABEL) or "") if per_app else None
         if queue := alert.labels.get("queue_name"):
-            where.append(_queue_link(queue))
+            where.append(_queue_link(queue, own))
         if host := alert.labels.get("hostname"):
-            where.append(_worker_link(host))
+            where.append(_worker_link(host, own))
+        if own is not None and not (queue or host):
+            where.append(_of_app(own).strip())  # no link to carry it: say it
         found.append(
             Trouble(
                 level,

@@ -26,13 +26,13 @@ def read_prometheus() -> tuple[list[metrics.QueueState], list[metrics.WorkerStat
     return (
         metrics.queue_states(ctx.prometheus, points, per_app=ctx.per_app),
         metrics.worker_states(ctx.prometheus, points, per_app=ctx.per_app),
-        metrics.failure_ratios(ctx.prometheus),
+        metrics.failure_ratios(ctx.prometheus, per_app=ctx.per_app),
     )
 
 
 def in_trouble(queues: list, workers: list, alerts: list, complete: bool) -> None:
     st.subheader("In trouble, worst first")
-    found = trouble.troubles(queues, workers, alerts, points)
+    found = trouble.troubles(queues, workers, alerts, points, per_app=ctx.per_app)
     if found:
         # One block, not one element per line: 50 queues must not mean 50 elements to send.
         st.markdown("\n".join(t.markdown() for t in found))
@@ -42,7 +42,9 @@ def in_trouble(queues: list, workers: list, alerts: list, complete: bool) -> Non
         st.info("Nothing in trouble in the sources that answered (see the banner above).")
 
 
-def queue_charts(queues: list[metrics.QueueState], ratios: dict[str, float]) -> None:
+def queue_charts(
+    queues: list[metrics.QueueState], ratios: dict[tuple[str | None, str], float]
+) -> None:
     depth = charts.depth_frame(queues, points)
     st.subheader("Queue depth")
     if depth.empty:

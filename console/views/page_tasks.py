@@ -7,7 +7,7 @@ from html import escape
 import pandas as pd
 import streamlit as st
 
-from console import actions, links, ui
+from console import actions, apps, links, ui
 from console.sources import SourceDown, control, history
 from console.timeline import phases as timeline_phases
 
@@ -144,15 +144,16 @@ elif not task_id and url_task_id:
     del st.query_params[links.TASK_ID]
     st.session_state[APPLIED] = (url_filters, {})
 owner: str | None = None  # the app the task's row belongs to: the only one acting on it
+configured = ctx.apps.configured  # one app: its older rows (app "default") are its own
 if task_id:
     detail = ui.fetch(lambda: ctx.read_history(history.task_detail, task_id))
     if detail is None and ctx.app is not None:
         # A task id is one task across apps (the history's key): found under another app,
         # it is that app's task, and no other app's broker may retry or revoke it.
         other = ui.fetch(lambda: history.call(ctx.history, history.task_detail, task_id))
-        owner = None if other is None else (other.fields.get("app") or None)
+        owner = None if other is None else apps.task_owner(other.fields.get("app"), configured)
     elif detail is not None:
-        owner = detail.fields.get("app") or None
+        owner = apps.task_owner(detail.fields.get("app"), configured)
     if detail is None:
         st.info(f"No task {task_id} in the history (or the history is down).")
     else:

@@ -10,7 +10,7 @@ import streamlit as st
 
 from console import actions, charts, links, metrics, trouble, ui
 from console.sources import control
-from console.sources.prometheus import range_frame
+from console.sources.prometheus import Prometheus, range_frame
 
 ctx = ui.page("Workers")
 memory = ctx.points.worker_memory
@@ -85,8 +85,15 @@ def focus_name() -> str | None:
 
 
 def focus(w: metrics.WorkerState) -> None:
+    # A worker of a row of several apps reads and links its own app only (links.app_of).
+    with links.app_of(w.app):
+        focus_of_app(w, ctx.prometheus.for_app(w.app) if w.app else ctx.prometheus)
+
+
+def focus_of_app(w: metrics.WorkerState, prom: Prometheus) -> None:
     host = w.hostname
-    st.subheader(f"Worker {trouble.plain(host)}")
+    of_app = "" if w.app is None else f" of app {trouble.plain(w.app)}"
+    st.subheader(f"Worker {trouble.plain(host)}{of_app}")
     st.markdown(
         " · ".join(
             [
@@ -106,8 +113,8 @@ def focus(w: metrics.WorkerState) -> None:
     )
     history = ui.fetch(
         lambda: range_frame(
-            ctx.prometheus,
-            metrics.memory_expr(ctx.points, ctx.app),
+            prom,
+            metrics.memory_expr(ctx.points, prom.app),
             "hostname",
             seconds=3600,
             step=15,
@@ -123,7 +130,7 @@ def focus(w: metrics.WorkerState) -> None:
                 key="worker_focus_memory",
                 description=f"Memory of {host} over the last hour against the memory bands.",
             )
-    received = ui.fetch(lambda: metrics.received_by_queue_and_worker(ctx.prometheus, ctx.points))
+    received = ui.fetch(lambda: metrics.received_by_queue_and_worker(prom, ctx.points))
     if received is not None:
         queues = {q: by_host[host] for q, by_host in received.items() if host in by_host}
         st.markdown(f"**Queues it took tasks from in the last {metrics.RECENT_WINDOW}**")
@@ -149,13 +156,19 @@ memory_bands = charts.signal_bands(memory)
 workers = ui.fetch(lambda: metrics.worker_states(ctx.prometheus, ctx.points, per_app=ctx.per_app))
 if workers is not None:
     name = focus_name()
-    by_host = {w.hostname: w for w in workers}
     if name is not None:
-        if name in by_host:
-            focus(by_host[name])
-            st.divider()
-        else:
-            st.warning(f"No worker named {trouble.plain(name)} is known: showing every worker.")
+        # Several apps shown: a name several apps run is several workers; none is picked.
+        match metrics.workers_named(workers, name):
+            case [one]:
+                focus(one)
+                st.divider()
+            case []:
+                st.warning(f"No worker named {trouble.plain(name)} is known: showing every worker.")
+            case several:
+                st.warning(
+                    f"Apps {', '.join(trouble.plain(str(w.app)) for w in several)} each run a "
+                    f"worker named {trouble.plain(name)}: open one from its row to focus on it."
+                )
     bars = charts.memory_frame(workers, ctx.points)
     if not bars.empty:
         st.subheader("Memory")

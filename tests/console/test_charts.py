@@ -407,7 +407,9 @@ def test_latency_memory_and_failure_frames_convert_and_skip_hostile_values() -> 
     ]
     memory = charts.memory_frame([worker(f"w{i}", v) for i, v in enumerate(HOSTILE)], points)
     assert memory.empty and list(memory.columns) == charts.BAR_COLUMNS
-    failures = charts.failure_frame({"a": 0.5, "b": math.nan, "c": -1.0, "d": 0.0}, points)
+    failures = charts.failure_frame(
+        {(None, "a"): 0.5, (None, "b"): math.nan, (None, "c"): -1.0, (None, "d"): 0.0}, points
+    )
     assert failures.set_index("name")["value"].to_dict() == {"a": 50.0, "d": 0.0}
     assert failures.set_index("name").loc["a", "level"] == "breaking"
     # Empty frames still draw (an empty chart), never raise.

@@ -257,3 +257,75 @@ def test_trouble_names_each_apps_queue_and_worker_with_its_own_link() -> None:
     down = WorkerState("w@h", False, None, None, None, 0, 0, None, "b")
     [gone] = troubles([], [down], [], points)
     assert "/workers?worker=w%40h&app=b" in gone.what or "worker=w@h&app=b" in gone.what
+
+
+def test_failure_ratios_keep_each_apps_queue_apart() -> None:
+    """All apps: billing's 40 % failures on ``images`` is billing's bar, not a plain ``images``
+    pinned on the healthy app too."""
+    from console.charts import failure_frame
+    from console.metrics import failure_ratios
+
+    asked: list[str] = []
+
+    class Recording:
+        app: str | None = None
+
+        def by_labels(self, expr: str, labels: tuple) -> dict[tuple, float]:
+            asked.append(expr)
+            return {("billing", "images"): 0.4, ("shop", "images"): 0.0}
+
+    ratios = failure_ratios(Recording(), per_app=True)  # type: ignore[arg-type]
+    assert asked[0].startswith("max by (app, queue_name) ("), asked
+    frame = failure_frame(ratios, current())
+    worst = frame.iloc[0]
+    assert worst["name"] == "images @ billing" and "app=billing" in worst["link"], worst
+    assert "app=shop" in frame.iloc[1]["link"]
+
+
+def test_an_alerts_trouble_row_links_to_its_own_app() -> None:
+    """All apps: billing's alert on ``images`` names billing and opens billing's pages; a label
+    that is not an app name goes nowhere near a link."""
+    from console.sources.alertmanager import Alert
+    from console.trouble import troubles
+
+    def alert(app: str) -> Alert:
+        labels = {"app": app, "queue_name": "images", "hostname": "w@h"}
+        return Alert("CeleryQueueDepthWarning", "active", "warning", labels, "deep", "", [])
+
+    [row] = troubles([], [], [alert("billing")], current(), per_app=True)
+    assert "of app billing" in row.what and "/queues?queue=images&app=billing" in row.what
+    assert "app=billing" in row.what.split("worker", 1)[1], row.what
+    [hostile] = troubles([], [], [alert("no such](app)")], current(), per_app=True)
+    assert "app=" not in hostile.what and "of app" not in hostile.what, hostile.what
+    # One app shown: as before, the page's own app.
+    [one] = troubles([], [], [alert("billing")], current())
+    assert "app=" not in one.what and "of app" not in one.what, one.what
+
+
+def test_a_task_recorded_before_apps_belongs_to_the_one_configured_app() -> None:
+    """Rows recorded before the history had an ``app`` column read 'default': with one app named
+    'prod' they are prod's tasks (Retry/Revoke allowed); with several apps they stay 'default'."""
+    from console.apps import task_owner
+    from fleetops.apps import DEFAULT_APP, App
+
+    prod = [App("prod", "redis://x")]
+    assert task_owner(DEFAULT_APP, prod) == "prod"
+    assert task_owner("prod", prod) == "prod" and task_owner(None, prod) is None
+    assert task_owner("", prod) is None
+    several = [*prod, App("billing", "redis://y")]
+    assert task_owner(DEFAULT_APP, several) == DEFAULT_APP
+
+
+def test_a_worker_name_in_several_apps_is_not_focused_at_random() -> None:
+    """All apps: ``?worker=celery@x`` run by billing and shop names two workers, not one chosen
+    by dict order; the focused worker's memory history reads its own app only."""
+    from console.metrics import WorkerState, memory_expr, workers_named
+
+    def worker(app: str | None, host: str = "celery@x") -> WorkerState:
+        return WorkerState(host, True, 10.0, None, None, 0, 0, None, app)
+
+    both = [worker("billing"), worker("shop"), worker("shop", "celery@y")]
+    assert [w.app for w in workers_named(both, "celery@x")] == ["billing", "shop"]
+    assert workers_named([worker(None)], "celery@x") == [worker(None)]
+    assert workers_named(both, "celery@z") == []
+    assert 'app=~"shop|"' in memory_expr(current(), "shop")
