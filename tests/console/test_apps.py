@@ -309,6 +309,14 @@ def test_history_queries_get_the_app_or_refuse_it(console_env: Fleet) -> None:
         engine.dispose()
 
 
+def _failed_probe(task_id: str) -> list[dict]:
+    """A failed task of this module's own name, queue and exception: the shared fleet's history
+    keeps it, and later pages count the fleet's own failures (e.g. its ValueError row)."""
+    events = task_lifecycle(task_id, start=time.time() - 60, outcome="failed", **OWN_TASK)
+    events[-1]["exception"] = "RetryProbeError('failed on purpose by tests/console/test_apps')"
+    return events
+
+
 def test_a_task_is_retried_and_revoked_only_through_its_own_app(
     two_app_console: Fleet, billing: tuple[str, str]
 ) -> None:
@@ -319,12 +327,8 @@ def test_a_task_is_retried_and_revoked_only_through_its_own_app(
     engine = create_history_engine(fleet.history_url)
     billing_task, default_task = f"billing-{uuid.uuid4()}", f"default-{uuid.uuid4()}"
     try:
-        HistoryWriter(engine, default_app="billing").write(
-            task_lifecycle(billing_task, start=time.time() - 60, outcome="failed", **OWN_TASK)
-        )
-        HistoryWriter(engine, default_app="default").write(
-            task_lifecycle(default_task, start=time.time() - 60, outcome="failed", **OWN_TASK)
-        )
+        HistoryWriter(engine, default_app="billing").write(_failed_probe(billing_task))
+        HistoryWriter(engine, default_app="default").write(_failed_probe(default_task))
     finally:
         engine.dispose()
 
